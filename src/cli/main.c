@@ -1,0 +1,38 @@
+/* caramba: the command-line front end. Dispatches to one file per subcommand (src/cli/cmd_*.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const cb_command commands[] = {
+    {"version", cb_cmd_version, "print the version and the compiled-in backends"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: caramba COMMAND [ARGS...]\n\n"
+               "caramba: a substrate for transformer architecture research.\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'caramba COMMAND --help' for a command's options. Documentation: docs/cli.md\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("caramba 0.1.0\n");
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s' (see caramba --help)\n", argv[1]);
+    return 1;
+}

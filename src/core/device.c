@@ -1,0 +1,95 @@
+/* Device memory dispatch. CUDA entry points live in src/ops/cuda/ and exist only when the
+ * library is built with CARAMBA_CUDA. */
+#include "caramba/device.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#ifdef CARAMBA_CUDA
+void *cb_cuda_alloc(size_t bytes);
+void cb_cuda_free(void *p);
+cb_status cb_cuda_memset0(void *p, size_t bytes);
+cb_status cb_cuda_copy(int dst_is_dev, void *dst, int src_is_dev, const void *src, size_t bytes);
+int cb_cuda_available(void);
+#endif
+
+void *cb_device_alloc(cb_device dev, size_t bytes) {
+    if (bytes == 0) bytes = 64;
+    if (dev == CB_CPU) {
+        void *p = NULL;
+        size_t rounded = (bytes + 63) & ~(size_t)63;
+        if (rounded < bytes || posix_memalign(&p, 64, rounded) != 0) {
+            cb_fail(CB_ERR_NOMEM, "cannot allocate %zu bytes of host memory", bytes);
+            return NULL;
+        }
+        return p;
+    }
+#ifdef CARAMBA_CUDA
+    return cb_cuda_alloc(bytes);
+#else
+    cb_fail(CB_ERR_UNSUPPORTED, "this build has no CUDA backend (rebuild with CARAMBA_CUDA=ON)");
+    return NULL;
+#endif
+}
+
+void cb_device_free(cb_device dev, void *p) {
+    if (!p) return;
+    if (dev == CB_CPU) {
+        free(p);
+        return;
+    }
+#ifdef CARAMBA_CUDA
+    cb_cuda_free(p);
+#endif
+}
+
+cb_status cb_device_memset0(cb_device dev, void *p, size_t bytes) {
+    if (dev == CB_CPU) {
+        memset(p, 0, bytes);
+        return CB_OK;
+    }
+#ifdef CARAMBA_CUDA
+    return cb_cuda_memset0(p, bytes);
+#else
+    return cb_fail(CB_ERR_UNSUPPORTED, "this build has no CUDA backend");
+#endif
+}
+
+cb_status cb_device_copy(cb_device dst_dev, void *dst, cb_device src_dev, const void *src,
+                         size_t bytes) {
+    if (bytes == 0) return CB_OK;
+    if (dst_dev == CB_CPU && src_dev == CB_CPU) {
+        memmove(dst, src, bytes);
+        return CB_OK;
+    }
+#ifdef CARAMBA_CUDA
+    return cb_cuda_copy(dst_dev == CB_CUDA, dst, src_dev == CB_CUDA, src, bytes);
+#else
+    return cb_fail(CB_ERR_UNSUPPORTED, "this build has no CUDA backend");
+#endif
+}
+
+int cb_device_available(cb_device dev) {
+    if (dev == CB_CPU) return 1;
+#ifdef CARAMBA_CUDA
+    return cb_cuda_available();
+#else
+    return 0;
+#endif
+}
+
+const char *cb_device_name(cb_device dev) { return dev == CB_CUDA ? "cuda" : "cpu"; }
+
+cb_status cb_device_parse(const char *name, cb_device *out) {
+    if (strcasecmp(name, "cpu") == 0) {
+        *out = CB_CPU;
+        return CB_OK;
+    }
+    if (strcasecmp(name, "cuda") == 0 || strncasecmp(name, "cuda:", 5) == 0 ||
+        strcasecmp(name, "gpu") == 0) {
+        *out = CB_CUDA;
+        return CB_OK;
+    }
+    return cb_fail(CB_ERR_ARG, "unknown device '%s' (expected cpu or cuda)", name);
+}

@@ -33,7 +33,8 @@ typedef struct cb_tensor {
     int ndim;
     int64_t shape[CB_MAX_DIMS];
     void *data;
-    struct cb_tensor *grad; /* same shape, f32 (or the compute dtype), or NULL */
+    struct cb_tensor *grad; /* same shape, f32, or NULL */
+    struct cb_tensor *view_of; /* storage (and gradient) alias this tensor's, or NULL */
     unsigned flags;
 } cb_tensor;
 

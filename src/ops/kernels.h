@@ -1,6 +1,6 @@
 /* The backend seam: every compute kernel the op layer needs, as a table of function pointers.
  *
- * The op layer (src/ops/*.c) checks shapes, allocates outputs from the graph's arena, records
+ * The op layer (src/ops/ files) checks shapes, allocates outputs from the graph's arena, records
  * the autograd tape and then calls the kernel table of the tensors' device. A backend (cpu/, cuda/)
  * fills one cb_kernels table; nothing above the op layer knows which backend ran.
  *

@@ -1,0 +1,79 @@
+/* The autograd tape and per-step memory.
+ *
+ * A cb_graph owns everything a forward/backward step creates: activations and their gradients
+ * come from a device arena, tensor descriptors and tape nodes from a host arena. Ops record a
+ * node when grad is enabled and any input requires grad; cb_backward walks the tape once in
+ * reverse. cb_graph_reset() drops the tape and rewinds both arenas (parameters and their
+ * gradients are persistent and untouched). */
+#ifndef CARAMBA_GRAPH_H
+#define CARAMBA_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "caramba/arena.h"
+#include "caramba/status.h"
+#include "caramba/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cb_graph cb_graph;
+typedef struct cb_node cb_node;
+typedef cb_status (*cb_backward_fn)(cb_graph *g, cb_node *n);
+
+enum { CB_NODE_MAX_IN = 5, CB_NODE_MAX_AUX = 3 };
+
+struct cb_node {
+    const char *op;
+    cb_backward_fn backward;
+    cb_tensor *out;
+    cb_tensor *in[CB_NODE_MAX_IN];
+    cb_tensor *aux[CB_NODE_MAX_AUX]; /* saved tensors (rstd, lse, ...) */
+    float f[4];                      /* scalar attributes */
+    int64_t i[8];
+    void *extra; /* op-specific block (e.g. attention config), lives in the host arena */
+};
+
+struct cb_graph {
+    cb_device device;
+    cb_dtype act_dtype; /* dtype of activations created by ops (f32 on the CPU) */
+    cb_arena act;       /* device memory: activations, saved tensors, activation grads */
+    cb_arena host;      /* host memory: descriptors, nodes' extras */
+    cb_node *nodes;
+    int64_t n_nodes, cap_nodes;
+    bool grad_enabled;
+    bool training;         /* dropout active */
+    uint64_t seed;         /* dropout stream */
+    uint64_t rng_counter;  /* advances by the number of elements each dropout consumes */
+    const void *kernels;   /* const cb_kernels * of the device */
+};
+
+cb_status cb_graph_init(cb_graph *g, cb_device dev);
+void cb_graph_reset(cb_graph *g);
+void cb_graph_free(cb_graph *g);
+void cb_graph_set_grad(cb_graph *g, bool enabled);
+
+/* A new activation tensor (uninitialised) from the arena, or NULL with a message. */
+cb_tensor *cb_graph_tensor(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape);
+cb_tensor *cb_graph_zeros(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape);
+/* A descriptor aliasing existing storage (no copy). */
+cb_tensor *cb_graph_view(cb_graph *g, const cb_tensor *base, int ndim, const int64_t *shape);
+/* Wraps caller memory as a graph tensor (e.g. token ids). */
+cb_tensor *cb_graph_wrap(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape, void *data);
+
+/* Records a node; returns it so the op can fill in attributes, or NULL when nothing is
+ * recorded (grad off, or no input requires grad). Marks out as requiring grad when recorded. */
+cb_node *cb_graph_record(cb_graph *g, const char *op, cb_backward_fn bw, cb_tensor *out,
+                         cb_tensor *const *inputs, int n_inputs);
+/* The gradient buffer of t, allocated (zeroed) from the arena on first use. */
+cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t);
+
+/* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards. */
+cb_status cb_backward(cb_graph *g, cb_tensor *loss);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

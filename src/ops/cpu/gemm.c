@@ -1,0 +1,21 @@
+/* GEMM through OpenBLAS (cblas_sgemm), batched by looping over strided batches.
+ *   A [batch][M,K] (or [K,M] if transA), B [batch][K,N] (or [N,K] if transB), C [batch][M,N] */
+#include <cblas.h>
+
+#include "ops/cpu/cpu_kernels.h"
+
+cb_status cb_cpu_gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                      const cb_tensor *A, int64_t lda, int64_t strideA, const cb_tensor *B,
+                      int64_t ldb, int64_t strideB, float beta, cb_tensor *C, int64_t ldc,
+                      int64_t strideC, int64_t batch) {
+    if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
+        return cb_fail(CB_ERR_UNSUPPORTED, "gemm: dimension beyond 32-bit BLAS range");
+    const float *a = A->data, *b = B->data;
+    float *c = C->data;
+    for (int64_t i = 0; i < batch; i++)
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha,
+                    a + i * strideA, (int)lda, b + i * strideB, (int)ldb, beta, c + i * strideC,
+                    (int)ldc);
+    return CB_OK;
+}

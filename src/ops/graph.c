@@ -1,0 +1,129 @@
+/* Autograd tape and per-step arenas (see graph.h). */
+#include "caramba/graph.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "caramba/device.h"
+#include "ops/kernels.h"
+
+cb_status cb_graph_init(cb_graph *g, cb_device dev) {
+    memset(g, 0, sizeof *g);
+    const cb_kernels *k = cb_kernels_for(dev);
+    if (!k) return CB_ERR_UNSUPPORTED;
+    g->device = dev;
+    g->act_dtype = CB_F32;
+    g->kernels = k;
+    g->grad_enabled = true;
+    g->seed = 0x5eed;
+    cb_arena_init(&g->act, dev);
+    cb_arena_init(&g->host, CB_CPU);
+    return CB_OK;
+}
+
+void cb_graph_reset(cb_graph *g) {
+    g->n_nodes = 0;
+    cb_arena_reset(&g->act);
+    cb_arena_reset(&g->host);
+}
+
+void cb_graph_free(cb_graph *g) {
+    free(g->nodes);
+    cb_arena_free(&g->act);
+    cb_arena_free(&g->host);
+    memset(g, 0, sizeof *g);
+}
+
+void cb_graph_set_grad(cb_graph *g, bool enabled) { g->grad_enabled = enabled; }
+
+static cb_tensor *new_desc(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape, void *data) {
+    cb_tensor *t = cb_arena_alloc(&g->host, sizeof *t);
+    if (!t) return NULL;
+    if (cb_tensor_init(t, dt, g->device, ndim, shape, data) != CB_OK) return NULL;
+    return t;
+}
+
+cb_tensor *cb_graph_tensor(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape) {
+    cb_tensor *t = new_desc(g, dt, ndim, shape, NULL);
+    if (!t) return NULL;
+    t->data = cb_arena_alloc(&g->act, cb_tensor_nbytes(t));
+    return t->data ? t : NULL;
+}
+
+cb_tensor *cb_graph_zeros(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape) {
+    cb_tensor *t = new_desc(g, dt, ndim, shape, NULL);
+    if (!t) return NULL;
+    t->data = cb_arena_calloc(&g->act, cb_tensor_nbytes(t));
+    return t->data ? t : NULL;
+}
+
+cb_tensor *cb_graph_view(cb_graph *g, const cb_tensor *base, int ndim, const int64_t *shape) {
+    cb_tensor *t = new_desc(g, base->dtype, ndim, shape, base->data);
+    if (!t) return NULL;
+    t->device = base->device;
+    t->view_of = (cb_tensor *)base;
+    return t;
+}
+
+cb_tensor *cb_graph_wrap(cb_graph *g, cb_dtype dt, int ndim, const int64_t *shape, void *data) {
+    return new_desc(g, dt, ndim, shape, data);
+}
+
+cb_node *cb_graph_record(cb_graph *g, const char *op, cb_backward_fn bw, cb_tensor *out,
+                         cb_tensor *const *inputs, int n_inputs) {
+    if (!g->grad_enabled) return NULL;
+    bool any = false;
+    for (int i = 0; i < n_inputs; i++) any |= cb_tensor_requires_grad(inputs[i]);
+    if (!any) return NULL;
+    if (g->n_nodes == g->cap_nodes) {
+        int64_t cap = g->cap_nodes ? 2 * g->cap_nodes : 256;
+        cb_node *nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) {
+            cb_fail(CB_ERR_NOMEM, "autograd tape: cannot grow to %lld nodes", (long long)cap);
+            return NULL;
+        }
+        g->nodes = nn;
+        g->cap_nodes = cap;
+    }
+    cb_node *n = &g->nodes[g->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = bw;
+    n->out = out;
+    for (int i = 0; i < n_inputs && i < CB_NODE_MAX_IN; i++) n->in[i] = inputs[i];
+    out->flags |= CB_TENSOR_REQUIRES_GRAD;
+    return n;
+}
+
+cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t) {
+    if (!t || !cb_tensor_requires_grad(t)) return NULL;
+    if (t->grad) return t->grad;
+    if (t->view_of && cb_tensor_requires_grad(t->view_of)) {
+        /* A view's gradient aliases its base's: accumulating into one accumulates into both. */
+        cb_tensor *bg = cb_graph_grad(g, t->view_of);
+        if (!bg) return NULL;
+        t->grad = cb_graph_view(g, bg, t->ndim, t->shape);
+        return t->grad;
+    }
+    t->grad = cb_graph_zeros(g, CB_F32, t->ndim, t->shape);
+    return t->grad;
+}
+
+cb_status cb_backward(cb_graph *g, cb_tensor *loss) {
+    if (!loss) return cb_fail(CB_ERR_ARG, "backward: no loss tensor");
+    if (cb_tensor_numel(loss) != 1)
+        return cb_fail(CB_ERR_SHAPE, "backward: loss must have one element");
+    if (!cb_tensor_requires_grad(loss))
+        return cb_fail(CB_ERR_ARG, "backward: the loss does not depend on any parameter");
+    cb_tensor *dl = cb_graph_grad(g, loss);
+    if (!dl) return CB_ERR_NOMEM;
+    float one = 1.0f;
+    CB_TRY(cb_device_copy(dl->device, dl->data, CB_CPU, &one, sizeof one));
+    for (int64_t i = g->n_nodes - 1; i >= 0; i--) {
+        cb_node *n = &g->nodes[i];
+        if (!n->out->grad) continue; /* nothing downstream needed this output */
+        cb_status st = n->backward(g, n);
+        if (st != CB_OK) return cb_fail_context(st, "backward of %s", n->op);
+    }
+    return CB_OK;
+}

@@ -1,0 +1,34 @@
+/* Helpers shared by the op implementations (private to src/ops). */
+#ifndef CARAMBA_OPS_OP_UTIL_H
+#define CARAMBA_OPS_OP_UTIL_H
+
+#include <stdio.h>
+
+#include "caramba/graph.h"
+#include "caramba/ops.h"
+#include "ops/kernels.h"
+
+static inline const cb_kernels *cb_k(const cb_graph *g) { return (const cb_kernels *)g->kernels; }
+
+/* Sets the message and returns NULL (ops return tensors). */
+cb_tensor *cb_op_fail(cb_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Ops accept float tensors of the graph's device; the CPU backend computes in f32 only. */
+bool cb_op_check_float(const cb_graph *g, const char *op, const cb_tensor *t, const char *what);
+
+/* Runs a kernel call; on failure turns the status into a NULL return with context. */
+#define CB_OP_KERNEL(op, call)                                                                     \
+    do {                                                                                           \
+        cb_status op_st_ = (call);                                                                 \
+        if (op_st_ != CB_OK) {                                                                     \
+            cb_fail_context(op_st_, "%s", op);                                                     \
+            return NULL;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* Gradient buffer of an input, or NULL when it needs none. */
+static inline cb_tensor *cb_need_grad(cb_graph *g, cb_tensor *t) {
+    return cb_tensor_requires_grad(t) ? cb_graph_grad(g, t) : NULL;
+}
+
+#endif

@@ -23,7 +23,8 @@ typedef struct cb_st_entry {
     cb_dtype dtype; /* F32, BF16, F16, I32, I64, U16, U32, U8 are supported */
     int ndim;
     int64_t shape[CB_MAX_DIMS];
-    const void *data; /* points into the mapping */
+    const void *data; /* points into the mapping; aligned to the element size only when the
+                       * writer aligned it (caramba's writer and Hugging Face's do) */
     size_t nbytes;
 } cb_st_entry;
 
@@ -40,7 +41,11 @@ cb_status cb_safetensors_open(cb_safetensors **out, const char *path);
 /* Parses an in-memory image (used by the fuzzer); the buffer must outlive the result. */
 cb_status cb_safetensors_parse(cb_safetensors **out, const void *buf, size_t size,
                                const char *name_for_errors);
+/* Entries are sorted by name; lookup is a binary search. NULL (no error set) when absent. */
 const cb_st_entry *cb_safetensors_find(const cb_safetensors *st, const char *name);
+/* Copies the "__metadata__" value of key into out (NUL-terminated); CB_ERR_NOTFOUND if absent. */
+cb_status cb_safetensors_metadata_get(const cb_safetensors *st, const char *key, char *out,
+                                      size_t n);
 void cb_safetensors_close(cb_safetensors *st);
 
 typedef struct cb_named_tensor {

@@ -182,10 +182,14 @@ static cb_status parse_rope(const char *file, const cJSON *root, cb_llama_config
         }
     }
     double theta;
+    char theta_key[96] = "rope_theta";
     CB_TRY(get_num(file, root, NULL, "rope_theta", 0, 10000.0, 1, &theta));
-    if (rp) CB_TRY(get_num(file, rp, where, "rope_theta", 0, theta, 1, &theta));
+    if (rp && member(rp, "rope_theta")) {
+        CB_TRY(get_num(file, rp, where, "rope_theta", 1, 0, 1, &theta));
+        keypath(theta_key, sizeof theta_key, where, "rope_theta");
+    }
     if (theta > FLT_MAX)
-        return cb_fail(CB_ERR_FORMAT, "%s: key 'rope_theta': %g does not fit in float32", file,
+        return cb_fail(CB_ERR_FORMAT, "%s: key '%s': %g does not fit in float32", file, theta_key,
                        theta);
     cfg->rope_theta = theta;
     cfg->rope.theta = (float)theta;

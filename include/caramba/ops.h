@@ -48,12 +48,26 @@ typedef struct cb_rope_table {
 /* Half-split RoPE on every head of x [B, T, H*hd]; token t sits at position pos0 + t. */
 cb_tensor *cb_rope(cb_graph *g, cb_tensor *x, int n_heads, const cb_rope_table *tab, int64_t pos0);
 
+/* Attention geometry and masking, shared by the op and every backend's kernel. */
+typedef struct cb_attn_cfg {
+    int n_heads;    /* H query heads */
+    int n_kv_heads; /* Hkv; query head h reads kv head h / (H / Hkv) */
+    int head_dim;   /* q/k head size */
+    int v_head_dim; /* value head size */
+    float scale;    /* usually 1/sqrt(head_dim) */
+    bool causal;
+    int window;     /* > 0: key j allowed only when j > qpos - window (sliding window) */
+    int64_t q_pos0; /* absolute position of query 0; keys sit at positions 0..S-1 */
+    /* Decoupled (DBA) second score term: S += scale2 * <q2_i, k2_j>. Zero when unused. */
+    int head_dim2;
+    float scale2;
+} cb_attn_cfg;
+
 /* Fused causal attention (flash-style online softmax, GQA).
  * q [B, T, H*hd], k [B, S, Hkv*hd], v [B, S, Hkv*hdv] -> [B, T, H*hdv].
  * cfg->q_pos0 places the queries (keys sit at 0..S-1). q2/k2: decoupled second term or NULL. */
-struct cb_attn_cfg;
 cb_tensor *cb_attention(cb_graph *g, cb_tensor *q, cb_tensor *k, cb_tensor *v, cb_tensor *q2,
-                        cb_tensor *k2, const struct cb_attn_cfg *cfg);
+                        cb_tensor *k2, const cb_attn_cfg *cfg);
 
 cb_tensor *cb_softmax(cb_graph *g, cb_tensor *x);
 /* Mean cross-entropy over rows of logits [N, V] (or [B, T, V]) against targets [N] (or [B, T]),

@@ -6,6 +6,8 @@
 
 static const cb_command commands[] = {
     {"version", cb_cmd_version, "print the version and the compiled-in backends"},
+    {"logits", cb_cmd_logits, "run a model forward on token ids and write the logits (.npy)"},
+    {"grads", cb_cmd_grads, "next-token cross-entropy gradients of every parameter (.safetensors)"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -21,21 +21,9 @@
 #include <stdint.h>
 
 #include "caramba/status.h"
+#include "caramba/ops.h"
 #include "caramba/tensor.h"
 
-typedef struct cb_attn_cfg {
-    int n_heads;    /* H query heads */
-    int n_kv_heads; /* Hkv; query head h reads kv head h / (H / Hkv) */
-    int head_dim;   /* q/k head size */
-    int v_head_dim; /* value head size */
-    float scale;    /* usually 1/sqrt(head_dim) */
-    bool causal;
-    int window;     /* > 0: key j allowed only when j > qpos - window (sliding window) */
-    int64_t q_pos0; /* absolute position of query 0; keys sit at positions 0..S-1 */
-    /* Decoupled (DBA) second score term: S += scale2 * <q2_i, k2_j>. Zero when unused. */
-    int head_dim2;
-    float scale2;
-} cb_attn_cfg;
 
 typedef struct cb_kernels {
     const char *name;

@@ -88,8 +88,10 @@ static cb_status parse_json(cJSON *j, cb_llama_config *c) {
 }
 
 static void set(cJSON *j, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(j, key)) cJSON_ReplaceItemInObjectCaseSensitive(j, key, v);
-    else cJSON_AddItemToObject(j, key, v);
+    if (cJSON_GetObjectItemCaseSensitive(j, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(j, key, v);
+    else
+        cJSON_AddItemToObject(j, key, v);
 }
 
 /* transformers 5 layout: rope_parameters carries rope_type and rope_theta. */
@@ -147,7 +149,8 @@ static void test_rope_parameters_layout(void **state) {
     const char *per_layer =
         "{\"vocab_size\": 100, \"hidden_size\": 64, \"intermediate_size\": 96,"
         " \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"head_dim\": 32,"
-        " \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"llama3\", \"rope_theta\": 5e5,"
+        " \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"llama3\", \"rope_theta\": "
+        "5e5,"
         "   \"factor\": 8, \"low_freq_factor\": 1, \"high_freq_factor\": 4,"
         "   \"original_max_position_embeddings\": 8192}}}";
     assert_int_equal(cb_llama_config_parse(per_layer, strlen(per_layer), "config.json", &c), CB_OK);
@@ -214,15 +217,18 @@ static void test_bad_values(void **state) {
     static const bad_case cases[] = {
         {"num_attention_heads", "-1", CB_ERR_FORMAT, "config.json: key 'num_attention_heads': "},
         {"num_attention_heads", "0", CB_ERR_FORMAT, "key 'num_attention_heads'"},
-        {"num_attention_heads", "\"4\"", CB_ERR_FORMAT, "key 'num_attention_heads': expected an integer, got a string"},
+        {"num_attention_heads", "\"4\"", CB_ERR_FORMAT,
+         "key 'num_attention_heads': expected an integer, got a string"},
         {"num_attention_heads", "4.5", CB_ERR_FORMAT, "key 'num_attention_heads'"},
         {"num_attention_heads", NULL, CB_ERR_FORMAT, "key 'num_attention_heads': missing"},
         {"vocab_size", NULL, CB_ERR_FORMAT, "key 'vocab_size': missing"},
         {"vocab_size", "1e20", CB_ERR_FORMAT, "key 'vocab_size'"},
-        {"hidden_size", "true", CB_ERR_FORMAT, "key 'hidden_size': expected an integer, got a boolean"},
+        {"hidden_size", "true", CB_ERR_FORMAT,
+         "key 'hidden_size': expected an integer, got a boolean"},
         {"intermediate_size", "[176]", CB_ERR_FORMAT, "key 'intermediate_size'"},
         {"num_hidden_layers", "0", CB_ERR_FORMAT, "key 'num_hidden_layers'"},
-        {"num_key_value_heads", "3", CB_ERR_FORMAT, "key 'num_key_value_heads': num_attention_heads (4) is not a multiple"},
+        {"num_key_value_heads", "3", CB_ERR_FORMAT,
+         "key 'num_key_value_heads': num_attention_heads (4) is not a multiple"},
         {"num_key_value_heads", "8", CB_ERR_FORMAT, "key 'num_key_value_heads'"},
         {"head_dim", "15", CB_ERR_FORMAT, "key 'head_dim': 15 must be even"},
         {"head_dim", "-16", CB_ERR_FORMAT, "key 'head_dim'"},
@@ -237,7 +243,8 @@ static void test_bad_values(void **state) {
         {"eos_token_id", "[2, \"x\"]", CB_ERR_FORMAT, "key 'eos_token_id[1]'"},
         {"eos_token_id", "-2", CB_ERR_FORMAT, "key 'eos_token_id'"},
         {"eos_token_id", "{}", CB_ERR_FORMAT, "key 'eos_token_id'"},
-        {"eos_token_id", "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]", CB_ERR_FORMAT, "key 'eos_token_id'"},
+        {"eos_token_id", "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]", CB_ERR_FORMAT,
+         "key 'eos_token_id'"},
         {"bos_token_id", "1.5", CB_ERR_FORMAT, "key 'bos_token_id'"},
         {"rope_theta", "0", CB_ERR_FORMAT, "key 'rope_theta'"},
         {"rope_scaling", "{\"rope_type\": \"default\", \"rope_theta\": 1e300}", CB_ERR_FORMAT,
@@ -248,28 +255,35 @@ static void test_bad_values(void **state) {
          "unsupported rope_scaling type 'dynamic'"},
         {"rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 2.0}", CB_ERR_UNSUPPORTED,
          "unsupported rope_scaling type 'yarn'"},
-        {"rope_scaling", "{\"factor\": 2.0}", CB_ERR_FORMAT, "key 'rope_scaling.rope_type': missing"},
+        {"rope_scaling", "{\"factor\": 2.0}", CB_ERR_FORMAT,
+         "key 'rope_scaling.rope_type': missing"},
         {"rope_scaling", "[1]", CB_ERR_FORMAT, "key 'rope_scaling': expected an object"},
-        {"rope_scaling", "{\"rope_type\": \"llama3\", \"low_freq_factor\": 1, \"high_freq_factor\": 4,"
-                         " \"original_max_position_embeddings\": 64}",
+        {"rope_scaling",
+         "{\"rope_type\": \"llama3\", \"low_freq_factor\": 1, \"high_freq_factor\": 4,"
+         " \"original_max_position_embeddings\": 64}",
          CB_ERR_FORMAT, "key 'rope_scaling.factor': missing"},
-        {"rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 4,"
-                         " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}",
+        {"rope_scaling",
+         "{\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 4,"
+         " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}",
          CB_ERR_FORMAT, "key 'rope_scaling.high_freq_factor'"},
-        {"rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": -8, \"low_freq_factor\": 1,"
-                         " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}",
+        {"rope_scaling",
+         "{\"rope_type\": \"llama3\", \"factor\": -8, \"low_freq_factor\": 1,"
+         " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}",
          CB_ERR_FORMAT, "key 'rope_scaling.factor'"},
-        {"rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 1,"
-                         " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 6.5}",
+        {"rope_scaling",
+         "{\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 1,"
+         " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 6.5}",
          CB_ERR_FORMAT, "key 'rope_scaling.original_max_position_embeddings'"},
-        {"rope_parameters", "{\"rope_type\": \"longrope\", \"rope_theta\": 1e4}", CB_ERR_UNSUPPORTED,
+        {"rope_parameters", "{\"rope_type\": \"longrope\", \"rope_theta\": 1e4}",
+         CB_ERR_UNSUPPORTED,
          "key 'rope_parameters.rope_type': unsupported rope_scaling type 'longrope'"},
         {"rope_parameters", "{\"rope_type\": \"llama3\", \"rope_theta\": -5}", CB_ERR_FORMAT,
          "key 'rope_parameters.rope_theta'"},
         {"partial_rotary_factor", "0.1", CB_ERR_FORMAT, "key 'partial_rotary_factor'"},
         {"partial_rotary_factor", "2", CB_ERR_FORMAT, "key 'partial_rotary_factor'"},
         {"torch_dtype", "5", CB_ERR_FORMAT, "key 'torch_dtype'"},
-        {"model_type", "\"an extremely long model type name that overflows\"", CB_ERR_FORMAT, "key 'model_type'"},
+        {"model_type", "\"an extremely long model type name that overflows\"", CB_ERR_FORMAT,
+         "key 'model_type'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *j = fixture_json();
@@ -427,8 +441,14 @@ static void test_hf_resolve(void **state) {
     assert_int_equal(cb_hf_resolve("hf://tiny-org/nosnap", out, sizeof out), CB_ERR_NOTFOUND);
     assert_msg_has("no snapshot");
     /* malformed references */
-    const char *bad[] = {"hf://", "hf://onlyorg", "hf://org/", "hf:///name", "hf://org/../x",
-                         "hf://or g/name", "hf://org/name/../../etc/passwd", "hf://../x/y",
+    const char *bad[] = {"hf://",
+                         "hf://onlyorg",
+                         "hf://org/",
+                         "hf:///name",
+                         "hf://org/../x",
+                         "hf://or g/name",
+                         "hf://org/name/../../etc/passwd",
+                         "hf://../x/y",
                          "hf://org/.."};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cb_status st = cb_hf_resolve(bad[i], out, sizeof out);
@@ -555,9 +575,9 @@ static void test_rope_inv_freq(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_config),  cmocka_unit_test(test_rope_parameters_layout),
-        cmocka_unit_test(test_variants),        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_hf_resolve),      cmocka_unit_test(test_rope_inv_freq),
+        cmocka_unit_test(test_fixture_config), cmocka_unit_test(test_rope_parameters_layout),
+        cmocka_unit_test(test_variants),       cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_hf_resolve),     cmocka_unit_test(test_rope_inv_freq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -221,9 +221,11 @@ static void test_roundtrip(void **state) {
     assert_int_equal(cb_tensor_init(&t[9], CB_F32, CB_CPU, 2, s04, NULL), CB_OK);
     /* u8 first in the list: the writer still aligns every tensor */
     const cb_named_tensor named[10] = {
-        {"bytes", &t[5]},    {"w.f32", &t[0]},       {"w.bf16", &t[1]}, {"w.f16", &t[2]},
-        {"ids.i32", &t[3]},  {"ids.i64", &t[4]},     {"u16", &t[6]},    {"u32", &t[7]},
-        {"scalar", &t[8]},   {"empty \"quoted\"\\", &t[9]},
+        {"bytes", &t[5]},   {"w.f32", &t[0]},
+        {"w.bf16", &t[1]},  {"w.f16", &t[2]},
+        {"ids.i32", &t[3]}, {"ids.i64", &t[4]},
+        {"u16", &t[6]},     {"u32", &t[7]},
+        {"scalar", &t[8]},  {"empty \"quoted\"\\", &t[9]},
     };
     const char *meta[] = {"step", "12", "note", "tab\there \"q\" \\ \x01", NULL};
     assert_int_equal(cb_safetensors_write(path, named, 10, meta), CB_OK);
@@ -258,16 +260,17 @@ static void test_roundtrip(void **state) {
     /* an independent JSON parser agrees on the header (skipped without python3) */
     char out[4096];
     if (tu_run(NULL, 0, "python3 -c 'pass'") == 0) {
-        int rc = tu_run(out, sizeof out,
-                        "python3 -c 'import json,struct,sys; b=open(sys.argv[1],\"rb\").read(); "
-                        "n=struct.unpack(\"<Q\",b[:8])[0]; h=json.loads(b[8:8+n]); "
-                        "assert n%%8==0; assert h[\"__metadata__\"][\"step\"]==\"12\"; "
-                        "e=h[\"w.f16\"]; assert e[\"dtype\"]==\"F16\" and e[\"shape\"]==[3,1,2]; "
-                        "assert h[\"scalar\"][\"shape\"]==[]; "
-                        "assert h[\"empty \\\"quoted\\\"\\\\\"][\"shape\"]==[0,4]; "
-                        "end=max(v[\"data_offsets\"][1] for k,v in h.items() if k!=\"__metadata__\"); "
-                        "assert 8+n+end==len(b); print(\"ok\")' '%s'",
-                        path);
+        int rc =
+            tu_run(out, sizeof out,
+                   "python3 -c 'import json,struct,sys; b=open(sys.argv[1],\"rb\").read(); "
+                   "n=struct.unpack(\"<Q\",b[:8])[0]; h=json.loads(b[8:8+n]); "
+                   "assert n%%8==0; assert h[\"__metadata__\"][\"step\"]==\"12\"; "
+                   "e=h[\"w.f16\"]; assert e[\"dtype\"]==\"F16\" and e[\"shape\"]==[3,1,2]; "
+                   "assert h[\"scalar\"][\"shape\"]==[]; "
+                   "assert h[\"empty \\\"quoted\\\"\\\\\"][\"shape\"]==[0,4]; "
+                   "end=max(v[\"data_offsets\"][1] for k,v in h.items() if k!=\"__metadata__\"); "
+                   "assert 8+n+end==len(b); print(\"ok\")' '%s'",
+                   path);
         if (rc != 0) fprintf(stderr, "%s\n", out);
         assert_int_equal(rc, 0);
     }
@@ -524,7 +527,8 @@ static void test_malformed(void **state) {
     expect_bad("{}{}", 0, CB_ERR_FORMAT, "trailing garbage");
     expect_bad("{\"a\": 5}", 0, CB_ERR_FORMAT, "'a'");
     expect_bad("{\"a\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, CB_ERR_FORMAT, "dtype");
-    expect_bad("{\"a\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4, CB_ERR_FORMAT, "shape");
+    expect_bad("{\"a\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4, CB_ERR_FORMAT,
+               "shape");
     expect_bad("{\"a\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4, CB_ERR_FORMAT, "data_offsets");
     expect_bad("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4, 8]}}", 8,
                CB_ERR_FORMAT, "data_offsets");
@@ -572,8 +576,9 @@ static void test_malformed(void **state) {
                CB_ERR_FORMAT, "5 trailing bytes after the last tensor");
     expect_bad("{}", 3, CB_ERR_FORMAT, "trailing bytes");
     /* shapes */
-    expect_bad("{\"r5\": {\"dtype\": \"U8\", \"shape\": [1, 1, 1, 1, 1], \"data_offsets\": [0, 1]}}",
-               1, CB_ERR_UNSUPPORTED, "tensor 'r5': rank 5");
+    expect_bad(
+        "{\"r5\": {\"dtype\": \"U8\", \"shape\": [1, 1, 1, 1, 1], \"data_offsets\": [0, 1]}}", 1,
+        CB_ERR_UNSUPPORTED, "tensor 'r5': rank 5");
     expect_bad("{\"w\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4,
                CB_ERR_FORMAT, "tensor 'w': dimension 0 is -1");
     expect_bad("{\"w\": {\"dtype\": \"F32\", \"shape\": [2.5], \"data_offsets\": [0, 4]}}", 4,
@@ -700,8 +705,8 @@ static void test_mutations(void **state) {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             size_t at = (size_t)(rng % 2144);
-            static const unsigned char pool[] = {'"', '{', '}', '[', ']', ',', ':', '0', '9', '-',
-                                                 '.', 'e', ' ', 0, 0xff, 'F', '1', '6'};
+            static const unsigned char pool[] = {'"', '{', '}', '[', ']', ',',  ':', '0', '9',
+                                                 '-', '.', 'e', ' ', 0,   0xff, 'F', '1', '6'};
             m[at] = (it & 1) ? pool[(rng >> 32) % sizeof pool] : (unsigned char)(rng >> 40);
         }
         if (cb_safetensors_parse(&st, m, size, "mut") == CB_OK) {
@@ -756,10 +761,10 @@ static void test_unaligned(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_read),    cmocka_unit_test(test_fixture_checkpoint),
-        cmocka_unit_test(test_roundtrip),       cmocka_unit_test(test_sharded),
-        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_malformed_files),
-        cmocka_unit_test(test_mutations),       cmocka_unit_test(test_unaligned),
+        cmocka_unit_test(test_fixture_read), cmocka_unit_test(test_fixture_checkpoint),
+        cmocka_unit_test(test_roundtrip),    cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_malformed),    cmocka_unit_test(test_malformed_files),
+        cmocka_unit_test(test_mutations),    cmocka_unit_test(test_unaligned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

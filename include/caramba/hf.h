@@ -26,23 +26,23 @@ typedef struct cb_llama_config {
     int64_t intermediate_size;
     int num_hidden_layers;
     int num_attention_heads;
-    int num_key_value_heads;        /* default: num_attention_heads */
-    int head_dim;                   /* default: hidden_size / num_attention_heads */
-    int rope_dim;                   /* rotary width: head_dim * partial_rotary_factor (default 1) */
+    int num_key_value_heads; /* default: num_attention_heads */
+    int head_dim;            /* default: hidden_size / num_attention_heads */
+    int rope_dim;            /* rotary width: head_dim * partial_rotary_factor (default 1) */
     int64_t max_position_embeddings; /* default 2048 */
-    double rms_norm_eps;            /* default 1e-6 */
-    double rope_theta;              /* as written (default 10000); rope.theta is its float32 */
-    cb_rope_params rope;            /* type CB_ROPE_DEFAULT or CB_ROPE_LLAMA3 */
-    bool tie_word_embeddings;       /* default false */
-    bool attention_bias;            /* default false */
-    bool mlp_bias;                  /* default false */
-    int64_t bos_token_id;           /* -1 when null (absent: 1, as transformers) */
-    int64_t eos_token_id;           /* first eos id, -1 when none (absent: 2) */
-    int n_eos_token_ids;            /* eos_token_id may be a list: all of them */
+    double rms_norm_eps;             /* default 1e-6 */
+    double rope_theta;               /* as written (default 10000); rope.theta is its float32 */
+    cb_rope_params rope;             /* type CB_ROPE_DEFAULT or CB_ROPE_LLAMA3 */
+    bool tie_word_embeddings;        /* default false */
+    bool attention_bias;             /* default false */
+    bool mlp_bias;                   /* default false */
+    int64_t bos_token_id;            /* -1 when null (absent: 1, as transformers) */
+    int64_t eos_token_id;            /* first eos id, -1 when none (absent: 2) */
+    int n_eos_token_ids;             /* eos_token_id may be a list: all of them */
     int64_t eos_token_ids[CB_LLAMA_MAX_EOS];
-    char hidden_act[16];            /* always "silu" after a successful load */
-    char dtype[16];                 /* "torch_dtype" or "dtype" ("float32", "bfloat16", ...); "" if absent */
-    char model_type[32];            /* "" if absent */
+    char hidden_act[16]; /* always "silu" after a successful load */
+    char dtype[16];      /* "torch_dtype" or "dtype" ("float32", "bfloat16", ...); "" if absent */
+    char model_type[32]; /* "" if absent */
 } cb_llama_config;
 
 /* path: a config.json file, a directory holding config.json, or hf://org/name. */

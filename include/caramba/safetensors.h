@@ -65,8 +65,7 @@ typedef struct cb_checkpoint cb_checkpoint;
 cb_status cb_checkpoint_open(cb_checkpoint **out, const char *path);
 void cb_checkpoint_close(cb_checkpoint *ck);
 /* Finds a tensor; returns NULL (no error set) when absent. *file receives the shard's path. */
-const cb_st_entry *cb_checkpoint_find(const cb_checkpoint *ck, const char *name,
-                                      const char **file);
+const cb_st_entry *cb_checkpoint_find(const cb_checkpoint *ck, const char *name, const char **file);
 /* Loads tensor `name` into dst (shape must match exactly; dtype converted to dst's dtype; dst may
  * live on any device). Errors name the file and tensor, and print both shapes on a mismatch. */
 cb_status cb_checkpoint_load(const cb_checkpoint *ck, const char *name, cb_tensor *dst);

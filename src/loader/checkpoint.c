@@ -152,8 +152,10 @@ static cb_status ck_open_index(cb_checkpoint *ck, const char *index_path) {
         goto out;
     }
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else strcpy(dir, ".");
+    if (slash)
+        *slash = 0;
+    else
+        strcpy(dir, ".");
     for (int i = 0; i < k && s == CB_OK; i++) {
         if (i && strcmp(names[i], names[i - 1]) == 0) continue;
         char *file = join_path(dir, names[i]);
@@ -164,7 +166,8 @@ static cb_status ck_open_index(cb_checkpoint *ck, const char *index_path) {
         if (!cb_file_exists(file))
             s = cb_fail(CB_ERR_NOTFOUND, "%s: shard '%s' named in weight_map does not exist (%s)",
                         index_path, names[i], file);
-        else s = ck_add_shard(ck, file);
+        else
+            s = ck_add_shard(ck, file);
         free(file);
     }
     if (s == CB_OK) s = ck_build_index(ck);
@@ -250,7 +253,9 @@ const cb_st_entry *cb_checkpoint_find(const cb_checkpoint *ck, const char *name,
     return it->e;
 }
 
-int cb_checkpoint_count(const cb_checkpoint *ck) { return ck ? ck->n_items : 0; }
+int cb_checkpoint_count(const cb_checkpoint *ck) {
+    return ck ? ck->n_items : 0;
+}
 
 const char *cb_checkpoint_name(const cb_checkpoint *ck, int i) {
     if (!ck || i < 0 || i >= ck->n_items) return NULL;
@@ -269,8 +274,9 @@ cb_status cb_checkpoint_load(const cb_checkpoint *ck, const char *name, cb_tenso
                        cb_shape_str(dst, want, sizeof want));
     int sf = cb_dtype_is_float(e->dtype), df = cb_dtype_is_float(dst->dtype);
     if (sf != df || cb_dtype_block(dst->dtype) != 1)
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s: tensor '%s' is %s and cannot be loaded into a %s "
-                                           "tensor",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "%s: tensor '%s' is %s and cannot be loaded into a %s "
+                       "tensor",
                        file, name, cb_dtype_name(e->dtype), cb_dtype_name(dst->dtype));
     if (!dst->data && e->nbytes)
         return cb_fail(CB_ERR_ARG, "%s: tensor '%s': destination has no storage", file, name);

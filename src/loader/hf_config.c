@@ -34,8 +34,10 @@ static const cJSON *member(const cJSON *obj, const char *key) {
 }
 
 static void keypath(char *buf, size_t n, const char *prefix, const char *key) {
-    if (prefix && prefix[0]) snprintf(buf, n, "%s.%s", prefix, key);
-    else snprintf(buf, n, "%s", key);
+    if (prefix && prefix[0])
+        snprintf(buf, n, "%s.%s", prefix, key);
+    else
+        snprintf(buf, n, "%s", key);
 }
 
 static cb_status get_int(const char *file, const cJSON *obj, const char *prefix, const char *key,
@@ -53,8 +55,9 @@ static cb_status get_int(const char *file, const cJSON *obj, const char *prefix,
                        jtype(v));
     double d = v->valuedouble;
     if (!isfinite(d) || floor(d) != d || d < (double)lo || d > (double)hi)
-        return cb_fail(CB_ERR_FORMAT, "%s: key '%s': expected an integer in [%lld, %lld], got %.17g",
-                       file, kp, (long long)lo, (long long)hi, d);
+        return cb_fail(CB_ERR_FORMAT,
+                       "%s: key '%s': expected an integer in [%lld, %lld], got %.17g", file, kp,
+                       (long long)lo, (long long)hi, d);
     *out = (int64_t)d;
     return CB_OK;
 }
@@ -79,7 +82,8 @@ static cb_status get_num(const char *file, const cJSON *obj, const char *prefix,
         return CB_OK;
     }
     if (!cJSON_IsNumber(v))
-        return cb_fail(CB_ERR_FORMAT, "%s: key '%s': expected a number, got %s", file, kp, jtype(v));
+        return cb_fail(CB_ERR_FORMAT, "%s: key '%s': expected a number, got %s", file, kp,
+                       jtype(v));
     double d = v->valuedouble;
     if (!isfinite(d) || (positive && !(d > 0)))
         return cb_fail(CB_ERR_FORMAT, "%s: key '%s': expected a %snumber, got %.17g", file, kp,
@@ -113,7 +117,8 @@ static cb_status get_str(const char *file, const cJSON *obj, const char *prefix,
         return CB_OK;
     }
     if (!cJSON_IsString(v))
-        return cb_fail(CB_ERR_FORMAT, "%s: key '%s': expected a string, got %s", file, kp, jtype(v));
+        return cb_fail(CB_ERR_FORMAT, "%s: key '%s': expected a string, got %s", file, kp,
+                       jtype(v));
     if (strlen(v->valuestring) >= n)
         return cb_fail(CB_ERR_FORMAT, "%s: key '%s': value '%.40s...' is too long", file, kp,
                        v->valuestring);
@@ -254,8 +259,8 @@ static cb_status parse_root(const char *file, const cJSON *root, cb_llama_config
     /* Sizes: caps keep every product a model computes from them inside int64. */
     CB_TRY(get_int(file, root, NULL, "vocab_size", 1, 0, 1, INT32_MAX, &cfg->vocab_size));
     CB_TRY(get_int(file, root, NULL, "hidden_size", 1, 0, 1, 1 << 20, &cfg->hidden_size));
-    CB_TRY(get_int(file, root, NULL, "intermediate_size", 1, 0, 1, 1 << 24,
-                   &cfg->intermediate_size));
+    CB_TRY(
+        get_int(file, root, NULL, "intermediate_size", 1, 0, 1, 1 << 24, &cfg->intermediate_size));
     CB_TRY(get_int32(file, root, NULL, "num_hidden_layers", 1, 0, 1, 1 << 16,
                      &cfg->num_hidden_layers));
     CB_TRY(get_int32(file, root, NULL, "num_attention_heads", 1, 0, 1, 1 << 16,
@@ -286,7 +291,8 @@ static cb_status parse_root(const char *file, const cJSON *root, cb_llama_config
     if (cfg->rms_norm_eps >= 1.0)
         return cb_fail(CB_ERR_FORMAT, "%s: key 'rms_norm_eps': %g is not a small positive number",
                        file, cfg->rms_norm_eps);
-    CB_TRY(get_str(file, root, NULL, "hidden_act", "silu", cfg->hidden_act, sizeof cfg->hidden_act));
+    CB_TRY(
+        get_str(file, root, NULL, "hidden_act", "silu", cfg->hidden_act, sizeof cfg->hidden_act));
     if (strcmp(cfg->hidden_act, "silu") != 0)
         return cb_fail(CB_ERR_UNSUPPORTED,
                        "%s: key 'hidden_act': '%s' is not supported (Llama uses 'silu')", file,
@@ -295,8 +301,10 @@ static cb_status parse_root(const char *file, const cJSON *root, cb_llama_config
     CB_TRY(get_bool(file, root, "attention_bias", false, &cfg->attention_bias));
     CB_TRY(get_bool(file, root, "mlp_bias", false, &cfg->mlp_bias));
     const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
-    if (cJSON_IsNull(bos)) cfg->bos_token_id = -1;
-    else CB_TRY(get_int(file, root, NULL, "bos_token_id", 0, 1, 0, INT32_MAX, &cfg->bos_token_id));
+    if (cJSON_IsNull(bos))
+        cfg->bos_token_id = -1;
+    else
+        CB_TRY(get_int(file, root, NULL, "bos_token_id", 0, 1, 0, INT32_MAX, &cfg->bos_token_id));
     CB_TRY(parse_eos(file, root, cfg));
     /* transformers 5 writes "dtype"; older files "torch_dtype" */
     const char *dkey = member(root, "dtype") ? "dtype" : "torch_dtype";

@@ -143,9 +143,12 @@ static cb_status resolve_hub(const char *model, char *out, size_t n) {
         const char *why = NULL;
         if (!pathf(repo, sizeof repo, "%s/models--%s--%s", roots[i], org, name))
             why = "path too long";
-        else if (!cb_is_dir(repo)) why = "no such directory";
-        else if (!pick_snapshot(repo, snap, sizeof snap)) why = "no snapshot";
-        else if (!pathf(full, sizeof full, "%s%s", snap, sub)) why = "path too long";
+        else if (!cb_is_dir(repo))
+            why = "no such directory";
+        else if (!pick_snapshot(repo, snap, sizeof snap))
+            why = "no snapshot";
+        else if (!pathf(full, sizeof full, "%s%s", snap, sub))
+            why = "path too long";
         else if (sub[0] && !cb_file_exists(full)) {
             why = "file not in the snapshot";
             memcpy(repo, full, sizeof repo);
@@ -161,7 +164,8 @@ static cb_status resolve_hub(const char *model, char *out, size_t n) {
     return cb_fail(CB_ERR_NOTFOUND,
                    "%s: not in the local Hugging Face cache (caramba never downloads; fetch it "
                    "with `huggingface-cli download %s/%s` or set HF_HOME); tried: %s",
-                   model, org, name, nroots ? tried : "nothing (HF_HUB_CACHE, HF_HOME and HOME unset)");
+                   model, org, name,
+                   nroots ? tried : "nothing (HF_HUB_CACHE, HF_HOME and HOME unset)");
 }
 
 cb_status cb_hf_resolve(const char *model, char *out, size_t n) {

@@ -19,7 +19,9 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-static float pow_f32(float base, float e) { return (float)pow((double)base, (double)e); }
+static float pow_f32(float base, float e) {
+    return (float)pow((double)base, (double)e);
+}
 
 cb_status cb_rope_inv_freq(const cb_rope_params *p, int rot_dim, float *out) {
     if (!p || !out) return cb_fail(CB_ERR_ARG, "rope: NULL argument");
@@ -31,15 +33,17 @@ cb_status cb_rope_inv_freq(const cb_rope_params *p, int rot_dim, float *out) {
         return cb_fail(CB_ERR_ARG, "rope: unknown rope type %d", p->type);
     if (p->type == CB_ROPE_LLAMA3) {
         if (!(p->factor > 0.0f) || !isfinite(p->factor))
-            return cb_fail(CB_ERR_ARG, "rope: llama3 factor %g must be positive", (double)p->factor);
+            return cb_fail(CB_ERR_ARG, "rope: llama3 factor %g must be positive",
+                           (double)p->factor);
         if (!(p->low_freq_factor > 0.0f) || !(p->high_freq_factor > p->low_freq_factor) ||
             !isfinite(p->high_freq_factor))
             return cb_fail(CB_ERR_ARG,
                            "rope: llama3 needs 0 < low_freq_factor < high_freq_factor, got %g, %g",
                            (double)p->low_freq_factor, (double)p->high_freq_factor);
         if (p->original_max_pos <= 0)
-            return cb_fail(CB_ERR_ARG, "rope: llama3 original_max_position_embeddings %d must be "
-                                       "positive",
+            return cb_fail(CB_ERR_ARG,
+                           "rope: llama3 original_max_position_embeddings %d must be "
+                           "positive",
                            p->original_max_pos);
     }
     const float two_pi = (float)(2.0 * M_PI);

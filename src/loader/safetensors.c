@@ -33,8 +33,8 @@ static const struct {
 
 /* dtypes the format defines that caramba does not read. */
 static const char *const st_other_dtypes[] = {
-    "F64", "BOOL", "I8", "I16", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3",
-    "F6_E3M2", "E8M0", "C64", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
+    "F64", "BOOL",    "I8",      "I16",  "U64", "F8_E4M3",     "F8_E5M2",     "F8_E8M0",
+    "F4",  "F6_E2M3", "F6_E3M2", "E8M0", "C64", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
 };
 
 static const char *st_dtype_name(cb_dtype dt) {
@@ -99,22 +99,23 @@ static cb_status st_parse_entry(const char *file, const cJSON *item, uint64_t da
                                 cb_st_entry *e, uint64_t *begin_out, uint64_t *end_out) {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
-        return cb_fail(CB_ERR_FORMAT, "%s: tensor '%s': expected an object with dtype, shape, "
-                                      "data_offsets",
+        return cb_fail(CB_ERR_FORMAT,
+                       "%s: tensor '%s': expected an object with dtype, shape, "
+                       "data_offsets",
                        file, name);
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(jd))
-        return cb_fail(CB_ERR_FORMAT, "%s: tensor '%s': missing or non-string 'dtype'", file,
-                       name);
+        return cb_fail(CB_ERR_FORMAT, "%s: tensor '%s': missing or non-string 'dtype'", file, name);
     CB_TRY(st_dtype_parse(file, name, jd->valuestring, &e->dtype));
     if (!cJSON_IsArray(js))
         return cb_fail(CB_ERR_FORMAT, "%s: tensor '%s': missing or non-array 'shape'", file, name);
     int rank = cJSON_GetArraySize(js);
     if (rank > CB_MAX_DIMS)
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s: tensor '%s': rank %d exceeds caramba's maximum of %d",
-                       file, name, rank, CB_MAX_DIMS);
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "%s: tensor '%s': rank %d exceeds caramba's maximum of %d", file, name, rank,
+                       CB_MAX_DIMS);
     e->ndim = rank;
     for (int i = 0; i < CB_MAX_DIMS; i++) e->shape[i] = 1;
     uint64_t numel = 1;
@@ -131,8 +132,10 @@ static cb_status st_parse_entry(const char *file, const cJSON *item, uint64_t da
                            name, i);
         }
         e->shape[i++] = (int64_t)v;
-        if (v != 0 && numel > ((uint64_t)INT64_MAX / 16) / v) overflow = 1;
-        else numel *= v;
+        if (v != 0 && numel > ((uint64_t)INT64_MAX / 16) / v)
+            overflow = 1;
+        else
+            numel *= v;
     }
     /* A zero dimension makes the product 0 however large the others; keep rejecting absurd
      * shapes so that no later product can overflow. */
@@ -143,13 +146,15 @@ static cb_status st_parse_entry(const char *file, const cJSON *item, uint64_t da
         return cb_fail(CB_ERR_FORMAT, "%s: tensor '%s': 'data_offsets' must be [begin, end]", file,
                        name);
     uint64_t b, en;
-    if (!st_json_uint(cJSON_GetArrayItem(jo, 0), &b) || !st_json_uint(cJSON_GetArrayItem(jo, 1), &en))
+    if (!st_json_uint(cJSON_GetArrayItem(jo, 0), &b) ||
+        !st_json_uint(cJSON_GetArrayItem(jo, 1), &en))
         return cb_fail(CB_ERR_FORMAT,
                        "%s: tensor '%s': 'data_offsets' must hold two non-negative integers", file,
                        name);
     if (b > en)
-        return cb_fail(CB_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin",
-                       file, name, (unsigned long long)b, (unsigned long long)en);
+        return cb_fail(CB_ERR_FORMAT,
+                       "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", file,
+                       name, (unsigned long long)b, (unsigned long long)en);
     if (en > data_size)
         return cb_fail(CB_ERR_FORMAT,
                        "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data "
@@ -200,18 +205,20 @@ static cb_status st_parse_header(cb_safetensors *st, const char *file, const uns
                        "truncated, or not a safetensors file)",
                        file, (unsigned long long)n, size);
     if (n > ST_MAX_HEADER)
-        return cb_fail(CB_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes", file,
-                       (unsigned long long)n, (unsigned long long)ST_MAX_HEADER);
-    if (n < 2) return cb_fail(CB_ERR_FORMAT, "%s: header of %llu bytes cannot hold a JSON object",
-                              file, (unsigned long long)n);
+        return cb_fail(CB_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
+                       file, (unsigned long long)n, (unsigned long long)ST_MAX_HEADER);
+    if (n < 2)
+        return cb_fail(CB_ERR_FORMAT, "%s: header of %llu bytes cannot hold a JSON object", file,
+                       (unsigned long long)n);
     uint64_t data_size = (uint64_t)size - 8 - n;
     const unsigned char *data = buf + 8 + n;
 
     /* cJSON wants a NUL-terminated string; copy the header so the mapping stays read-only and an
      * embedded NUL shows up as trailing garbage below instead of silently ending the text. */
     char *text = malloc((size_t)n + 1);
-    if (!text) return cb_fail(CB_ERR_NOMEM, "%s: cannot allocate %llu bytes for the header", file,
-                              (unsigned long long)n + 1);
+    if (!text)
+        return cb_fail(CB_ERR_NOMEM, "%s: cannot allocate %llu bytes for the header", file,
+                       (unsigned long long)n + 1);
     memcpy(text, buf + 8, (size_t)n);
     text[n] = 0;
     const char *end = NULL;
@@ -279,10 +286,10 @@ static cb_status st_parse_header(cb_safetensors *st, const char *file, const uns
     uint64_t pos = 0;
     for (int k = 0; k < count; k++) {
         if (ranges[k].begin < pos) {
-            stt = cb_fail(CB_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap (data_offsets [%llu, %llu])",
-                          file, st->entries[ranges[k - 1].idx].name,
-                          st->entries[ranges[k].idx].name, (unsigned long long)ranges[k].begin,
-                          (unsigned long long)ranges[k].end);
+            stt = cb_fail(CB_ERR_FORMAT,
+                          "%s: tensors '%s' and '%s' overlap (data_offsets [%llu, %llu])", file,
+                          st->entries[ranges[k - 1].idx].name, st->entries[ranges[k].idx].name,
+                          (unsigned long long)ranges[k].begin, (unsigned long long)ranges[k].end);
             goto done;
         }
         if (ranges[k].begin > pos) {
@@ -305,8 +312,8 @@ static cb_status st_parse_header(cb_safetensors *st, const char *file, const uns
     qsort(st->entries, (size_t)count, sizeof *st->entries, cmp_entry_name);
     for (int k = 1; k < count; k++)
         if (strcmp(st->entries[k - 1].name, st->entries[k].name) == 0) {
-            stt = cb_fail(CB_ERR_FORMAT, "%s: duplicate tensor name '%s'", file,
-                          st->entries[k].name);
+            stt =
+                cb_fail(CB_ERR_FORMAT, "%s: duplicate tensor name '%s'", file, st->entries[k].name);
             goto done;
         }
 done:
@@ -404,7 +411,9 @@ static void sb_put(st_buf *b, const char *s, size_t n) {
     b->p[b->len] = 0;
 }
 
-static void sb_str(st_buf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(st_buf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
 
 static void sb_fmt(st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_fmt(st_buf *b, const char *fmt, ...) {
@@ -496,8 +505,9 @@ cb_status cb_safetensors_write(const char *path, const cb_named_tensor *tensors,
             goto out;
         }
         if (!st_dtype_name(t->dtype)) {
-            s = cb_fail(CB_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s cannot be stored in safetensors",
-                        path, nt->name, cb_dtype_name(t->dtype));
+            s = cb_fail(CB_ERR_UNSUPPORTED,
+                        "%s: tensor '%s': dtype %s cannot be stored in safetensors", path, nt->name,
+                        cb_dtype_name(t->dtype));
             goto out;
         }
         if (t->ndim < 0 || t->ndim > CB_MAX_DIMS) {
@@ -568,8 +578,10 @@ cb_status cb_safetensors_write(const char *path, const cb_named_tensor *tensors,
     if (fwrite(len8, 1, 8, af.f) != 8 || fwrite(hb.p, 1, hb.len, af.f) != hb.len)
         s = cb_fail(CB_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     for (int i = 0; i < n && s == CB_OK; i++) s = st_write_data(&af, path, ord[i].t);
-    if (s != CB_OK) cb_atomic_abort(&af);
-    else s = cb_atomic_commit(&af);
+    if (s != CB_OK)
+        cb_atomic_abort(&af);
+    else
+        s = cb_atomic_commit(&af);
 out:
     free(hb.p);
     free(ord);

@@ -1,0 +1,362 @@
+/* Row kernels: RMSNorm, LayerNorm, softmax and the fused log-softmax + cross-entropy.
+ * One thread block per row; block reductions in a fixed order, so results are deterministic.
+ * Weight / bias gradients are column reductions over rows (cb_cu_colsum), also deterministic. */
+#include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/cuda_kernels.h"
+
+/* ---- RMSNorm --------------------------------------------------------------------------------- */
+
+/* x, y [R, D]; w [D] or none; rstd [R] or none. One block per row. y may alias x. */
+__global__ void k_rmsnorm_fwd(int64_t D, float eps, cb_tv x, cb_tv w, cb_tv y, cb_tv rstd) {
+    __shared__ float sh[32];
+    int64_t base = (int64_t)blockIdx.x * D;
+    float ss = 0.f;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float v = cb_ld(x, base + d);
+        ss += v * v;
+    }
+    ss = cb_block_sum(ss, sh);
+    float r = rsqrtf(ss / (float)D + eps);
+    if (threadIdx.x == 0 && rstd.p) cb_st(rstd, blockIdx.x, r);
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float v = cb_ld(x, base + d) * r;
+        cb_st(y, base + d, w.p ? v * cb_ld(w, d) : v);
+    }
+}
+
+/* x, dy, dx [R, D]; w [D] or none; rstd [R].
+ * dx += r (w dy - x r^2 mean(w dy x)) */
+__global__ void k_rmsnorm_bwd(int64_t D, cb_tv x, cb_tv w, cb_tv rstd, cb_tv dy, cb_tv dx) {
+    __shared__ float sh[32];
+    int64_t base = (int64_t)blockIdx.x * D;
+    float r = cb_ld(rstd, blockIdx.x);
+    float s = 0.f;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float g = cb_ld(dy, base + d) * (w.p ? cb_ld(w, d) : 1.f);
+        s += g * cb_ld(x, base + d);
+    }
+    s = cb_block_sum(s, sh) / (float)D;
+    float k = r * r * s;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float g = cb_ld(dy, base + d) * (w.p ? cb_ld(w, d) : 1.f);
+        cb_acc(dx, base + d, r * (g - cb_ld(x, base + d) * k));
+    }
+}
+
+extern "C" cb_status cb_cuda_rmsnorm_fwd(const cb_tensor *x, const cb_tensor *w, float eps,
+                                         cb_tensor *y, cb_tensor *rstd) {
+    CB_CU_FLOATS("rmsnorm_fwd", x, w, y, rstd);
+    CB_CU_CTX(c);
+    int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
+    if (R == 0 || D == 0) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda rmsnorm: too many rows");
+    k_rmsnorm_fwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
+        D, eps, cb_view(x), cb_view(w), cb_view(y), cb_view(rstd));
+    CB_CU_LAUNCHED("rmsnorm_fwd");
+    return CB_OK;
+}
+
+extern "C" cb_status cb_cuda_rmsnorm_bwd(const cb_tensor *x, const cb_tensor *w,
+                                         const cb_tensor *rstd, const cb_tensor *dy, cb_tensor *dx,
+                                         cb_tensor *dw) {
+    CB_CU_FLOATS("rmsnorm_bwd", x, w, rstd, dy, dx, dw);
+    CB_CU_CTX(c);
+    if (!rstd) return cb_fail(CB_ERR_ARG, "cuda rmsnorm_bwd: the saved rstd is required");
+    int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
+    if (R == 0 || D == 0) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda rmsnorm: too many rows");
+    if (dx) {
+        k_rmsnorm_bwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
+            D, cb_view(x), cb_view(w), cb_view(rstd), cb_view(dy), cb_view(dx));
+        CB_CU_LAUNCHED("rmsnorm_bwd");
+    }
+    if (dw && w) {
+        cb_tv none = {nullptr, CB_F32};
+        /* dw[d] += sum_r dy x rstd */
+        CB_TRY(cb_cu_colsum(2, R, D, 1.f, cb_view(dy), cb_view(x), none, cb_view(rstd),
+                            cb_view(dw)));
+    }
+    return CB_OK;
+}
+
+/* ---- LayerNorm ------------------------------------------------------------------------------- */
+
+/* x, y [R, D]; w, b [D] or none; mean, rstd [R] or none. */
+__global__ void k_layernorm_fwd(int64_t D, float eps, cb_tv x, cb_tv w, cb_tv b, cb_tv y,
+                                cb_tv mean, cb_tv rstd) {
+    __shared__ float sh[32];
+    int64_t base = (int64_t)blockIdx.x * D;
+    float s = 0.f;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) s += cb_ld(x, base + d);
+    float mu = cb_block_sum(s, sh) / (float)D;
+    float v = 0.f;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float t = cb_ld(x, base + d) - mu;
+        v += t * t;
+    }
+    float r = rsqrtf(cb_block_sum(v, sh) / (float)D + eps);
+    if (threadIdx.x == 0) {
+        if (mean.p) cb_st(mean, blockIdx.x, mu);
+        if (rstd.p) cb_st(rstd, blockIdx.x, r);
+    }
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float t = (cb_ld(x, base + d) - mu) * r;
+        if (w.p) t *= cb_ld(w, d);
+        if (b.p) t += cb_ld(b, d);
+        cb_st(y, base + d, t);
+    }
+}
+
+/* x, dy, dx [R, D]; w [D] or none; mean, rstd [R].
+ * dx += r (g - mean(g) - xhat mean(g xhat)), g = dy w, xhat = (x - mean) r */
+__global__ void k_layernorm_bwd(int64_t D, cb_tv x, cb_tv w, cb_tv mean, cb_tv rstd, cb_tv dy,
+                                cb_tv dx) {
+    __shared__ float sh[32];
+    int64_t base = (int64_t)blockIdx.x * D;
+    float mu = cb_ld(mean, blockIdx.x), r = cb_ld(rstd, blockIdx.x);
+    float s1 = 0.f, s2 = 0.f;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float g = cb_ld(dy, base + d) * (w.p ? cb_ld(w, d) : 1.f);
+        s1 += g;
+        s2 += g * (cb_ld(x, base + d) - mu) * r;
+    }
+    s1 = cb_block_sum(s1, sh) / (float)D;
+    s2 = cb_block_sum(s2, sh) / (float)D;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float g = cb_ld(dy, base + d) * (w.p ? cb_ld(w, d) : 1.f);
+        float xh = (cb_ld(x, base + d) - mu) * r;
+        cb_acc(dx, base + d, r * (g - s1 - xh * s2));
+    }
+}
+
+extern "C" cb_status cb_cuda_layernorm_fwd(const cb_tensor *x, const cb_tensor *w,
+                                           const cb_tensor *b, float eps, cb_tensor *y,
+                                           cb_tensor *mean, cb_tensor *rstd) {
+    CB_CU_FLOATS("layernorm_fwd", x, w, b, y, mean, rstd);
+    CB_CU_CTX(c);
+    int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
+    if (R == 0 || D == 0) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda layernorm: too many rows");
+    k_layernorm_fwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
+        D, eps, cb_view(x), cb_view(w), cb_view(b), cb_view(y), cb_view(mean), cb_view(rstd));
+    CB_CU_LAUNCHED("layernorm_fwd");
+    return CB_OK;
+}
+
+extern "C" cb_status cb_cuda_layernorm_bwd(const cb_tensor *x, const cb_tensor *w,
+                                           const cb_tensor *mean, const cb_tensor *rstd,
+                                           const cb_tensor *dy, cb_tensor *dx, cb_tensor *dw,
+                                           cb_tensor *db) {
+    CB_CU_FLOATS("layernorm_bwd", x, w, mean, rstd, dy, dx, dw, db);
+    CB_CU_CTX(c);
+    if (!mean || !rstd)
+        return cb_fail(CB_ERR_ARG, "cuda layernorm_bwd: the saved mean and rstd are required");
+    int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
+    if (R == 0 || D == 0) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda layernorm: too many rows");
+    if (dx) {
+        k_layernorm_bwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
+            D, cb_view(x), cb_view(w), cb_view(mean), cb_view(rstd), cb_view(dy), cb_view(dx));
+        CB_CU_LAUNCHED("layernorm_bwd");
+    }
+    cb_tv none = {nullptr, CB_F32};
+    if (dw)
+        CB_TRY(cb_cu_colsum(2, R, D, 1.f, cb_view(dy), cb_view(x), cb_view(mean), cb_view(rstd),
+                            cb_view(dw)));
+    if (db) CB_TRY(cb_cu_colsum(0, R, D, 1.f, cb_view(dy), none, none, none, cb_view(db)));
+    return CB_OK;
+}
+
+/* ---- softmax --------------------------------------------------------------------------------- */
+
+/* x, y [R, N]; y may alias x. */
+__global__ void k_softmax_fwd(int64_t N, cb_tv x, cb_tv y) {
+    __shared__ float sh[32];
+    int64_t base = (int64_t)blockIdx.x * N;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) m = fmaxf(m, cb_ld(x, base + i));
+    m = cb_block_max(m, sh);
+    float s = 0.f;
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) s += __expf(cb_ld(x, base + i) - m);
+    s = cb_block_sum(s, sh);
+    float inv = 1.f / s;
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x)
+        cb_st(y, base + i, __expf(cb_ld(x, base + i) - m) * inv);
+}
+
+/* y, dy, dx [R, N]: dx += y (dy - sum(dy y)) */
+__global__ void k_softmax_bwd(int64_t N, cb_tv y, cb_tv dy, cb_tv dx) {
+    __shared__ float sh[32];
+    int64_t base = (int64_t)blockIdx.x * N;
+    float s = 0.f;
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x)
+        s += cb_ld(y, base + i) * cb_ld(dy, base + i);
+    s = cb_block_sum(s, sh);
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x)
+        cb_acc(dx, base + i, cb_ld(y, base + i) * (cb_ld(dy, base + i) - s));
+}
+
+extern "C" cb_status cb_cuda_softmax_fwd(const cb_tensor *x, cb_tensor *y) {
+    CB_CU_FLOATS("softmax_fwd", x, y);
+    CB_CU_CTX(c);
+    int64_t N = cb_tensor_cols(x), R = cb_tensor_rows(x);
+    if (R == 0 || N == 0) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda softmax: too many rows");
+    k_softmax_fwd<<<(unsigned)R, cb_cu_row_threads(N), 0, c->stream>>>(N, cb_view(x), cb_view(y));
+    CB_CU_LAUNCHED("softmax_fwd");
+    return CB_OK;
+}
+
+extern "C" cb_status cb_cuda_softmax_bwd(const cb_tensor *y, const cb_tensor *dy, cb_tensor *dx) {
+    CB_CU_FLOATS("softmax_bwd", y, dy, dx);
+    CB_CU_CTX(c);
+    int64_t N = cb_tensor_cols(y), R = cb_tensor_rows(y);
+    if (R == 0 || N == 0 || !dx) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda softmax: too many rows");
+    k_softmax_bwd<<<(unsigned)R, cb_cu_row_threads(N), 0, c->stream>>>(N, cb_view(y),
+                                                                       cb_view(dy), cb_view(dx));
+    CB_CU_LAUNCHED("softmax_bwd");
+    return CB_OK;
+}
+
+/* ---- cross-entropy --------------------------------------------------------------------------- */
+
+/* logits [R, V]; targets [R] (i32/i64); lse [R] or none; rowloss [R] f32 scratch;
+ * state [R] i32 scratch: 0 ignored, 1 counted, 2 target outside [0, V). */
+__global__ void k_xent_rows(int64_t V, cb_tv logits, const void *tg, int tdt, int64_t ignore,
+                            cb_tv lse, float *rowloss, int *state) {
+    __shared__ float sh[32];
+    int64_t row = blockIdx.x, base = row * V;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, cb_ld(logits, base + i));
+    m = cb_block_max(m, sh);
+    float s = 0.f;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) s += __expf(cb_ld(logits, base + i) - m);
+    s = cb_block_sum(s, sh);
+    if (threadIdx.x == 0) {
+        float l = m + logf(s);
+        if (lse.p) cb_st(lse, row, l);
+        int64_t t = cb_ld_id(tg, tdt, row);
+        if (t == ignore) {
+            state[row] = 0;
+            rowloss[row] = 0.f;
+        } else if (t < 0 || t >= V) {
+            state[row] = 2;
+            rowloss[row] = 0.f;
+        } else {
+            state[row] = 1;
+            rowloss[row] = l - cb_ld(logits, base + t);
+        }
+    }
+}
+
+/* One block: loss[0] = sum(rowloss) / count in f64 (0 when nothing counts);
+ * slot[0] = count, slot[1] = first row with a bad target or -1. */
+__global__ void k_xent_final(int64_t R, const float *rowloss, const int *state, cb_tv loss,
+                             int64_t *slot) {
+    __shared__ double shd[32];
+    __shared__ unsigned long long bad;
+    if (threadIdx.x == 0) bad = ~0ull;
+    __syncthreads();
+    double s = 0.0;
+    float cnt = 0.f; /* exact up to 2^24 counted rows per thread */
+    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) {
+        int st = state[r];
+        if (st == 1) {
+            s += rowloss[r];
+            cnt += 1.f;
+        } else if (st == 2) {
+            atomicMin(&bad, (unsigned long long)r);
+        }
+    }
+    s = cb_block_sum_d(s, shd);
+    double total = cb_block_sum_d((double)cnt, shd);
+    if (threadIdx.x == 0) {
+        int64_t count = (int64_t)(total + 0.5);
+        cb_st(loss, 0, count > 0 ? (float)(s / (double)count) : 0.f);
+        slot[0] = count;
+        slot[1] = bad == ~0ull ? -1 : (int64_t)bad;
+    }
+}
+
+static cb_status check_targets(const char *op, const cb_tensor *targets, int64_t R) {
+    if (targets->device != CB_CUDA)
+        return cb_fail(CB_ERR_ARG, "cuda %s: targets live on the CPU", op);
+    if (targets->dtype != CB_I32 && targets->dtype != CB_I64)
+        return cb_fail(CB_ERR_UNSUPPORTED, "cuda %s: targets have dtype %s (expected i32/i64)", op,
+                       cb_dtype_name(targets->dtype));
+    if (cb_tensor_numel(targets) != R)
+        return cb_fail(CB_ERR_SHAPE, "cuda %s: %lld targets for %lld rows of logits", op,
+                       (long long)cb_tensor_numel(targets), (long long)R);
+    return CB_OK;
+}
+
+extern "C" cb_status cb_cuda_cross_entropy_fwd(const cb_tensor *logits, const cb_tensor *targets,
+                                               int64_t ignore_index, cb_tensor *loss,
+                                               cb_tensor *lse, int64_t *count) {
+    CB_CU_FLOATS("cross_entropy_fwd", logits, loss, lse);
+    CB_CU_CTX(c);
+    int64_t V = cb_tensor_cols(logits), R = cb_tensor_rows(logits);
+    CB_TRY(check_targets("cross_entropy_fwd", targets, R));
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda cross_entropy: too many rows");
+    if (R == 0 || V == 0) {
+        if (count) *count = 0;
+        return cb_cuda_memset0(loss->data, cb_tensor_nbytes(loss));
+    }
+    char *scr = (char *)cb_cu_scratch((size_t)R * 8);
+    if (!scr) return CB_ERR_NOMEM;
+    float *rowloss = (float *)scr;
+    int *state = (int *)(scr + (size_t)R * 4);
+    k_xent_rows<<<(unsigned)R, cb_cu_row_threads(V), 0, c->stream>>>(
+        V, cb_view(logits), targets->data, targets->dtype, ignore_index, cb_view(lse), rowloss,
+        state);
+    CB_CU_LAUNCHED("cross_entropy_rows");
+    k_xent_final<<<1, 1024, 0, c->stream>>>(R, rowloss, state, cb_view(loss), c->d_slot);
+    CB_CU_LAUNCHED("cross_entropy_final");
+    int64_t rep[2];
+    CB_TRY(cb_cu_read_slot(2, rep));
+    if (rep[1] >= 0) {
+        int64_t t = 0;
+        size_t es = targets->dtype == CB_I64 ? 8 : 4;
+        if (cb_cuda_copy(0, &t, 1, (const char *)targets->data + (size_t)rep[1] * es, es) == CB_OK &&
+            es == 4)
+            t = (int64_t)(int32_t)t;
+        return cb_fail(CB_ERR_ARG,
+                       "cuda cross_entropy: target %lld of row %lld is outside [0, %lld) and is "
+                       "not the ignore index %lld",
+                       (long long)t, (long long)rep[1], (long long)V, (long long)ignore_index);
+    }
+    if (count) *count = rep[0];
+    return CB_OK;
+}
+
+/* logits, dlogits [R, V]; targets [R]; lse [R].
+ * dlogits += k (softmax - onehot(target)) on counted rows, k = dloss / count. */
+__global__ void k_xent_bwd(int64_t V, cb_tv logits, const void *tg, int tdt, int64_t ignore,
+                           cb_tv lse, float k, cb_tv dl) {
+    int64_t row = blockIdx.x, base = row * V;
+    int64_t t = cb_ld_id(tg, tdt, row);
+    if (t == ignore || t < 0 || t >= V) return;
+    float l = cb_ld(lse, row);
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+        float p = __expf(cb_ld(logits, base + i) - l);
+        cb_acc(dl, base + i, k * (p - (i == t ? 1.f : 0.f)));
+    }
+}
+
+extern "C" cb_status cb_cuda_cross_entropy_bwd(const cb_tensor *logits, const cb_tensor *targets,
+                                               int64_t ignore_index, const cb_tensor *lse,
+                                               float dloss, int64_t count, cb_tensor *dlogits) {
+    CB_CU_FLOATS("cross_entropy_bwd", logits, lse, dlogits);
+    CB_CU_CTX(c);
+    int64_t V = cb_tensor_cols(logits), R = cb_tensor_rows(logits);
+    CB_TRY(check_targets("cross_entropy_bwd", targets, R));
+    if (!lse) return cb_fail(CB_ERR_ARG, "cuda cross_entropy_bwd: the saved lse is required");
+    if (R == 0 || V == 0 || count <= 0 || !dlogits) return CB_OK;
+    if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda cross_entropy: too many rows");
+    k_xent_bwd<<<(unsigned)R, cb_cu_row_threads(V), 0, c->stream>>>(
+        V, cb_view(logits), targets->data, targets->dtype, ignore_index, cb_view(lse),
+        dloss / (float)count, cb_view(dlogits));
+    CB_CU_LAUNCHED("cross_entropy_bwd");
+    return CB_OK;
+}

@@ -1,0 +1,219 @@
+/* Open-addressing hash maps for the tokenizer: byte strings -> u64 and id pairs -> u64.
+ * Linear probing, power-of-two tables kept at most half full, no deletion (clear only). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer/tok_internal.h"
+
+static inline uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    return x;
+}
+
+/* Word-at-a-time multiplicative hash; pieces are short, so the tail handling matters most. */
+uint64_t tok_hash_bytes(const void *p, size_t n) {
+    const uint8_t *s = p;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (n * 0xff51afd7ed558ccdull);
+    while (n >= 8) {
+        h = (h ^ rd64(s)) * 0x100000001b3ull;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t t = 0;
+        if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, s, 4);
+            memcpy(&b, s + n - 4, 4);
+            t = (uint64_t)a << 32 | b;
+        } else {
+            t = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
+        }
+        h = (h ^ t) * 0x100000001b3ull;
+    }
+    return mix64(h);
+}
+
+/* ---- byte strings ------------------------------------------------------------------------- */
+
+static int strmap_rehash(tok_strmap *m, uint32_t cap) {
+    uint64_t *slots = calloc(cap, sizeof *slots);
+    if (!slots) return -1;
+    for (uint32_t i = 0; m->mask && i <= m->mask; i++) {
+        uint64_t s = m->slots[i];
+        if (!s) continue;
+        uint32_t j = (uint32_t)(s >> 32) & (cap - 1);
+        while (slots[j]) j = (j + 1) & (cap - 1);
+        slots[j] = s;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->mask = cap - 1;
+    return 0;
+}
+
+int tok_strmap_reserve(tok_strmap *m, size_t n, size_t key_bytes) {
+    uint32_t cap = 1024;
+    while ((size_t)cap < 2 * n) {
+        if (cap >= (1u << 31)) return -1;
+        cap *= 2;
+    }
+    if (cap > (m->mask ? m->mask + 1 : 0) && strmap_rehash(m, cap) != 0) return -1;
+    if (n > m->ents_cap) {
+        void *p = realloc(m->ents, n * sizeof *m->ents);
+        if (!p) return -1;
+        m->ents = p;
+        m->ents_cap = (uint32_t)n;
+    }
+    if (key_bytes > m->pool_cap) {
+        void *p = realloc(m->pool, key_bytes);
+        if (!p) return -1;
+        m->pool = p;
+        m->pool_cap = key_bytes;
+    }
+    return 0;
+}
+
+bool tok_strmap_get(const tok_strmap *m, const void *key, size_t len, uint64_t *val) {
+    if (!m->n) return false;
+    uint64_t h = tok_hash_bytes(key, len);
+    uint32_t h32 = (uint32_t)(h >> 32);
+    for (uint32_t i = h32 & m->mask;; i = (i + 1) & m->mask) {
+        uint64_t s = m->slots[i];
+        if (!s) return false;
+        if ((uint32_t)(s >> 32) != h32) continue;
+        const struct tok_strent *e = &m->ents[(uint32_t)s - 1];
+        if (e->len == len && memcmp(m->pool + e->off, key, len) == 0) {
+            *val = e->val;
+            return true;
+        }
+    }
+}
+
+int tok_strmap_insert(tok_strmap *m, const void *key, size_t len, uint64_t val, uint64_t *old) {
+    if (len > UINT32_MAX) return -1;
+    if ((m->n + 1) * 2 > (m->mask ? m->mask + 1 : 0) &&
+        strmap_rehash(m, m->mask ? (m->mask + 1) * 2 : 1024) != 0)
+        return -1;
+    uint64_t h = tok_hash_bytes(key, len);
+    uint32_t h32 = (uint32_t)(h >> 32);
+    uint32_t i = h32 & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        uint64_t s = m->slots[i];
+        if (!s) break;
+        if ((uint32_t)(s >> 32) != h32) continue;
+        const struct tok_strent *e = &m->ents[(uint32_t)s - 1];
+        if (e->len == len && memcmp(m->pool + e->off, key, len) == 0) {
+            if (old) *old = e->val;
+            return 0;
+        }
+    }
+    if (m->n == m->ents_cap) {
+        uint32_t cap = m->ents_cap ? m->ents_cap * 2 : 512;
+        void *p = realloc(m->ents, (size_t)cap * sizeof *m->ents);
+        if (!p) return -1;
+        m->ents = p;
+        m->ents_cap = cap;
+    }
+    if (m->pool_n + len > m->pool_cap) {
+        size_t cap = m->pool_cap ? m->pool_cap * 2 : 4096;
+        while (cap < m->pool_n + len) cap *= 2;
+        if (cap > UINT32_MAX) return -1;
+        void *p = realloc(m->pool, cap);
+        if (!p) return -1;
+        m->pool = p;
+        m->pool_cap = cap;
+    }
+    if (len) memcpy(m->pool + m->pool_n, key, len);
+    m->ents[m->n] = (struct tok_strent){val, (uint32_t)m->pool_n, (uint32_t)len};
+    m->pool_n += len;
+    m->n++;
+    m->slots[i] = (uint64_t)h32 << 32 | m->n;
+    return 1;
+}
+
+void tok_strmap_clear(tok_strmap *m) {
+    if (m->slots) memset(m->slots, 0, ((size_t)m->mask + 1) * sizeof *m->slots);
+    m->n = 0;
+    m->pool_n = 0;
+}
+
+void tok_strmap_free(tok_strmap *m) {
+    free(m->slots);
+    free(m->ents);
+    free(m->pool);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- id pairs ----------------------------------------------------------------------------- */
+
+static inline uint32_t pair_slot(uint64_t key, uint32_t mask) { return (uint32_t)mix64(key) & mask; }
+
+static int pairmap_rehash(tok_pairmap *m, uint32_t cap) {
+    tok_pairent *e = malloc((size_t)cap * sizeof *e);
+    if (!e) return -1;
+    for (uint32_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
+    for (uint32_t i = 0; m->mask && i <= m->mask; i++) {
+        if (m->ents[i].key == UINT64_MAX) continue;
+        uint32_t j = pair_slot(m->ents[i].key, cap - 1);
+        while (e[j].key != UINT64_MAX) j = (j + 1) & (cap - 1);
+        e[j] = m->ents[i];
+    }
+    free(m->ents);
+    m->ents = e;
+    m->mask = cap - 1;
+    return 0;
+}
+
+int tok_pairmap_reserve(tok_pairmap *m, size_t n) {
+    uint32_t cap = 1024;
+    while ((size_t)cap < 2 * n) {
+        if (cap >= (1u << 31)) return -1;
+        cap *= 2;
+    }
+    return cap > (m->mask ? m->mask + 1 : 0) ? pairmap_rehash(m, cap) : 0;
+}
+
+bool tok_pairmap_get(const tok_pairmap *m, uint64_t key, uint64_t *val) {
+    if (!m->n) return false;
+    for (uint32_t i = pair_slot(key, m->mask);; i = (i + 1) & m->mask) {
+        uint64_t k = m->ents[i].key;
+        if (k == key) {
+            *val = m->ents[i].val;
+            return true;
+        }
+        if (k == UINT64_MAX) return false;
+    }
+}
+
+int tok_pairmap_insert(tok_pairmap *m, uint64_t key, uint64_t val, bool overwrite) {
+    if ((m->n + 1) * 2 > (m->mask ? m->mask + 1 : 0) &&
+        pairmap_rehash(m, m->mask ? (m->mask + 1) * 2 : 1024) != 0)
+        return -1;
+    uint32_t i = pair_slot(key, m->mask);
+    for (; m->ents[i].key != UINT64_MAX; i = (i + 1) & m->mask)
+        if (m->ents[i].key == key) {
+            if (overwrite) m->ents[i].val = val;
+            return 0;
+        }
+    m->ents[i].key = key;
+    m->ents[i].val = val;
+    m->n++;
+    return 1;
+}
+
+void tok_pairmap_free(tok_pairmap *m) {
+    free(m->ents);
+    memset(m, 0, sizeof *m);
+}

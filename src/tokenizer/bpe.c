@@ -66,22 +66,33 @@ static inline tok_heap_ent heap_pop(tok_heap_ent *h, size_t *n) {
     return top;
 }
 
-/* (rank << 32 | merged id) of the pair (a, b), if it merges. */
-static inline bool pair_merge(const cb_tokenizer *t, int32_t a, int32_t b, uint64_t *v) {
-    if (!t->rank_merges) return tok_pairmap_get(&t->merges, tok_pair_key(a, b), v);
+/* (rank << 32 | merged id) of the pair (a, b), if it merges. With tiktoken's rank semantics the
+ * answer comes from the vocabulary (bytes(a)+bytes(b)) and is remembered in t->merges, which then
+ * serves as a cache of pairs seen (TOK_NO_MERGE marks a pair that does not merge). */
+#define TOK_NO_MERGE UINT64_MAX
+static inline bool pair_merge(cb_tokenizer *t, int32_t a, int32_t b, uint64_t *v) {
+    uint64_t key = tok_pair_key(a, b);
+    if (tok_pairmap_get(&t->merges, key, v)) return *v != TOK_NO_MERGE;
+    if (!t->rank_merges) return false;
     uint64_t sa = t->id_span[a], sb = t->id_span[b];
     size_t la = (uint32_t)sa, lb = (uint32_t)sb;
     char buf[512];
-    if (la + lb > t->max_token_len || la + lb > sizeof buf) return false;
-    memcpy(buf, t->id_pool + (sa >> 32), la);
-    memcpy(buf + la, t->id_pool + (sb >> 32), lb);
     uint64_t id;
-    if (!tok_strmap_get(&t->vocab, buf, la + lb, &id)) return false;
-    *v = id << 32 | id;
-    return true;
+    bool found = false;
+    if (la + lb <= t->max_token_len && la + lb <= sizeof buf) {
+        memcpy(buf, t->id_pool + (sa >> 32), la);
+        memcpy(buf + la, t->id_pool + (sb >> 32), lb);
+        found = tok_strmap_get(&t->vocab, buf, la + lb, &id);
+    }
+    *v = found ? id << 32 | id : TOK_NO_MERGE;
+    if (t->merges.n >= (1u << 22)) { /* bounded: start over */
+        tok_pairmap_free(&t->merges);
+    }
+    tok_pairmap_insert(&t->merges, key, *v, false); /* a failed insert only loses the memo */
+    return found;
 }
 
-static inline void push_pair(const cb_tokenizer *t, tok_heap_ent *h, size_t *nh,
+static inline void push_pair(cb_tokenizer *t, tok_heap_ent *h, size_t *nh,
                              const tok_bpe_sym *sym, int32_t i, int32_t j) {
     uint64_t v;
     if (pair_merge(t, sym[i].id, sym[j].id, &v))
@@ -145,13 +156,8 @@ cb_status tok_encode_piece(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *
         for (size_t i = 0; i < n; i++) out->data[out->n++] = s[i];
         return CB_OK;
     }
-    if (t->ignore_merges) {
-        uint64_t id;
-        if (tok_strmap_get(&t->vocab, s, n, &id)) return cb_ids_push(out, (int32_t)id);
-    }
-    if (n > TOK_CACHE_MAX_PIECE) return tok_bpe(t, s, n, out);
     uint64_t v;
-    if (tok_strmap_get(&t->cache, s, n, &v)) {
+    if (n <= TOK_CACHE_MAX_PIECE && tok_strmap_get(&t->cache, s, n, &v)) {
         size_t off = (size_t)(v >> 32), cnt = (uint32_t)v;
         CB_TRY(ids_reserve(out, cnt));
         memcpy(out->data + out->n, t->cache_ids + off, cnt * sizeof(int32_t));
@@ -159,7 +165,9 @@ cb_status tok_encode_piece(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *
         return CB_OK;
     }
     size_t start = out->n;
-    CB_TRY(tok_bpe(t, s, n, out));
+    if (t->ignore_merges && tok_strmap_get(&t->vocab, s, n, &v)) CB_TRY(cb_ids_push(out, (int32_t)v));
+    else CB_TRY(tok_bpe(t, s, n, out));
+    if (n > TOK_CACHE_MAX_PIECE) return CB_OK;
     size_t cnt = out->n - start;
     if (t->cache.n >= TOK_CACHE_MAX_ENTRIES) { /* bounded: start over rather than evict */
         tok_strmap_clear(&t->cache);

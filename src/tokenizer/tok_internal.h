@@ -18,16 +18,19 @@
 
 uint64_t tok_hash_bytes(const void *p, size_t n);
 
-/* Byte strings -> u64 values. Keys are copied into a pool; slots hold (hash32 << 32 | index+1). */
+/* Byte strings -> u64 values, open addressing with the entries in the slots. */
+typedef struct tok_strslot {
+    uint64_t head; /* first 8 key bytes, zero-padded */
+    uint64_t val;
+    uint32_t off;  /* the key's bytes after the first 8, in pool */
+    uint32_t len;
+    uint32_t h32;  /* hash bits (never 0) */
+    uint32_t used;
+} tok_strslot;
 typedef struct tok_strmap {
-    uint64_t *slots;
+    tok_strslot *slots;
     uint32_t mask; /* slots - 1 (power of two), 0 before the first insert */
     uint32_t n;
-    struct tok_strent {
-        uint64_t val;
-        uint32_t off, len;
-    } *ents;
-    uint32_t ents_cap;
     char *pool;
     size_t pool_n, pool_cap;
 } tok_strmap;

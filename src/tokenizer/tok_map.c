@@ -47,15 +47,24 @@ uint64_t tok_hash_bytes(const void *p, size_t n) {
 
 /* ---- byte strings ------------------------------------------------------------------------- */
 
+/* Entries live in the slots themselves (one cache miss per lookup); keys longer than 8 bytes
+ * keep their tail in the pool. */
+
+/* The first 8 bytes of a key, zero-padded: the whole key for most tokens and pieces. */
+static inline uint64_t head8(const void *key, size_t len) {
+    uint64_t h = 0;
+    memcpy(&h, key, len < 8 ? len : 8);
+    return h;
+}
+
 static int strmap_rehash(tok_strmap *m, uint32_t cap) {
-    uint64_t *slots = calloc(cap, sizeof *slots);
+    tok_strslot *slots = calloc(cap, sizeof *slots);
     if (!slots) return -1;
     for (uint32_t i = 0; m->mask && i <= m->mask; i++) {
-        uint64_t s = m->slots[i];
-        if (!s) continue;
-        uint32_t j = (uint32_t)(s >> 32) & (cap - 1);
-        while (slots[j]) j = (j + 1) & (cap - 1);
-        slots[j] = s;
+        if (!m->slots[i].used) continue;
+        uint32_t j = m->slots[i].h32 & (cap - 1);
+        while (slots[j].used) j = (j + 1) & (cap - 1);
+        slots[j] = m->slots[i];
     }
     free(m->slots);
     m->slots = slots;
@@ -70,12 +79,6 @@ int tok_strmap_reserve(tok_strmap *m, size_t n, size_t key_bytes) {
         cap *= 2;
     }
     if (cap > (m->mask ? m->mask + 1 : 0) && strmap_rehash(m, cap) != 0) return -1;
-    if (n > m->ents_cap) {
-        void *p = realloc(m->ents, n * sizeof *m->ents);
-        if (!p) return -1;
-        m->ents = p;
-        m->ents_cap = (uint32_t)n;
-    }
     if (key_bytes > m->pool_cap) {
         void *p = realloc(m->pool, key_bytes);
         if (!p) return -1;
@@ -85,20 +88,30 @@ int tok_strmap_reserve(tok_strmap *m, size_t n, size_t key_bytes) {
     return 0;
 }
 
-bool tok_strmap_get(const tok_strmap *m, const void *key, size_t len, uint64_t *val) {
-    if (!m->n) return false;
-    uint64_t h = tok_hash_bytes(key, len);
-    uint32_t h32 = (uint32_t)(h >> 32);
+/* Slot index holding key, or of the empty slot where it would go. */
+static inline uint32_t strmap_find(const tok_strmap *m, const void *key, size_t len, bool *found) {
+    uint32_t h32 = (uint32_t)(tok_hash_bytes(key, len) >> 32) | 1u; /* never 0 */
+    uint64_t hd = head8(key, len);
     for (uint32_t i = h32 & m->mask;; i = (i + 1) & m->mask) {
-        uint64_t s = m->slots[i];
-        if (!s) return false;
-        if ((uint32_t)(s >> 32) != h32) continue;
-        const struct tok_strent *e = &m->ents[(uint32_t)s - 1];
-        if (e->len == len && memcmp(m->pool + e->off, key, len) == 0) {
-            *val = e->val;
-            return true;
+        const tok_strslot *e = &m->slots[i];
+        if (!e->used) {
+            *found = false;
+            return i;
+        }
+        if (e->h32 == h32 && e->len == len && e->head == hd &&
+            (len <= 8 || memcmp(m->pool + e->off, (const char *)key + 8, len - 8) == 0)) {
+            *found = true;
+            return i;
         }
     }
+}
+
+bool tok_strmap_get(const tok_strmap *m, const void *key, size_t len, uint64_t *val) {
+    if (!m->n) return false;
+    bool found;
+    uint32_t i = strmap_find(m, key, len, &found);
+    if (found) *val = m->slots[i].val;
+    return found;
 }
 
 int tok_strmap_insert(tok_strmap *m, const void *key, size_t len, uint64_t val, uint64_t *old) {
@@ -106,40 +119,27 @@ int tok_strmap_insert(tok_strmap *m, const void *key, size_t len, uint64_t val, 
     if ((m->n + 1) * 2 > (m->mask ? m->mask + 1 : 0) &&
         strmap_rehash(m, m->mask ? (m->mask + 1) * 2 : 1024) != 0)
         return -1;
-    uint64_t h = tok_hash_bytes(key, len);
-    uint32_t h32 = (uint32_t)(h >> 32);
-    uint32_t i = h32 & m->mask;
-    for (;; i = (i + 1) & m->mask) {
-        uint64_t s = m->slots[i];
-        if (!s) break;
-        if ((uint32_t)(s >> 32) != h32) continue;
-        const struct tok_strent *e = &m->ents[(uint32_t)s - 1];
-        if (e->len == len && memcmp(m->pool + e->off, key, len) == 0) {
-            if (old) *old = e->val;
-            return 0;
-        }
+    bool found;
+    uint32_t i = strmap_find(m, key, len, &found);
+    if (found) {
+        if (old) *old = m->slots[i].val;
+        return 0;
     }
-    if (m->n == m->ents_cap) {
-        uint32_t cap = m->ents_cap ? m->ents_cap * 2 : 512;
-        void *p = realloc(m->ents, (size_t)cap * sizeof *m->ents);
-        if (!p) return -1;
-        m->ents = p;
-        m->ents_cap = cap;
-    }
-    if (m->pool_n + len > m->pool_cap) {
+    size_t tail = len > 8 ? len - 8 : 0;
+    if (m->pool_n + tail > m->pool_cap) {
         size_t cap = m->pool_cap ? m->pool_cap * 2 : 4096;
-        while (cap < m->pool_n + len) cap *= 2;
+        while (cap < m->pool_n + tail) cap *= 2;
         if (cap > UINT32_MAX) return -1;
         void *p = realloc(m->pool, cap);
         if (!p) return -1;
         m->pool = p;
         m->pool_cap = cap;
     }
-    if (len) memcpy(m->pool + m->pool_n, key, len);
-    m->ents[m->n] = (struct tok_strent){val, (uint32_t)m->pool_n, (uint32_t)len};
-    m->pool_n += len;
+    if (tail) memcpy(m->pool + m->pool_n, (const char *)key + 8, tail);
+    m->slots[i] = (tok_strslot){head8(key, len), val, (uint32_t)m->pool_n, (uint32_t)len,
+                                (uint32_t)(tok_hash_bytes(key, len) >> 32) | 1u, 1};
+    m->pool_n += tail;
     m->n++;
-    m->slots[i] = (uint64_t)h32 << 32 | m->n;
     return 1;
 }
 
@@ -151,7 +151,6 @@ void tok_strmap_clear(tok_strmap *m) {
 
 void tok_strmap_free(tok_strmap *m) {
     free(m->slots);
-    free(m->ents);
     free(m->pool);
     memset(m, 0, sizeof *m);
 }

@@ -6,7 +6,7 @@
  *
  * Fast path (cb_kv_attention): a work item is (b, kv head g, block of queries, chunk of keys).
  * All G = H/Hkv query heads of g and all queries of the block share each decoded key/value tile
- * (TILE tokens x one head, decoded into a thread-local buffer that stays in L1), which is where
+ * (32 or 64 tokens x one head, decoded into a thread-local buffer that stays in L1), which is where
  * the GQA reuse comes from; the cache itself is streamed exactly once per item. Each row keeps an
  * online-softmax state (m, l, acc). Long caches are split into chunks (split-K) when there are
  * too few (b, g, query block) items to feed the threads; the partial states are merged at the
@@ -23,8 +23,11 @@
 
 #include "cache/quant_simd.h"
 
+_Static_assert(sizeof(int) == sizeof(float), "scratch carves int arrays from float storage");
+
 enum {
-    TILE = 32,       /* tokens decoded at a time */
+    TILE_BIG = 64,   /* tokens decoded at a time when hd + hd2 + hdv <= 128 */
+    TILE_SMALL = 32, /* ... otherwise, so a tile of K and V stays in L1 */
     ROWS_MAX = 64,   /* query rows (heads x queries) per work item, bounds scratch */
     MIN_CHUNK = 512, /* smallest split-K chunk, tokens */
 };
@@ -168,57 +171,100 @@ cb_status cb_kv_attention_ref(const cb_kv_attn_cfg *cfg, const cb_tensor *q,
 
 /* ================================ fast path ============================================= */
 
+static inline void f16_to_f32_row(const uint16_t *h, float *y, int ne) {
+    int e = 0;
+#ifdef CB_QUANT_AVX2
+    for (; e + 8 <= ne; e += 8)
+        _mm256_storeu_ps(y + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + e))));
+#endif
+    for (; e < ne; e++) y[e] = cbq_h2f(h[e]);
+}
+
+/* Decodes nb whole blocks of each of n rows (byte stride rb) into y [n][nb*32], prefetching the
+ * same blocks PF rows ahead (the next tile) while the current ones are decoded. */
+#define DECODE_ROWS(BT, DECODE)                                                                    \
+    for (int i = 0; i < n; i++) {                                                                  \
+        const BT *blk = (const BT *)(rows + (size_t)i * rb) + b0;                                  \
+        if (i < npf) {                                                                             \
+            const char *nx = (const char *)blk + (size_t)tile * rb;                                \
+            __builtin_prefetch(nx);                                                         \
+            __builtin_prefetch(nx + nb * sizeof(BT) - 1);                                   \
+        }                                                                                          \
+        for (int64_t k = 0; k < nb; k++) DECODE(blk + k, y + (size_t)i * ne + k * CB_QK);          \
+    }
+
 /* Tile of n rows [j0, j0+n) of head elements [e0, e0+ne) of batch row b, as f32 with row stride
- * *ld: a pointer into the fp32 store when possible, else decoded into buf [n][ne]. */
+ * *ld: a pointer into the fp32 store when possible, else decoded into buf [n][ne]. Positions at
+ * or past ws come from the fp16 window. */
 static const float *load_tile(const cb_seq_cache *c, int64_t ws, int64_t b, int64_t j0, int n,
-                              int64_t e0, int ne, float *buf, int64_t *ld) {
+                              int tile, int64_t e0, int ne, float *buf, int64_t *ld) {
+    const size_t rb = c->row_bytes;
+    const uint8_t *rows = cb_seq_cache_row(c, b, j0);
+    /* rows of the next tile that exist, for prefetching */
+    int npf = (int)(c->len - (j0 + tile));
+    npf = npf < 0 ? 0 : npf > n ? n : npf;
     if (c->kind == CB_KV_FP32 && j0 + n <= ws) {
+        for (int i = 0; i < npf; i += 2)
+            __builtin_prefetch((const float *)(rows + (size_t)(i + tile) * rb) + e0);
         *ld = c->width;
-        return (const float *)cb_seq_cache_row(c, b, j0) + e0;
+        return (const float *)rows + e0;
     }
     *ld = ne;
+    int nq = ws - j0 < n ? (int)(ws - j0) : n; /* rows from the main store */
+    if (nq < 0) nq = 0;
+    float *y = buf;
+    const int64_t b0 = e0 / CB_QK, nb = ne / CB_QK;
     const bool aligned = (e0 % CB_QK) == 0 && (ne % CB_QK) == 0;
-    const cb_quant_traits *tr = cb_quant_traits_get(c->dtype);
-    for (int i = 0; i < n; i++) {
-        const int64_t pos = j0 + i;
-        float *y = buf + (size_t)i * (size_t)ne;
-        if (pos >= ws || c->kind == CB_KV_FP16) {
-            const uint16_t *h = pos >= ws ? cb_seq_cache_window_row(c, b, pos) + e0
-                                          : (const uint16_t *)cb_seq_cache_row(c, b, pos) + e0;
-            int e = 0;
-#ifdef CB_QUANT_AVX2
-            for (; e + 8 <= ne; e += 8)
-                _mm256_storeu_ps(y + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + e))));
-#endif
-            for (; e < ne; e++) y[e] = cbq_h2f(h[e]);
-            continue;
-        }
-        const void *row = cb_seq_cache_row(c, b, pos);
-        if (!aligned) {
-            cb_quant_dequant_range(tr, row, e0, ne, y);
-            continue;
-        }
-        const int64_t b0 = e0 / CB_QK, nb = ne / CB_QK;
+    if (nq > 0) {
+        const int nsave = n;
+        n = nq;
+        if (npf > n) npf = n;
         switch (c->kind) {
+        case CB_KV_FP32:
+            for (int i = 0; i < n; i++)
+                memcpy(y + (size_t)i * ne, (const float *)(rows + (size_t)i * rb) + e0,
+                       (size_t)ne * sizeof(float));
+            break;
+        case CB_KV_FP16:
+            for (int i = 0; i < n; i++) {
+                const uint16_t *h = (const uint16_t *)(rows + (size_t)i * rb) + e0;
+                if (i < npf) __builtin_prefetch((const char *)(h + (size_t)tile * rb / 2));
+                f16_to_f32_row(h, y + (size_t)i * ne, ne);
+            }
+            break;
         case CB_KV_Q8_0:
-            for (int64_t k = 0; k < nb; k++)
-                cbq_decode_q8_0((const cb_block_q8_0 *)row + b0 + k, y + k * CB_QK);
-            break;
+            if (aligned) {
+                DECODE_ROWS(cb_block_q8_0, cbq_decode_q8_0)
+                break;
+            }
+            goto generic;
         case CB_KV_Q4_0:
-            for (int64_t k = 0; k < nb; k++)
-                cbq_decode_q4_0((const cb_block_q4_0 *)row + b0 + k, y + k * CB_QK);
-            break;
+            if (aligned) {
+                DECODE_ROWS(cb_block_q4_0, cbq_decode_q4_0)
+                break;
+            }
+            goto generic;
         case CB_KV_NF4:
-            for (int64_t k = 0; k < nb; k++)
-                cbq_decode_nf4((const cb_block_nf4 *)row + b0 + k, y + k * CB_QK);
-            break;
-        default: /* fp32 rows inside the window cannot happen (no ring) */
-            memcpy(y, (const float *)row + e0, (size_t)ne * sizeof(float));
+            if (aligned) {
+                DECODE_ROWS(cb_block_nf4, cbq_decode_nf4)
+                break;
+            }
+            goto generic;
+        generic:
+        default: {
+            const cb_quant_traits *tr = cb_quant_traits_get(c->dtype);
+            for (int i = 0; i < n; i++)
+                cb_quant_dequant_range(tr, rows + (size_t)i * rb, e0, ne, y + (size_t)i * ne);
             break;
         }
+        }
+        n = nsave;
     }
+    for (int i = nq; i < n; i++) /* fp16 window */
+        f16_to_f32_row(cb_seq_cache_window_row(c, b, j0 + i) + e0, y + (size_t)i * ne, ne);
     return buf;
 }
+#undef DECODE_ROWS
 
 #ifdef CB_QUANT_AVX2
 /* lane i = sum of the 8 lanes of v[i] */
@@ -320,42 +366,123 @@ static float exp_sum(float *s, int n, float m) {
     return sum;
 }
 
-/* acc[hdv] = acc * alpha + sum_i p[i] v_i (rows of stride ld). */
-static void accumulate(float *acc, float alpha, const float *p, const float *vd, int64_t ld,
-                       int hdv, int n) {
+/* Row maximum of s[0..n). */
+static float row_max(const float *s, int n) {
+    int i = 0;
+    float mx = -INFINITY;
+#ifdef CB_QUANT_AVX2
+    if (n >= 8) {
+        __m256 m = _mm256_loadu_ps(s);
+        for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + i));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        mx = _mm_cvtss_f32(h);
+    }
+#endif
+    for (; i < n; i++) mx = s[i] > mx ? s[i] : mx;
+    return mx;
+}
+
+/* For one or two rows sharing the same tokens: acc_k[hdv] = acc_k * alpha_k + sum_i p_k[i] v_i
+ * (value rows of stride ld). Two rows give eight independent FMA chains per 32 values (one row
+ * alone alternates two sets of accumulators over the tokens), which keeps the FMA units busy
+ * instead of waiting on one chain's latency; the value loads are shared by both rows. */
+static void accumulate2(float *acc0, float *acc1, float al0, float al1, const float *p0,
+                        const float *p1, const float *vd, int64_t ld, int hdv, int n) {
     int e = 0;
 #ifdef CB_QUANT_AVX2
-    const __m256 al = _mm256_set1_ps(alpha);
-    for (; e + 32 <= hdv; e += 32) {
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(acc + e), al);
-        __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(acc + e + 8), al);
-        __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(acc + e + 16), al);
-        __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(acc + e + 24), al);
-        for (int i = 0; i < n; i++) {
-            const float *vr = vd + (size_t)i * (size_t)ld + e;
-            __m256 pv = _mm256_set1_ps(p[i]);
-            a0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr), a0);
-            a1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8), a1);
-            a2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 16), a2);
-            a3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 24), a3);
+    if (acc1) {
+        const __m256 a0v = _mm256_set1_ps(al0), a1v = _mm256_set1_ps(al1);
+        for (; e + 32 <= hdv; e += 32) {
+            __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e), a0v);
+            __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e + 8), a0v);
+            __m256 x2 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e + 16), a0v);
+            __m256 x3 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e + 24), a0v);
+            __m256 y0 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + e), a1v);
+            __m256 y1 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + e + 8), a1v);
+            __m256 y2 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + e + 16), a1v);
+            __m256 y3 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + e + 24), a1v);
+            for (int i = 0; i < n; i++) {
+                const float *vr = vd + (size_t)i * (size_t)ld + e;
+                const __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+                const __m256 v2 = _mm256_loadu_ps(vr + 16), v3 = _mm256_loadu_ps(vr + 24);
+                const __m256 q0 = _mm256_broadcast_ss(p0 + i), q1 = _mm256_broadcast_ss(p1 + i);
+                x0 = _mm256_fmadd_ps(q0, v0, x0);
+                x1 = _mm256_fmadd_ps(q0, v1, x1);
+                x2 = _mm256_fmadd_ps(q0, v2, x2);
+                x3 = _mm256_fmadd_ps(q0, v3, x3);
+                y0 = _mm256_fmadd_ps(q1, v0, y0);
+                y1 = _mm256_fmadd_ps(q1, v1, y1);
+                y2 = _mm256_fmadd_ps(q1, v2, y2);
+                y3 = _mm256_fmadd_ps(q1, v3, y3);
+            }
+            _mm256_storeu_ps(acc0 + e, x0);
+            _mm256_storeu_ps(acc0 + e + 8, x1);
+            _mm256_storeu_ps(acc0 + e + 16, x2);
+            _mm256_storeu_ps(acc0 + e + 24, x3);
+            _mm256_storeu_ps(acc1 + e, y0);
+            _mm256_storeu_ps(acc1 + e + 8, y1);
+            _mm256_storeu_ps(acc1 + e + 16, y2);
+            _mm256_storeu_ps(acc1 + e + 24, y3);
         }
-        _mm256_storeu_ps(acc + e, a0);
-        _mm256_storeu_ps(acc + e + 8, a1);
-        _mm256_storeu_ps(acc + e + 16, a2);
-        _mm256_storeu_ps(acc + e + 24, a3);
+    } else {
+        const __m256 a0v = _mm256_set1_ps(al0), z = _mm256_setzero_ps();
+        for (; e + 32 <= hdv; e += 32) {
+            __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e), a0v);
+            __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e + 8), a0v);
+            __m256 x2 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e + 16), a0v);
+            __m256 x3 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e + 24), a0v);
+            __m256 y0 = z, y1 = z, y2 = z, y3 = z;
+            int i = 0;
+            for (; i + 2 <= n; i += 2) {
+                const float *vr = vd + (size_t)i * (size_t)ld + e, *vs = vr + ld;
+                const __m256 q0 = _mm256_broadcast_ss(p0 + i), q1 = _mm256_broadcast_ss(p0 + i + 1);
+                x0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr), x0);
+                x1 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr + 8), x1);
+                x2 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr + 16), x2);
+                x3 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr + 24), x3);
+                y0 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(vs), y0);
+                y1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(vs + 8), y1);
+                y2 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(vs + 16), y2);
+                y3 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(vs + 24), y3);
+            }
+            for (; i < n; i++) {
+                const float *vr = vd + (size_t)i * (size_t)ld + e;
+                const __m256 q0 = _mm256_broadcast_ss(p0 + i);
+                x0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr), x0);
+                x1 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr + 8), x1);
+                x2 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr + 16), x2);
+                x3 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vr + 24), x3);
+            }
+            _mm256_storeu_ps(acc0 + e, _mm256_add_ps(x0, y0));
+            _mm256_storeu_ps(acc0 + e + 8, _mm256_add_ps(x1, y1));
+            _mm256_storeu_ps(acc0 + e + 16, _mm256_add_ps(x2, y2));
+            _mm256_storeu_ps(acc0 + e + 24, _mm256_add_ps(x3, y3));
+        }
     }
-    for (; e + 8 <= hdv; e += 8) {
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(acc + e), al);
-        for (int i = 0; i < n; i++)
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[i]),
-                                 _mm256_loadu_ps(vd + (size_t)i * (size_t)ld + e), a0);
-        _mm256_storeu_ps(acc + e, a0);
+    for (; e + 8 <= hdv; e += 8) { /* rows one at a time for an 8..24 remainder */
+        __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + e), _mm256_set1_ps(al0));
+        __m256 y0 = acc1 ? _mm256_mul_ps(_mm256_loadu_ps(acc1 + e), _mm256_set1_ps(al1))
+                         : _mm256_setzero_ps();
+        for (int i = 0; i < n; i++) {
+            const __m256 v0 = _mm256_loadu_ps(vd + (size_t)i * (size_t)ld + e);
+            x0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + i), v0, x0);
+            if (acc1) y0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + i), v0, y0);
+        }
+        _mm256_storeu_ps(acc0 + e, x0);
+        if (acc1) _mm256_storeu_ps(acc1 + e, y0);
     }
 #endif
     for (; e < hdv; e++) {
-        float a = acc[e] * alpha;
-        for (int i = 0; i < n; i++) a += p[i] * vd[(size_t)i * (size_t)ld + e];
-        acc[e] = a;
+        float x = acc0[e] * al0, y = acc1 ? acc1[e] * al1 : 0.0f;
+        for (int i = 0; i < n; i++) {
+            const float v = vd[(size_t)i * (size_t)ld + e];
+            x += p0[i] * v;
+            if (acc1) y += p1[i] * v;
+        }
+        acc0[e] = x;
+        if (acc1) acc1[e] = y;
     }
 }
 
@@ -367,11 +494,13 @@ typedef struct plan {
     const float *q, *q2;
     float *out, *lse;
     int64_t TB, ntb, nchunks, chunk_len, kmin, kmax;
+    int tile;
     float *pm, *pl, *pacc; /* partial states [chunk][B][H][T] (x hdv), when nchunks > 1 */
 } plan;
 
 typedef struct scratch {
-    float *qs, *q2s, *m, *l, *acc, *s, *kbuf, *k2buf, *vbuf;
+    float *qs, *q2s, *m, *l, *acc, *s, *alpha, *kbuf, *k2buf, *vbuf;
+    int *live; /* G entries */
 } scratch;
 
 static float *carve(float **p, size_t n) {
@@ -382,8 +511,8 @@ static float *carve(float **p, size_t n) {
 
 static size_t scratch_floats(const plan *P) {
     const size_t R = (size_t)(P->TB * P->d.G);
-    size_t n = R * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv + 2) + TILE +
-               (size_t)TILE * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv);
+    size_t n = R * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv + 2) + (size_t)P->d.G * (P->tile + 2) +
+               (size_t)P->tile * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv);
     return n + 16 * 10;
 }
 
@@ -422,14 +551,15 @@ static void run_item(const plan *P, int64_t item, scratch *S) {
     key_range(cfg, d->L, cfg->q_pos0 + t1 - 1, &lo1, &hi1);
     const int64_t u_lo = c_lo > lo0 ? c_lo : lo0, u_hi = c_hi < hi1 ? c_hi : hi1;
 
-    for (int64_t j0 = u_lo; j0 < u_hi; j0 += TILE) {
-        const int n = (int)(u_hi - j0 < TILE ? u_hi - j0 : TILE);
+    const int tile = P->tile;
+    for (int64_t j0 = u_lo; j0 < u_hi; j0 += tile) {
+        const int n = (int)(u_hi - j0 < tile ? u_hi - j0 : tile);
         int64_t ldk, ldk2 = 0, ldv;
-        const float *kd = load_tile(P->k, P->wsk, b, j0, n, g * d->hd, (int)d->hd, S->kbuf, &ldk);
-        const float *k2d = P->k2 ? load_tile(P->k2, P->wsk2, b, j0, n, g * d->hd2, (int)d->hd2,
+        const float *kd = load_tile(P->k, P->wsk, b, j0, n, tile, g * d->hd, (int)d->hd, S->kbuf, &ldk);
+        const float *k2d = P->k2 ? load_tile(P->k2, P->wsk2, b, j0, n, tile, g * d->hd2, (int)d->hd2,
                                              S->k2buf, &ldk2)
                                  : NULL;
-        const float *vd = load_tile(P->v, P->wsv, b, j0, n, g * d->hdv, (int)d->hdv, S->vbuf, &ldv);
+        const float *vd = load_tile(P->v, P->wsv, b, j0, n, tile, g * d->hdv, (int)d->hdv, S->vbuf, &ldv);
         for (int64_t t = t0; t < t1; t++) {
             int64_t lo, hi;
             key_range(cfg, d->L, cfg->q_pos0 + t, &lo, &hi);
@@ -437,24 +567,36 @@ static void run_item(const plan *P, int64_t item, scratch *S) {
             if (hi > j0 + n) hi = j0 + n;
             if (lo >= hi) continue;
             const int a = (int)(lo - j0), cnt = (int)(hi - lo);
+            /* scores and softmax statistics of the G rows of query t; probabilities land in
+             * p[i] (one tile-long buffer per head), alpha[i] rescales the old accumulator */
+            int *live = S->live, nlive = 0;
             for (int64_t i = 0; i < G; i++) {
                 const int64_t r = (t - t0) * G + i;
-                float *s = S->s;
+                float *s = S->s + i * tile;
                 scores(S->qs + r * d->hd, kd + (size_t)a * (size_t)ldk, ldk, (int)d->hd, cnt, s,
                        false);
                 if (k2d)
                     scores(S->q2s + r * d->hd2, k2d + (size_t)a * (size_t)ldk2, ldk2, (int)d->hd2,
                            cnt, s, true);
-                float mx = s[0];
-                for (int u = 1; u < cnt; u++) mx = s[u] > mx ? s[u] : mx;
+                const float mx = row_max(s, cnt);
                 const float m_old = S->m[r], m_new = mx > m_old ? mx : m_old;
                 if (m_new == -INFINITY) continue; /* every score -inf: contributes nothing */
-                const float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
-                const float psum = exp_sum(s, cnt, m_new);
-                S->l[r] = S->l[r] * alpha + psum;
+                const float alpha = m_old == m_new        ? 1.0f
+                                    : m_old == -INFINITY ? 0.0f
+                                                          : expf(m_old - m_new);
+                S->l[r] = S->l[r] * alpha + exp_sum(s, cnt, m_new);
                 S->m[r] = m_new;
-                accumulate(S->acc + r * d->hdv, alpha, s, vd + (size_t)a * (size_t)ldv, ldv,
-                           (int)d->hdv, cnt);
+                S->alpha[i] = alpha;
+                live[nlive++] = (int)i;
+            }
+            const float *vt = vd + (size_t)a * (size_t)ldv;
+            for (int u = 0; u < nlive; u += 2) {
+                const int i0 = live[u], i1 = u + 1 < nlive ? live[u + 1] : -1;
+                float *acc0 = S->acc + ((t - t0) * G + i0) * d->hdv;
+                float *acc1 = i1 >= 0 ? S->acc + ((t - t0) * G + i1) * d->hdv : NULL;
+                accumulate2(acc0, acc1, S->alpha[i0], i1 >= 0 ? S->alpha[i1] : 0.0f,
+                            S->s + i0 * tile, i1 >= 0 ? S->s + i1 * tile : NULL, vt, ldv,
+                            (int)d->hdv, cnt);
             }
         }
     }
@@ -515,6 +657,7 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
     P.lse = lse ? cb_f32(lse) : NULL;
     if (d->B == 0 || d->T == 0) return CB_OK;
 
+    P.tile = d->hd + d->hd2 + d->hdv <= 128 ? TILE_BIG : TILE_SMALL;
     /* query blocks: all T queries of a kv head in one item when they fit ROWS_MAX rows */
     P.TB = d->T * d->G <= ROWS_MAX ? d->T : (ROWS_MAX / d->G > 0 ? ROWS_MAX / d->G : 1);
     P.ntb = (d->T + P.TB - 1) / P.TB;
@@ -534,8 +677,8 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
         P.nchunks = want < most ? want : most;
     }
     P.chunk_len = (span + P.nchunks - 1) / P.nchunks;
-    P.chunk_len = (P.chunk_len + TILE - 1) / TILE * TILE;
-    if (P.chunk_len == 0) P.chunk_len = TILE;
+    P.chunk_len = (P.chunk_len + P.tile - 1) / P.tile * P.tile;
+    if (P.chunk_len == 0) P.chunk_len = P.tile;
     P.nchunks = span > 0 ? (span + P.chunk_len - 1) / P.chunk_len : 1;
 
     void *partial = NULL;
@@ -569,10 +712,12 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
             S.m = carve(&p, R);
             S.l = carve(&p, R);
             S.acc = carve(&p, R * (size_t)d->hdv);
-            S.s = carve(&p, TILE);
-            S.kbuf = carve(&p, (size_t)TILE * (size_t)d->hd);
-            S.k2buf = carve(&p, (size_t)TILE * (size_t)d->hd2);
-            S.vbuf = carve(&p, (size_t)TILE * (size_t)d->hdv);
+            S.s = carve(&p, (size_t)d->G * P.tile);
+            S.alpha = carve(&p, (size_t)d->G);
+            S.live = (int *)carve(&p, (size_t)d->G); /* int and float have the same size */
+            S.kbuf = carve(&p, (size_t)P.tile * (size_t)d->hd);
+            S.k2buf = carve(&p, (size_t)P.tile * (size_t)d->hd2);
+            S.vbuf = carve(&p, (size_t)P.tile * (size_t)d->hdv);
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++)

@@ -12,8 +12,12 @@ typedef struct cb_command {
 } cb_command;
 
 int cb_cmd_version(int argc, char **argv);
+int cb_cmd_compile(int argc, char **argv);
+int cb_cmd_run(int argc, char **argv);
 int cb_cmd_logits(int argc, char **argv);
 int cb_cmd_grads(int argc, char **argv);
+int cb_cmd_tokenize(int argc, char **argv);
+int cb_cmd_prepare_data(int argc, char **argv);
 int cb_cmd_generate(int argc, char **argv);
 
 #endif

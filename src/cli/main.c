@@ -6,8 +6,12 @@
 
 static const cb_command commands[] = {
     {"version", cb_cmd_version, "print the version and the compiled-in backends"},
+    {"compile", cb_cmd_compile, "parse, lower and validate a manifest; --print-plan shows the graph"},
+    {"run", cb_cmd_run, "load a manifest and run one of its groups (--group NAME)"},
     {"logits", cb_cmd_logits, "run a model forward on token ids and write the logits (.npy)"},
     {"grads", cb_cmd_grads, "next-token cross-entropy gradients of every parameter (.safetensors)"},
+    {"tokenize", cb_cmd_tokenize, "encode text with a tokenizer; print the ids as JSON lines"},
+    {"prepare-data", cb_cmd_prepare_data, "tokenize text files into a .npy token file + meta.json"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

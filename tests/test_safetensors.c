@@ -426,6 +426,7 @@ static void test_sharded(void **state) {
         {"{\"weight_map\": {}}", CB_ERR_FORMAT, "empty"},
         {"[1, 2]", CB_ERR_FORMAT, "weight_map"},
         {"{\"weight_map\": {\"layer.a\": ", CB_ERR_FORMAT, "not valid JSON"},
+        {"{\"weight_map\": {}} {}", CB_ERR_FORMAT, "trailing garbage"},
         /* tensor listed in the wrong shard / not in any shard */
         {"{\"weight_map\": {\"layer.a\": \"model-00002-of-00002.safetensors\","
          "\"head.c\": \"model-00002-of-00002.safetensors\"}}",

@@ -107,13 +107,18 @@ static cb_status ck_open_index(cb_checkpoint *ck, const char *index_path) {
     char *text = NULL;
     size_t len = 0;
     CB_TRY(cb_read_file(index_path, CK_MAX_INDEX_BYTES, &text, &len));
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    int trailing = 0;
+    for (size_t i = root ? (size_t)(end - text) : len; i < len; i++)
+        if (!strchr(" \t\r\n", text[i]) || !text[i]) trailing = 1;
     free(text);
     cb_status s = CB_OK;
     const char **names = NULL;
     char *dir = NULL;
-    if (!root) {
-        s = cb_fail(CB_ERR_FORMAT, "%s: not valid JSON", index_path);
+    if (!root || trailing) {
+        s = cb_fail(CB_ERR_FORMAT, "%s: not valid JSON%s", index_path,
+                    root ? " (trailing garbage after the object)" : "");
         goto out;
     }
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");

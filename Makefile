@@ -50,7 +50,7 @@ fuzz: setup
 	@for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	    build-fuzz/corpus-$$n fuzz/seeds/$$n 2>&1 | grep -E '^(#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY|Done)' ; done
+	    build-fuzz/corpus-$$n fuzz/seeds/$$n 2>&1 | grep -E '^(#[0-9]+[[:space:]]+DONE|==[0-9]+==ERROR|SUMMARY|Done)' ; done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')

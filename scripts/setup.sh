@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libyaml-dev libcjson-dev libpcre2-dev
-  libopenblas-dev liblapacke-dev
+  libopenblas-dev libopenblas-openmp-dev liblapacke-dev
   libcmocka-dev
   libplplot-dev libcairo2-dev
   libopenmpi-dev openmpi-bin

@@ -166,26 +166,30 @@ cb_status cb_cpu_attention_bwd(const cb_attn_cfg *c, const cb_tensor *q, const c
         for (int64_t kvh = 0; kvh < Hkv; kvh++) {
             float Kt[MAX_HD * BK], Vt[MAX_HD * BK], K2t[hd2 ? MAX_HD * BK : 1];
             float s[BK], dp[BK];
-            for (int64_t h = kvh * G; h < (kvh + 1) * G; h++)
-                for (int64_t i = 0; i < T; i++) {
-                    const int64_t qp = c->q_pos0 + i;
-                    const float li = ls[(b * H + h) * T + i];
-                    if (li == -INFINITY) continue; /* fully masked row: zero output, no grad */
-                    const float *qi = qs + ((b * T + i) * H + h) * hd;
-                    const float *q2i = hd2 ? q2s + ((b * T + i) * H + h) * hd2 : NULL;
-                    const float *gi = gs + ((b * T + i) * H + h) * hdv;
-                    const float *oi = os + ((b * T + i) * H + h) * hdv;
-                    float Di = 0;
-                    for (int64_t d = 0; d < hdv; d++) Di += gi[d] * oi[d];
-                    int64_t lo, hi;
-                    key_range(c, qp, qp, S, &lo, &hi);
-                    for (int64_t j0 = lo; j0 < hi; j0 += BK) {
-                        int64_t nk = hi - j0 < BK ? hi - j0 : BK;
-                        /* Re-packing per query row keeps the loop simple; the packs are small
-                         * (hd x 64) and stay in L1. */
-                        pack_t(ks + (b * S + j0) * ldk + kvh * hd, ldk, nk, hd, Kt);
-                        pack_t(vs + (b * S + j0) * ldv + kvh * hdv, ldv, nk, hdv, Vt);
-                        if (hd2) pack_t(k2s + (b * S + j0) * ldk2 + kvh * hd2, ldk2, nk, hd2, K2t);
+            int64_t lo_all, hi_all;
+            key_range(c, c->q_pos0, c->q_pos0 + T - 1, S, &lo_all, &hi_all);
+            /* Key blocks outermost: each block is packed once and serves every query row of
+             * every head in the group. */
+            for (int64_t j0 = lo_all; j0 < hi_all; j0 += BK) {
+                int64_t nk = hi_all - j0 < BK ? hi_all - j0 : BK;
+                pack_t(ks + (b * S + j0) * ldk + kvh * hd, ldk, nk, hd, Kt);
+                pack_t(vs + (b * S + j0) * ldv + kvh * hdv, ldv, nk, hdv, Vt);
+                if (hd2) pack_t(k2s + (b * S + j0) * ldk2 + kvh * hd2, ldk2, nk, hd2, K2t);
+                for (int64_t h = kvh * G; h < (kvh + 1) * G; h++)
+                    for (int64_t i = 0; i < T; i++) {
+                        const int64_t qp = c->q_pos0 + i;
+                        int64_t lo, hi;
+                        key_range(c, qp, qp, S, &lo, &hi);
+                        if (hi <= j0 || lo >= j0 + nk) continue;
+                        const float li = ls[(b * H + h) * T + i];
+                        if (li == -INFINITY) continue; /* fully masked row: zero output, no grad */
+                        const float *qi = qs + ((b * T + i) * H + h) * hd;
+                        const float *q2i = hd2 ? q2s + ((b * T + i) * H + h) * hd2 : NULL;
+                        const float *gi = gs + ((b * T + i) * H + h) * hdv;
+                        const float *oi = os + ((b * T + i) * H + h) * hdv;
+                        float Di = 0;
+#pragma omp simd reduction(+ : Di)
+                        for (int64_t d = 0; d < hdv; d++) Di += gi[d] * oi[d];
                         memset(s, 0, sizeof s);
                         memset(dp, 0, sizeof dp);
                         scores_add(qi, Kt, hd, c->scale, s);
@@ -194,21 +198,22 @@ cb_status cb_cpu_attention_bwd(const cb_attn_cfg *c, const cb_tensor *q, const c
                         for (int64_t j = 0; j < BK; j++) {
                             bool ok = j < nk && key_allowed(c, qp, j0 + j);
                             float p = ok ? cb_fast_expf(s[j] - li) : 0.0f;
-                            s[j] = p;                   /* P_ij */
-                            dp[j] = p * (dp[j] - Di);   /* dS_ij */
+                            s[j] = p;                 /* P_ij */
+                            dp[j] = p * (dp[j] - Di); /* dS_ij */
                         }
+                        float *dqr = dqs ? dqs + ((b * T + i) * H + h) * hd : NULL;
+                        float *dq2r = dq2s ? dq2s + ((b * T + i) * H + h) * hd2 : NULL;
                         for (int64_t j = 0; j < nk; j++) {
                             float p = s[j], ds = dp[j];
                             if (p == 0.0f && ds == 0.0f) continue;
-                            int64_t kr = (b * S + j0 + j);
+                            const int64_t kr = b * S + j0 + j;
                             if (dvs) {
                                 float *dvr = dvs + kr * ldv + kvh * hdv;
 #pragma omp simd
                                 for (int64_t d = 0; d < hdv; d++) dvr[d] += p * gi[d];
                             }
-                            float a = ds * c->scale;
-                            if (dqs) {
-                                float *dqr = dqs + ((b * T + i) * H + h) * hd;
+                            const float a = ds * c->scale;
+                            if (dqr) {
                                 const float *krow = ks + kr * ldk + kvh * hd;
 #pragma omp simd
                                 for (int64_t d = 0; d < hd; d++) dqr[d] += a * krow[d];
@@ -219,11 +224,10 @@ cb_status cb_cpu_attention_bwd(const cb_attn_cfg *c, const cb_tensor *q, const c
                                 for (int64_t d = 0; d < hd; d++) dkr[d] += a * qi[d];
                             }
                             if (hd2) {
-                                float a2 = ds * c->scale2;
-                                if (dq2s) {
-                                    float *r = dq2s + ((b * T + i) * H + h) * hd2;
+                                const float a2 = ds * c->scale2;
+                                if (dq2r) {
                                     const float *krow = k2s + kr * ldk2 + kvh * hd2;
-                                    for (int64_t d = 0; d < hd2; d++) r[d] += a2 * krow[d];
+                                    for (int64_t d = 0; d < hd2; d++) dq2r[d] += a2 * krow[d];
                                 }
                                 if (dk2s) {
                                     float *r = dk2s + kr * ldk2 + kvh * hd2;
@@ -232,7 +236,7 @@ cb_status cb_cpu_attention_bwd(const cb_attn_cfg *c, const cb_tensor *q, const c
                             }
                         }
                     }
-                }
+            }
         }
     return CB_OK;
 }

@@ -11,7 +11,7 @@
  * weights that small are exactly 0 in f32 anyway). */
 static inline float cb_fast_expf(float x) {
     x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float n = __builtin_rintf(x * 1.44269504088896341f); /* vroundps: no libm call */
     float r = x - n * 0.693145751953125f; /* ln2 split in a high part ... */
     r = r - n * 1.428606765330187045e-06f; /* ... and a low part for accuracy */
     float p = 1.0f / 720.0f;

@@ -88,22 +88,22 @@ int32_t cb_generate_pad_id(const cb_generate_config *c);
 /* ---- sampling (§10.1): temperature -> top-k -> top-p ----------------------------------------- */
 
 /* Scratch for one row of V logits (allocated once, reused every step). */
-typedef struct cb_sampler {
+typedef struct cb_token_sampler {
     int64_t vocab;
     float *probs;   /* [V] */
     int32_t *order; /* [V] */
-} cb_sampler;
+} cb_token_sampler;
 
-cb_status cb_sampler_init(cb_sampler *s, int64_t vocab);
-void cb_sampler_free(cb_sampler *s);
+cb_status cb_token_sampler_init(cb_token_sampler *s, int64_t vocab);
+void cb_token_sampler_free(cb_token_sampler *s);
 /* The distribution sampling draws from, into s->probs [V] (sums to 1): one-hot at the first
  * argmax when temperature <= 0, else softmax(logits / T) restricted by top_k (ties with the k-th
  * largest kept) and then by top_p (keep the most probable tokens up to and including the first
  * whose cumulative probability strictly exceeds top_p), renormalised. */
-cb_status cb_sampler_probs(cb_sampler *s, const float *logits, float temperature, int top_k,
+cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature, int top_k,
                            float top_p);
 /* Draws one token. Greedy (temperature <= 0) draws no random number. */
-int32_t cb_sampler_sample(cb_sampler *s, const float *logits, float temperature, int top_k,
+int32_t cb_token_sampler_sample(cb_token_sampler *s, const float *logits, float temperature, int top_k,
                           float top_p, cb_rng *rng);
 /* Index drawn from probs[0..n) (any non-negative weights, normalised here) with one uniform. */
 int32_t cb_sample_from(const float *probs, int64_t n, cb_rng *rng);

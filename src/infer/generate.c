@@ -43,7 +43,7 @@ struct cb_generator {
     size_t feedbuf_cap; /* elements */
     float *host_all;    /* device models: host copy of all logits */
     size_t host_all_cap;
-    cb_sampler sampler;
+    cb_token_sampler sampler;
     cb_rng rng;
     cb_generate_stats stats;
 };
@@ -85,10 +85,10 @@ cb_status cb_generator_new(cb_generator **out, cb_model *m, const cb_generate_co
     if (st == CB_OK) st = dup_str(g, 3, &g->cfg.cache_plan_model_id);
     if (st == CB_OK) st = dup_str(g, 4, &g->cfg.decode_plan);
     if (st == CB_OK) st = cb_decode_plan_mode_parse(g->cfg.decode_plan, &g->plan_mode);
-    if (st == CB_OK) st = cb_sampler_init(&g->sampler, g->V);
+    if (st == CB_OK) st = cb_token_sampler_init(&g->sampler, g->V);
     if (st == CB_OK) st = cb_graph_init(&g->g, m->device);
     if (st != CB_OK) {
-        cb_sampler_free(&g->sampler);
+        cb_token_sampler_free(&g->sampler);
         for (int i = 0; i < 6; i++) free(g->own[i]);
         free(g);
         return st;
@@ -116,7 +116,7 @@ void cb_generator_free(cb_generator *g) {
     if (!g) return;
     free_batch_state(g);
     cb_graph_free(&g->g);
-    cb_sampler_free(&g->sampler);
+    cb_token_sampler_free(&g->sampler);
     free(g->feedbuf);
     free(g->host_all);
     for (int i = 0; i < 6; i++) free(g->own[i]);
@@ -278,7 +278,7 @@ cb_status cb_generator_sample(cb_generator *g, int32_t *tokens) {
     for (int64_t b = 0; b < g->B; b++) {
         const float *row = g->last + b * g->V;
         if (g->cfg.temperature > 0)
-            CB_TRY(cb_sampler_probs(&g->sampler, row, g->cfg.temperature, g->cfg.top_k, g->cfg.top_p));
+            CB_TRY(cb_token_sampler_probs(&g->sampler, row, g->cfg.temperature, g->cfg.top_k, g->cfg.top_p));
         tokens[b] = g->cfg.temperature > 0 ? cb_sample_from(g->sampler.probs, g->V, &g->rng)
                                            : cb_argmax(row, g->V);
     }

@@ -12,24 +12,24 @@
 
 #include "caramba/generate.h"
 
-cb_status cb_sampler_init(cb_sampler *s, int64_t vocab) {
-    *s = (cb_sampler){0};
+cb_status cb_token_sampler_init(cb_token_sampler *s, int64_t vocab) {
+    *s = (cb_token_sampler){0};
     if (vocab <= 0 || vocab > ((int64_t)1 << 31) - 1)
         return cb_fail(CB_ERR_ARG, "sampler: vocabulary size %lld out of range", (long long)vocab);
     s->vocab = vocab;
     s->probs = malloc(sizeof(float) * (size_t)vocab);
     s->order = malloc(sizeof(int32_t) * (size_t)vocab);
     if (!s->probs || !s->order) {
-        cb_sampler_free(s);
+        cb_token_sampler_free(s);
         return cb_fail(CB_ERR_NOMEM, "sampler: scratch for %lld logits", (long long)vocab);
     }
     return CB_OK;
 }
 
-void cb_sampler_free(cb_sampler *s) {
+void cb_token_sampler_free(cb_token_sampler *s) {
     free(s->probs);
     free(s->order);
-    *s = (cb_sampler){0};
+    *s = (cb_token_sampler){0};
 }
 
 double cb_rng_uniform53(cb_rng *r) { return (double)(cb_rng_next(r) >> 11) * 0x1.0p-53; }
@@ -92,7 +92,7 @@ static int cmp_desc(const void *a, const void *b, void *key) {
     return (x > y) - (x < y); /* ties: lower index first (deterministic) */
 }
 
-cb_status cb_sampler_probs(cb_sampler *s, const float *logits, float temperature, int top_k,
+cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature, int top_k,
                            float top_p) {
     const int64_t V = s->vocab;
     float *z = s->probs;
@@ -146,10 +146,10 @@ cb_status cb_sampler_probs(cb_sampler *s, const float *logits, float temperature
     return CB_OK;
 }
 
-int32_t cb_sampler_sample(cb_sampler *s, const float *logits, float temperature, int top_k,
+int32_t cb_token_sampler_sample(cb_token_sampler *s, const float *logits, float temperature, int top_k,
                           float top_p, cb_rng *rng) {
     if (!(temperature > 0)) return cb_argmax(logits, s->vocab);
-    if (cb_sampler_probs(s, logits, temperature, top_k, top_p) != CB_OK)
+    if (cb_token_sampler_probs(s, logits, temperature, top_k, top_p) != CB_OK)
         return cb_argmax(logits, s->vocab);
     return cb_sample_from(s->probs, s->vocab, rng);
 }

@@ -110,7 +110,7 @@ typedef struct spec_state {
     bool greedy;
     int64_t V;
     cb_generator *tg, *dg;
-    cb_sampler smp;
+    cb_token_sampler smp;
     float *p, *q, *scratch; /* [(kmax+1) V], [kmax V], [V] */
     int32_t *blk;           /* [kmax + 1] */
     cb_rng rng;
@@ -146,7 +146,7 @@ static cb_status probs_of(spec_state *S, const float *logits, float *dst) {
         return CB_OK;
     }
     const cb_generate_config *g = &S->cfg->gen;
-    CB_TRY(cb_sampler_probs(&S->smp, logits, g->temperature, g->top_k, g->top_p));
+    CB_TRY(cb_token_sampler_probs(&S->smp, logits, g->temperature, g->top_k, g->top_p));
     memcpy(dst, S->smp.probs, sizeof(float) * (size_t)S->V);
     return CB_OK;
 }
@@ -298,7 +298,7 @@ cb_status cb_speculative_generate(cb_model *target, cb_model *draft, const cb_sp
     if (kmax > 64) return cb_fail(CB_ERR_ARG, "speculative: k above 64 is not supported");
     cb_status s = cb_generator_new(&S.tg, target, &tc);
     if (s == CB_OK) s = cb_generator_new(&S.dg, draft, &dc);
-    if (s == CB_OK) s = cb_sampler_init(&S.smp, S.V);
+    if (s == CB_OK) s = cb_token_sampler_init(&S.smp, S.V);
     if (s == CB_OK) {
         S.p = malloc(sizeof(float) * (size_t)(kmax + 1) * (size_t)S.V);
         S.q = malloc(sizeof(float) * (size_t)kmax * (size_t)S.V);
@@ -329,7 +329,7 @@ cb_status cb_speculative_generate(cb_model *target, cb_model *draft, const cb_sp
     st->seconds = now_s() - t0;
     cb_generator_free(S.tg);
     cb_generator_free(S.dg);
-    cb_sampler_free(&S.smp);
+    cb_token_sampler_free(&S.smp);
     free(S.p);
     free(S.q);
     free(S.scratch);

@@ -657,6 +657,15 @@ static void test_attention_errors(void **state) {
     cb_tensor bad = t3(o, 1, 1, 127);
     assert_int_equal(cb_kv_attention(&cfg, &tq, &k, &v, NULL, NULL, &bad, NULL), CB_ERR_SHAPE);
     assert_non_null(strstr(cb_last_error(), "out"));
+    /* an empty cache: nothing to attend to, zeros and lse -inf */
+    cb_seq_cache_reset(&k);
+    cb_seq_cache_reset(&v);
+    float l[4];
+    cb_tensor tl = t3(l, 1, 4, 1);
+    for (int i = 0; i < 128; i++) o[i] = 1.0f;
+    assert_int_equal(cb_kv_attention(&cfg, &tq, &k, &v, NULL, NULL, &to, &tl), CB_OK);
+    for (int i = 0; i < 128; i++) assert_true(o[i] == 0.0f);
+    for (int i = 0; i < 4; i++) assert_true(l[i] == -INFINITY);
     cb_seq_cache_free(&k);
     cb_seq_cache_free(&v);
 }

@@ -96,6 +96,7 @@ static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, 
 
 static int flow(cb_sctx *c, cb_cfg_node *m, shape in, shape *out, int in_rep) {
     in_rep |= m->rep > 0;
+    m->n_params = 0; /* a node may be visited twice (branch input widths, below) */
     shape o = in;
     int64_t d = 0;
     switch (m->kind) {
@@ -135,6 +136,15 @@ static int flow(cb_sctx *c, cb_cfg_node *m, shape in, shape *out, int in_rep) {
     case CB_CFG_BRANCHING: {
         shape first = {0};
         int64_t sum = 0;
+        if (!in.w) {
+            /* every branch reads the same input: one branch that fixes its width fixes it for
+             * all (so a dropout branch next to a linear one has a known width) */
+            for (int i = 0; i < m->n_layers && !in.w; i++) {
+                shape b;
+                if (flow(c, &m->layers[i], in, &b, in_rep)) return 1;
+                in.w = m->layers[i].d_in;
+            }
+        }
         for (int i = 0; i < m->n_layers; i++) {
             shape b;
             if (flow(c, &m->layers[i], in, &b, in_rep)) return 1;

@@ -202,6 +202,10 @@ const char *cb_suggest(const char *s, const char *const *cands, int n) {
     }
     int limit = ls <= 4 ? 1 : (ls <= 8 ? 2 : 3);
     if (best && bestd <= limit) return best;
+    /* a candidate that starts with s (q8 -> q8_0) */
+    if (ls >= 2)
+        for (int i = 0; i < n; i++)
+            if (cands[i] && strncmp(cands[i], s, ls) == 0) return cands[i];
     /* a candidate that contains s or is contained in it (rms -> rms_norm) */
     if (ls >= 3)
         for (int i = 0; i < n; i++)

@@ -369,7 +369,12 @@ static int read_module(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cf
     const char *can = cb_type_canonical(t->text);
     int kind = can ? cb_cfg_kind_from_name(can) : -1;
     if (kind < 0) {
-        const char *s = cb_suggest(t->text, MODULE_NAMES, CB_CFG_KIND_COUNT);
+        const char *cands[CB_CFG_KIND_COUNT + sizeof ALIASES / sizeof ALIASES[0]];
+        int nc = 0;
+        for (int i = 0; i < CB_CFG_KIND_COUNT; i++) cands[nc++] = MODULE_NAMES[i];
+        for (size_t i = 4; i < sizeof ALIASES / sizeof ALIASES[0]; i++) /* not model types */
+            cands[nc++] = ALIASES[i].alias;
+        const char *s = cb_suggest(t->text, cands, nc);
         if (s)
             cb_sc_err(c, t, tp, "unknown type '%.60s' (did you mean '%s'?)", t->text, s);
         else

@@ -260,6 +260,7 @@ cb_status cb_prepare_data(const cb_prepare_opts *o, cb_prepare_stats *stats) {
     if (st == CB_OK && cb_tokenizer_eot_id(p.tok) < 0)
         st = cb_fail(CB_ERR_ARG, "tokenizer %s has no end-of-text token to separate documents",
                      o->tokenizer);
+    p.t0 = now_s(); /* throughput counts encoding, not loading the tokenizer */
     if (st == CB_OK) {
         stats->vocab_size = cb_tokenizer_vocab_size(p.tok);
         stats->dtype = cb_tokens_dtype_for_vocab(stats->vocab_size);

@@ -30,7 +30,7 @@ struct cb_model {
     int n_attn;
     cb_rope_table *ropes; /* one per distinct (rope params, rotary width) */
     cb_rope_params *rope_keys;
-    int *rope_rot;
+    int *rope_rot, *rope_basis;
     int n_ropes;
     int64_t max_seq_len; /* rope tables cover positions [0, max_seq_len) and grow on demand */
     bool llama_names;    /* parameter names are Hugging Face Llama names */
@@ -65,6 +65,11 @@ cb_status cb_model_load(cb_model *m, const cb_checkpoint *ck);
 /* Writes all parameters (f32) as safetensors, atomically. */
 cb_status cb_model_save(const cb_model *m, const char *path);
 
+/* Builds the model a manifest describes (validated and lowered by cb_manifest_load), initialised
+ * from seed. */
+struct cb_model_cfg;
+cb_status cb_model_from_manifest(cb_model **out, const struct cb_model_cfg *cfg, cb_device dev,
+                                 uint64_t seed, int64_t max_seq_len);
 /* Builds the Llama tree of a Hugging Face config (untrained). */
 cb_status cb_model_from_llama_config(cb_model **out, const cb_llama_config *cfg, cb_device dev);
 /* Resolves M (directory or hf://org/name), reads config.json, builds and loads the weights. */

@@ -61,7 +61,10 @@ typedef struct cb_attention_cfg {
     int v_head_dim; /* value head size */
     int sem_head_dim, geo_head_dim; /* decoupled */
     bool rope_enabled;
-    int rope_dim; /* rotated width per head (<= head size); 0: the whole head (geo head) */
+    int rope_rot;   /* rotated width per head (<= head size); 0: the whole (geo) head */
+    int rope_basis; /* head size the frequency table is computed for; 0: rope_rot. A basis wider
+                       than the rotated width keeps the first (highest) frequencies of that basis,
+                       e.g. a DBA geo head keeping its teacher's exact frequencies. */
     cb_rope_params rope;
     bool is_causal;
     float dropout_p;

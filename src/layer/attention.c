@@ -41,10 +41,13 @@ cb_status cb_attention_new(cb_module **out, const cb_attention_cfg *c) {
         return cb_fail(CB_ERR_ARG, "AttentionLayer: decoupled mode requires sem_dim and geo_dim");
     if (!dec && c->head_dim <= 0) return cb_fail(CB_ERR_ARG, "AttentionLayer: head size must be positive");
     if (c->v_head_dim <= 0) return cb_fail(CB_ERR_ARG, "AttentionLayer: value head size must be positive");
-    int rot = c->rope_dim > 0 ? c->rope_dim : qk_hd;
+    int rot = c->rope_rot > 0 ? c->rope_rot : qk_hd, basis = c->rope_basis > 0 ? c->rope_basis : rot;
     if (c->rope_enabled && (rot % 2 || rot > qk_hd))
         return cb_fail(CB_ERR_ARG, "AttentionLayer: rotary width %d must be even and at most the head size %d",
                        rot, qk_hd);
+    if (c->rope_enabled && (basis % 2 || basis < rot))
+        return cb_fail(CB_ERR_ARG, "AttentionLayer: rope_dim %d must be even and at least the rotated width %d",
+                       basis, rot);
     if (c->dropout_p > 0)
         return cb_fail(CB_ERR_UNSUPPORTED, "AttentionLayer: attention-probability dropout "
                                            "(dropout_p > 0) is not implemented; use a DropoutLayer");
@@ -54,7 +57,8 @@ cb_status cb_attention_new(cb_module **out, const cb_attention_cfg *c) {
     CB_TRY(cb_module_alloc(out, CB_MOD_ATTENTION));
     cb_module *m = *out;
     m->attn = *c;
-    m->attn.rope_dim = rot;
+    m->attn.rope_rot = rot;
+    m->attn.rope_basis = basis;
     m->d_in = m->d_out = c->d_model;
     int H = c->n_heads, K = c->n_kv_heads, d = c->d_model;
     if (!dec) {

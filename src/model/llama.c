@@ -109,7 +109,7 @@ static cb_status llama_block(const cb_llama_config *c, cb_module **attn_res, cb_
         .head_dim = c->head_dim,
         .v_head_dim = c->head_dim,
         .rope_enabled = true,
-        .rope_dim = c->rope_dim,
+        .rope_rot = c->rope_dim,
         .rope = c->rope,
         .is_causal = true,
         .bias = c->attention_bias,

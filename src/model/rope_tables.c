@@ -9,13 +9,13 @@
 #include "caramba/device.h"
 #include "model/model_impl.h"
 
-static cb_status fill_table(cb_rope_table *t, const cb_rope_params *p, int rot, int64_t max_pos,
-                            cb_device dev) {
+static cb_status fill_table(cb_rope_table *t, const cb_rope_params *p, int rot, int basis,
+                            int64_t max_pos, cb_device dev) {
     int P = rot / 2;
-    float *inv = malloc(sizeof(float) * (size_t)P);
+    float *inv = malloc(sizeof(float) * (size_t)(basis / 2)); /* first P of them are used */
     float *c = malloc(sizeof(float) * (size_t)(max_pos * P));
     float *s = malloc(sizeof(float) * (size_t)(max_pos * P));
-    cb_status st = (inv && c && s) ? cb_rope_inv_freq(p, rot, inv)
+    cb_status st = (inv && c && s) ? cb_rope_inv_freq(p, basis, inv)
                                    : cb_fail(CB_ERR_NOMEM, "rope table of %lld positions", (long long)max_pos);
     if (st == CB_OK) {
         for (int64_t pos = 0; pos < max_pos; pos++)
@@ -58,18 +58,23 @@ cb_status cb_model_build_ropes(cb_model *m) {
     m->ropes = calloc((size_t)m->n_attn + 1, sizeof *m->ropes);
     m->rope_keys = calloc((size_t)m->n_attn + 1, sizeof *m->rope_keys);
     m->rope_rot = calloc((size_t)m->n_attn + 1, sizeof *m->rope_rot);
-    if (!m->ropes || !m->rope_keys || !m->rope_rot) return cb_fail(CB_ERR_NOMEM, "rope tables");
+    m->rope_basis = calloc((size_t)m->n_attn + 1, sizeof *m->rope_basis);
+    if (!m->ropes || !m->rope_keys || !m->rope_rot || !m->rope_basis) return cb_fail(CB_ERR_NOMEM, "rope tables");
     for (int a = 0; a < m->n_attn; a++) {
         cb_module *L = m->attn[a];
         if (!L->attn.rope_enabled) continue;
         int found = -1;
         for (int r = 0; r < m->n_ropes && found < 0; r++)
-            if (m->rope_rot[r] == L->attn.rope_dim && same_params(&m->rope_keys[r], &L->attn.rope)) found = r;
+            if (m->rope_rot[r] == L->attn.rope_rot && m->rope_basis[r] == L->attn.rope_basis &&
+                same_params(&m->rope_keys[r], &L->attn.rope))
+                found = r;
         if (found < 0) {
             found = m->n_ropes++;
             m->rope_keys[found] = L->attn.rope;
-            m->rope_rot[found] = L->attn.rope_dim;
-            CB_TRY(fill_table(&m->ropes[found], &L->attn.rope, L->attn.rope_dim, m->max_seq_len, m->device));
+            m->rope_rot[found] = L->attn.rope_rot;
+            m->rope_basis[found] = L->attn.rope_basis;
+            CB_TRY(fill_table(&m->ropes[found], &L->attn.rope, L->attn.rope_rot, L->attn.rope_basis,
+                              m->max_seq_len, m->device));
         }
         L->rope = &m->ropes[found];
     }
@@ -83,7 +88,7 @@ cb_status cb_model_ensure_positions(cb_model *m, int64_t n) {
     int64_t want = m->max_seq_len;
     while (want < n) want *= 2;
     for (int r = 0; r < m->n_ropes; r++)
-        CB_TRY(fill_table(&m->ropes[r], &m->rope_keys[r], m->rope_rot[r], want, m->device));
+        CB_TRY(fill_table(&m->ropes[r], &m->rope_keys[r], m->rope_rot[r], m->rope_basis[r], want, m->device));
     m->max_seq_len = want;
     return CB_OK;
 }
@@ -96,4 +101,5 @@ void cb_model_free_ropes(cb_model *m) {
     free(m->ropes);
     free(m->rope_keys);
     free(m->rope_rot);
+    free(m->rope_basis);
 }

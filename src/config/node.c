@@ -22,6 +22,12 @@ void cb_diags_add(cb_diags *d, const char *file, int line, int col, const char *
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const char *p = path && path[0] ? path : "(root)";
+    char shortp[160];
+    size_t lp = strlen(p);
+    if (lp > 150) { /* very deep paths: keep both ends */
+        snprintf(shortp, sizeof shortp, "%.70s...%s", p, p + lp - 70);
+        p = shortp;
+    }
     int n = snprintf(NULL, 0, "%s:%d:%d: %s: %s", file ? file : "?", line, col, p, msg);
     char *s = malloc((size_t)n + 1);
     if (!s) {

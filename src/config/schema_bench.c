@@ -467,7 +467,10 @@ static int read_suite_path(cb_sctx *c, const cb_doc_node *v, const char *path, v
     if (!p[0]) return cb_sc_err(c, v, path, "the suite path is empty"), 1;
     const char *full = p[0] == '/' || !c->dir[0] ? p : cb_pool_printf(c->pool, "%s/%s", c->dir, p);
     if (!full || !cb_file_exists(full) || cb_is_dir(full)) {
-        cb_sc_err(c, v, path, "eval-suite file '%s' does not exist", full ? full : p);
+        if (full && strcmp(full, p) != 0)
+            cb_sc_err(c, v, path, "eval-suite file '%s' does not exist (looked for %s)", p, full);
+        else
+            cb_sc_err(c, v, path, "eval-suite file '%s' does not exist", p);
         return 1;
     }
     cb_doc *doc = NULL;

@@ -95,19 +95,23 @@ static int tab_near(const yctx *c, size_t line0, size_t col0) {
     return 0;
 }
 
+/* Path of the innermost open container: where a syntax error sits. */
+static const char *container_path(yctx *c) { return c->sp ? c->stack[c->sp - 1].path : ""; }
+
 static void parser_error(yctx *c, yaml_parser_t *p) {
     if (p->error == YAML_MEMORY_ERROR) {
-        err(c, 1, 1, cur_path(c, NULL), "out of memory while parsing YAML");
+        err(c, 1, 1, container_path(c), "out of memory while parsing YAML");
         return;
     }
     if (p->error == YAML_READER_ERROR) {
         int line, col;
         cb_offset_to_linecol(c->buf, c->len, p->problem_offset, &line, &col);
         if (p->problem_value != -1)
-            err(c, line, col, cur_path(c, NULL), "invalid input: %s (byte 0x%02X)",
+            err(c, line, col, container_path(c),
+                "invalid input: %s (byte 0x%02X); manifests are UTF-8 text",
                 p->problem ? p->problem : "unreadable", (unsigned)p->problem_value & 0xffu);
         else
-            err(c, line, col, cur_path(c, NULL), "invalid input: %s",
+            err(c, line, col, container_path(c), "invalid input: %s",
                 p->problem ? p->problem : "unreadable");
         return;
     }
@@ -117,7 +121,7 @@ static void parser_error(yctx *c, yaml_parser_t *p) {
     if (p->context)
         snprintf(ctx, sizeof ctx, " (%s at line %zu, column %zu)", p->context,
                  p->context_mark.line + 1, p->context_mark.column + 1);
-    err(c, (int)m.line + 1, (int)m.column + 1, cur_path(c, NULL), "YAML syntax error: %s%s%s",
+    err(c, (int)m.line + 1, (int)m.column + 1, container_path(c), "YAML syntax error: %s%s%s",
         p->problem ? p->problem : "malformed YAML", ctx,
         tab ? "; tab characters cannot be used for indentation, use spaces" : "");
 }
@@ -213,8 +217,8 @@ static void attach(yctx *c, cb_doc_node *n, int plain) {
             if (add_merge(c, t, n)) oom(c, n->line, n->col);
         } else {
             err(c, n->line, n->col, path,
-                "the merge key '<<' needs a mapping or a list of mappings, got a %s",
-                cb_doc_kind_name(n));
+                "the merge key '<<' needs a mapping or a list of mappings, got %s '%.40s'",
+                n->type == CB_SCALAR_INT ? "an integer" : "the scalar", n->text);
         }
         t->pending_key = NULL;
         t->merge_pending = 0;

@@ -159,11 +159,11 @@ int main(int argc, char **argv) {
                         fprintf(stderr, "error: %s\n", cb_last_error());
                         return 1;
                     }
-                double times[200];
+                double times[400];
                 int nt = 0;
-                const double budget = quick ? 0.1 : 0.5;
+                const double budget = quick ? 0.1 : 1.0;
                 double start = now();
-                while (nt < 200 && (nt < 5 || now() - start < budget)) {
+                while (nt < 400 && (nt < 10 || now() - start < budget)) {
                     double t0 = now();
                     for (int l = 0; l < nl; l++)
                         cb_layer_cache_attention(&acfg, &lcs[l], &tq, NULL, &to, NULL);

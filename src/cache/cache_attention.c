@@ -4,13 +4,17 @@
  * Shapes: q [B, T, H*hd], q2 [B, T, H*hd2] (decoupled) or NULL, caches k [B, L, Hkv*hd],
  * k2 [B, L, Hkv*hd2], v [B, L, Hkv*hdv], out [B, T, H*hdv], lse [B, H, T] or NULL.
  *
- * Fast path (cb_kv_attention): a work item is (b, kv head g, block of queries, chunk of keys).
- * All G = H/Hkv query heads of g and all queries of the block share each decoded key/value tile
- * (32 or 64 tokens x one head, decoded into a thread-local buffer that stays in L1), which is where
- * the GQA reuse comes from; the cache itself is streamed exactly once per item. Each row keeps an
- * online-softmax state (m, l, acc). Long caches are split into chunks (split-K) when there are
- * too few (b, g, query block) items to feed the threads; the partial states are merged at the
- * end: M = max m_c, l = sum l_c e^(m_c - M), acc = sum acc_c e^(m_c - M).
+ * Fast path (cb_kv_attention): a work item is (b, kv heads, block of queries, chunk of keys).
+ * For decode-sized calls (T * H <= 256 rows) an item takes every kv head, so it streams whole
+ * token rows front to back (sequential memory traffic; with per-head items a 1B-shaped cache is
+ * read in 68-byte pieces at a 544-byte stride); larger calls (prefill through the cache) use one
+ * kv head and a block of queries per item. Within an item, for each tile of 32-64 tokens and each
+ * kv head, that head's K and V slices are decoded once into a thread-local buffer (it stays in
+ * L1; the fp32 store is read in place) and shared by the G = H/Hkv query heads and all queries of
+ * the block: the GQA reuse. Each row keeps an online-softmax state (m, l, acc). When there are
+ * fewer than 4 items per thread and the keys span at least 512 tokens, the keys are split into
+ * chunks (split-K) and the partial states merged at the end:
+ * M = max m_c, l = sum l_c e^(m_c - M), acc = sum acc_c e^(m_c - M).
  *
  * Reference path (cb_kv_attention_ref): one row, one key at a time, scalar traits
  * (cb_quant_dot_range / cb_quant_axpy_range on the stored row). */
@@ -28,8 +32,9 @@ _Static_assert(sizeof(int) == sizeof(float), "scratch carves int arrays from flo
 enum {
     TILE_BIG = 64,   /* tokens decoded at a time when hd + hd2 + hdv <= 128 */
     TILE_SMALL = 32, /* ... otherwise, so a tile of K and V stays in L1 */
-    ROWS_MAX = 64,   /* query rows (heads x queries) per work item, bounds scratch */
-    MIN_CHUNK = 512, /* smallest split-K chunk, tokens */
+    ROWS_MAX = 64,   /* query rows (heads x queries) per work item of one kv head */
+    ROWS_ALL = 256,  /* query rows per work item covering every kv head */
+    MIN_CHUNK = 256, /* smallest split-K chunk, tokens */
 };
 
 typedef struct dims {
@@ -493,7 +498,7 @@ typedef struct plan {
     int64_t wsk, wsv, wsk2;
     const float *q, *q2;
     float *out, *lse;
-    int64_t TB, ntb, nchunks, chunk_len, kmin, kmax;
+    int64_t TB, ntb, NG, nchunks, chunk_len, kmin, kmax;
     int tile;
     float *pm, *pl, *pacc; /* partial states [chunk][B][H][T] (x hdv), when nchunks > 1 */
 } plan;
@@ -510,7 +515,7 @@ static float *carve(float **p, size_t n) {
 }
 
 static size_t scratch_floats(const plan *P) {
-    const size_t R = (size_t)(P->TB * P->d.G);
+    const size_t R = (size_t)(P->TB * P->NG * P->d.G);
     size_t n = R * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv + 2) + (size_t)P->d.G * (P->tile + 2) +
                (size_t)P->tile * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv);
     return n + 16 * 10;
@@ -519,24 +524,29 @@ static size_t scratch_floats(const plan *P) {
 static void run_item(const plan *P, int64_t item, scratch *S) {
     const dims *d = &P->d;
     const cb_kv_attn_cfg *cfg = P->cfg;
-    int64_t c = item % P->nchunks, rest = item / P->nchunks;
+    const int64_t c = item % P->nchunks;
+    int64_t rest = item / P->nchunks;
     const int64_t tb = rest % P->ntb;
     rest /= P->ntb;
-    const int64_t g = rest % d->Hkv, b = rest / d->Hkv;
+    const int64_t ngb = d->Hkv / P->NG, gb = rest % ngb, b = rest / ngb;
+    const int64_t g0 = gb * P->NG, g1 = g0 + P->NG;
     const int64_t t0 = tb * P->TB, t1 = t0 + P->TB < d->T ? t0 + P->TB : d->T;
-    const int64_t G = d->G, R = (t1 - t0) * G;
+    const int64_t G = d->G, NG = P->NG, R = (t1 - t0) * NG * G;
+#define ROW(t, g, i) ((((t) - t0) * NG + ((g) - g0)) * G + (i))
 
-    /* rows r = (t - t0) * G + i read query head h = g*G + i */
+    /* row ROW(t, g, i) is query t of head h = g*G + i */
     for (int64_t t = t0; t < t1; t++)
-        for (int64_t i = 0; i < G; i++) {
-            const int64_t r = (t - t0) * G + i, h = g * G + i;
-            const float *qr = P->q + ((b * d->T + t) * d->H + h) * d->hd;
-            for (int64_t e = 0; e < d->hd; e++) S->qs[r * d->hd + e] = qr[e] * cfg->scale;
-            if (P->q2) {
-                const float *q2r = P->q2 + ((b * d->T + t) * d->H + h) * d->hd2;
-                for (int64_t e = 0; e < d->hd2; e++) S->q2s[r * d->hd2 + e] = q2r[e] * cfg->scale2;
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t i = 0; i < G; i++) {
+                const int64_t r = ROW(t, g, i), h = g * G + i;
+                const float *qr = P->q + ((b * d->T + t) * d->H + h) * d->hd;
+                for (int64_t e = 0; e < d->hd; e++) S->qs[r * d->hd + e] = qr[e] * cfg->scale;
+                if (P->q2) {
+                    const float *q2r = P->q2 + ((b * d->T + t) * d->H + h) * d->hd2;
+                    for (int64_t e = 0; e < d->hd2; e++)
+                        S->q2s[r * d->hd2 + e] = q2r[e] * cfg->scale2;
+                }
             }
-        }
     for (int64_t r = 0; r < R; r++) {
         S->m[r] = -INFINITY;
         S->l[r] = 0.0f;
@@ -554,70 +564,79 @@ static void run_item(const plan *P, int64_t item, scratch *S) {
     const int tile = P->tile;
     for (int64_t j0 = u_lo; j0 < u_hi; j0 += tile) {
         const int n = (int)(u_hi - j0 < tile ? u_hi - j0 : tile);
-        int64_t ldk, ldk2 = 0, ldv;
-        const float *kd = load_tile(P->k, P->wsk, b, j0, n, tile, g * d->hd, (int)d->hd, S->kbuf, &ldk);
-        const float *k2d = P->k2 ? load_tile(P->k2, P->wsk2, b, j0, n, tile, g * d->hd2, (int)d->hd2,
-                                             S->k2buf, &ldk2)
-                                 : NULL;
-        const float *vd = load_tile(P->v, P->wsv, b, j0, n, tile, g * d->hdv, (int)d->hdv, S->vbuf, &ldv);
-        for (int64_t t = t0; t < t1; t++) {
-            int64_t lo, hi;
-            key_range(cfg, d->L, cfg->q_pos0 + t, &lo, &hi);
-            if (lo < j0) lo = j0;
-            if (hi > j0 + n) hi = j0 + n;
-            if (lo >= hi) continue;
-            const int a = (int)(lo - j0), cnt = (int)(hi - lo);
-            /* scores and softmax statistics of the G rows of query t; probabilities land in
-             * p[i] (one tile-long buffer per head), alpha[i] rescales the old accumulator */
-            int *live = S->live, nlive = 0;
-            for (int64_t i = 0; i < G; i++) {
-                const int64_t r = (t - t0) * G + i;
-                float *s = S->s + i * tile;
-                scores(S->qs + r * d->hd, kd + (size_t)a * (size_t)ldk, ldk, (int)d->hd, cnt, s,
-                       false);
-                if (k2d)
-                    scores(S->q2s + r * d->hd2, k2d + (size_t)a * (size_t)ldk2, ldk2, (int)d->hd2,
-                           cnt, s, true);
-                const float mx = row_max(s, cnt);
-                const float m_old = S->m[r], m_new = mx > m_old ? mx : m_old;
-                if (m_new == -INFINITY) continue; /* every score -inf: contributes nothing */
-                const float alpha = m_old == m_new        ? 1.0f
-                                    : m_old == -INFINITY ? 0.0f
-                                                          : expf(m_old - m_new);
-                S->l[r] = S->l[r] * alpha + exp_sum(s, cnt, m_new);
-                S->m[r] = m_new;
-                S->alpha[i] = alpha;
-                live[nlive++] = (int)i;
-            }
-            const float *vt = vd + (size_t)a * (size_t)ldv;
-            for (int u = 0; u < nlive; u += 2) {
-                const int i0 = live[u], i1 = u + 1 < nlive ? live[u + 1] : -1;
-                float *acc0 = S->acc + ((t - t0) * G + i0) * d->hdv;
-                float *acc1 = i1 >= 0 ? S->acc + ((t - t0) * G + i1) * d->hdv : NULL;
-                accumulate2(acc0, acc1, S->alpha[i0], i1 >= 0 ? S->alpha[i1] : 0.0f,
-                            S->s + i0 * tile, i1 >= 0 ? S->s + i1 * tile : NULL, vt, ldv,
-                            (int)d->hdv, cnt);
+        /* kv heads one after the other over the same tile of token rows: with all heads in one
+         * item the rows are streamed front to back once, the later heads hit L1/L2 */
+        for (int64_t g = g0; g < g1; g++) {
+            int64_t ldk, ldk2 = 0, ldv;
+            const float *kd =
+                load_tile(P->k, P->wsk, b, j0, n, tile, g * d->hd, (int)d->hd, S->kbuf, &ldk);
+            const float *k2d = P->k2 ? load_tile(P->k2, P->wsk2, b, j0, n, tile, g * d->hd2,
+                                                 (int)d->hd2, S->k2buf, &ldk2)
+                                     : NULL;
+            const float *vd =
+                load_tile(P->v, P->wsv, b, j0, n, tile, g * d->hdv, (int)d->hdv, S->vbuf, &ldv);
+            for (int64_t t = t0; t < t1; t++) {
+                int64_t lo, hi;
+                key_range(cfg, d->L, cfg->q_pos0 + t, &lo, &hi);
+                if (lo < j0) lo = j0;
+                if (hi > j0 + n) hi = j0 + n;
+                if (lo >= hi) continue;
+                const int a = (int)(lo - j0), cnt = (int)(hi - lo);
+                /* scores and softmax statistics of the G rows (t, g, .); probabilities land in
+                 * s[i] (one tile-long buffer per head), alpha[i] rescales the old accumulator */
+                int *live = S->live, nlive = 0;
+                for (int64_t i = 0; i < G; i++) {
+                    const int64_t r = ROW(t, g, i);
+                    float *sc = S->s + i * tile;
+                    scores(S->qs + r * d->hd, kd + (size_t)a * (size_t)ldk, ldk, (int)d->hd, cnt,
+                           sc, false);
+                    if (k2d)
+                        scores(S->q2s + r * d->hd2, k2d + (size_t)a * (size_t)ldk2, ldk2,
+                               (int)d->hd2, cnt, sc, true);
+                    const float mx = row_max(sc, cnt);
+                    const float m_old = S->m[r], m_new = mx > m_old ? mx : m_old;
+                    if (m_new == -INFINITY) continue; /* every score -inf: contributes nothing */
+                    const float alpha = m_old == m_new        ? 1.0f
+                                        : m_old == -INFINITY ? 0.0f
+                                                              : expf(m_old - m_new);
+                    S->l[r] = S->l[r] * alpha + exp_sum(sc, cnt, m_new);
+                    S->m[r] = m_new;
+                    S->alpha[i] = alpha;
+                    live[nlive++] = (int)i;
+                }
+                const float *vt = vd + (size_t)a * (size_t)ldv;
+                for (int u = 0; u < nlive; u += 2) {
+                    const int i0 = live[u], i1 = u + 1 < nlive ? live[u + 1] : -1;
+                    float *acc0 = S->acc + ROW(t, g, i0) * d->hdv;
+                    float *acc1 = i1 >= 0 ? S->acc + ROW(t, g, i1) * d->hdv : NULL;
+                    accumulate2(acc0, acc1, S->alpha[i0], i1 >= 0 ? S->alpha[i1] : 0.0f,
+                                S->s + i0 * tile, i1 >= 0 ? S->s + i1 * tile : NULL, vt, ldv,
+                                (int)d->hdv, cnt);
+                }
             }
         }
     }
 
     for (int64_t t = t0; t < t1; t++)
-        for (int64_t i = 0; i < G; i++) {
-            const int64_t r = (t - t0) * G + i, h = g * G + i;
-            const float *acc = S->acc + r * d->hdv;
-            if (P->nchunks == 1) {
-                float *o = P->out + ((b * d->T + t) * d->H + h) * d->hdv;
-                const float l = S->l[r], inv = l > 0.0f ? 1.0f / l : 0.0f;
-                for (int64_t e = 0; e < d->hdv; e++) o[e] = acc[e] * inv;
-                if (P->lse)
-                    P->lse[(b * d->H + h) * d->T + t] = l > 0.0f ? S->m[r] + logf(l) : -INFINITY;
-            } else {
-                const int64_t idx = ((c * d->B + b) * d->H + h) * d->T + t;
-                P->pm[idx] = S->m[r];
-                P->pl[idx] = S->l[r];
-                memcpy(P->pacc + idx * d->hdv, acc, (size_t)d->hdv * sizeof(float));
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t i = 0; i < G; i++) {
+                const int64_t r = ROW(t, g, i), h = g * G + i;
+                const float *acc = S->acc + r * d->hdv;
+                if (P->nchunks == 1) {
+                    float *o = P->out + ((b * d->T + t) * d->H + h) * d->hdv;
+                    const float l = S->l[r], inv = l > 0.0f ? 1.0f / l : 0.0f;
+                    for (int64_t e = 0; e < d->hdv; e++) o[e] = acc[e] * inv;
+                    if (P->lse)
+                        P->lse[(b * d->H + h) * d->T + t] =
+                            l > 0.0f ? S->m[r] + logf(l) : -INFINITY;
+                } else {
+                    const int64_t idx = ((c * d->B + b) * d->H + h) * d->T + t;
+                    P->pm[idx] = S->m[r];
+                    P->pl[idx] = S->l[r];
+                    memcpy(P->pacc + idx * d->hdv, acc, (size_t)d->hdv * sizeof(float));
+                }
             }
-        }
+#undef ROW
 }
 
 static void merge_row(const plan *P, int64_t b, int64_t h, int64_t t) {
@@ -658,8 +677,16 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
     if (d->B == 0 || d->T == 0) return CB_OK;
 
     P.tile = d->hd + d->hd2 + d->hdv <= 128 ? TILE_BIG : TILE_SMALL;
-    /* query blocks: all T queries of a kv head in one item when they fit ROWS_MAX rows */
-    P.TB = d->T * d->G <= ROWS_MAX ? d->T : (ROWS_MAX / d->G > 0 ? ROWS_MAX / d->G : 1);
+    /* Decode-sized query blocks (T * H <= ROWS_ALL rows) take every kv head in one item, so each
+     * item streams whole token rows front to back; parallelism then comes from split-K. Larger
+     * blocks (prefill through the cache) are split per kv head and into blocks of queries. */
+    if (d->T * d->H <= ROWS_ALL) {
+        P.NG = d->Hkv;
+        P.TB = d->T;
+    } else {
+        P.NG = 1;
+        P.TB = d->T * d->G <= ROWS_MAX ? d->T : (ROWS_MAX / d->G > 0 ? ROWS_MAX / d->G : 1);
+    }
     P.ntb = (d->T + P.TB - 1) / P.TB;
     /* keys any query may see */
     int64_t lo0, hi0, lo1, hi1;
@@ -669,7 +696,7 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
     P.kmax = hi1 > lo0 ? hi1 : lo0;
     const int64_t span = P.kmax - P.kmin;
     const int nthreads = omp_get_max_threads();
-    const int64_t base_items = d->B * d->Hkv * P.ntb;
+    const int64_t base_items = d->B * (d->Hkv / P.NG) * P.ntb;
     P.nchunks = 1;
     if (nthreads > 1 && base_items < 4 * (int64_t)nthreads && span >= 2 * MIN_CHUNK) {
         int64_t want = (4 * (int64_t)nthreads + base_items - 1) / base_items;
@@ -706,7 +733,7 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
         scratch S = {0};
         if (mem) {
             float *p = mem;
-            const size_t R = (size_t)(P.TB * d->G);
+            const size_t R = (size_t)(P.TB * P.NG * d->G);
             S.qs = carve(&p, R * (size_t)d->hd);
             S.q2s = carve(&p, R * (size_t)d->hd2);
             S.m = carve(&p, R);

@@ -8,6 +8,7 @@
 
 #include "caramba/generate.h"
 #include "caramba/npy.h"
+#include "caramba/threads.h"
 #include "testutil.h"
 
 #define FIX "tests/data/tiny_llama3"
@@ -423,6 +424,8 @@ static void test_decode_plan_window_applies(void **state) {
 }
 
 int main(void) {
+    cb_threads_init(1); /* a model this small gains nothing from threads; spinning workers on a
+                           busy machine cost more than the work */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_reference),
         cmocka_unit_test(test_greedy_equals_recompute),

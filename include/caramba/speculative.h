@@ -58,7 +58,20 @@ typedef struct cb_spec_stats {
 void cb_spec_config_default(cb_spec_config *c);
 cb_status cb_spec_config_validate(const cb_spec_config *c);
 
-/* prompt [B][S] -> out [B][S + max_new_tokens] (row stride S + max_new_tokens), *out_len =
+/* A reusable decoder: both generators, their caches and all scratch live across calls, so
+ * repeated generations allocate nothing new. The random stream continues across calls. */
+typedef struct cb_spec_decoder cb_spec_decoder;
+cb_status cb_spec_decoder_new(cb_spec_decoder **out, cb_model *target, cb_model *draft,
+                              const cb_spec_config *cfg);
+void cb_spec_decoder_free(cb_spec_decoder *sd);
+void cb_spec_decoder_seed(cb_spec_decoder *sd, uint64_t seed);
+/* As cb_speculative_generate (stats are those of this call; adaptive k and the fall-back start
+ * afresh each call). */
+cb_status cb_spec_decoder_generate(cb_spec_decoder *sd, const int32_t *prompt, int64_t B, int64_t S,
+                                   int32_t *out, int64_t *out_len, cb_spec_stats *stats,
+                                   cb_token_fn fn, void *user);
+
+/* One-shot: a decoder for this call. prompt [B][S] -> out [B][S + max_new_tokens] (row stride S + max_new_tokens), *out_len =
  * S + the most tokens any row produced (shorter rows padded). Target and draft must share the
  * vocabulary. Rows are generated one after another, each with its own caches, from one seeded
  * random stream. fn (may be NULL) is called per token when B == 1, else per step at the end. */

@@ -263,57 +263,108 @@ static cb_status run_row(spec_state *S, int32_t *seq, int64_t S0, int64_t N, int
     return CB_OK;
 }
 
-cb_status cb_speculative_generate(cb_model *target, cb_model *draft, const cb_spec_config *cfg,
-                                  const int32_t *prompt, int64_t B, int64_t S0, int32_t *out,
-                                  int64_t *out_len, cb_spec_stats *stats, cb_token_fn fn,
-                                  void *user) {
-    *out_len = 0;
-    cb_spec_stats local;
-    cb_spec_stats *st = stats ? stats : &local;
-    memset(st, 0, sizeof *st);
+struct cb_spec_decoder {
+    spec_state S;
+    cb_spec_config cfg;
+    char *own[2];
+};
+
+cb_status cb_spec_decoder_new(cb_spec_decoder **out, cb_model *target, cb_model *draft,
+                              const cb_spec_config *cfg) {
+    *out = NULL;
     CB_TRY(cb_spec_config_validate(cfg));
     if (!target || !draft) return cb_fail(CB_ERR_ARG, "speculative: target and draft models are required");
     if (target->vocab_size != draft->vocab_size)
         return cb_fail(CB_ERR_ARG, "speculative: target vocabulary %lld differs from the draft's %lld",
                        (long long)target->vocab_size, (long long)draft->vocab_size);
+    const int kmax = cfg->spec_k_max > cfg->spec_k ? cfg->spec_k_max : cfg->spec_k;
+    if (kmax > 64) return cb_fail(CB_ERR_ARG, "speculative: k above 64 is not supported");
+    cb_spec_decoder *sd = calloc(1, sizeof *sd);
+    if (!sd) return cb_fail(CB_ERR_NOMEM, "speculative decoder");
+    sd->cfg = *cfg;
+    spec_state *S = &sd->S;
+    S->cfg = &sd->cfg;
+    S->V = target->vocab_size;
+    cb_status s = method_greedy(cfg->spec_method, &S->greedy);
+    if (!(cfg->gen.temperature > 0)) S->greedy = true;
+    cb_rng_seed(&S->rng, cfg->gen.seed);
+    /* one cache policy for both models, resolved on the target ("auto" included) */
+    cb_cache_decision dec;
+    if (s == CB_OK) s = cb_cache_policy_resolve(target, 1, &cfg->gen, &dec);
+    cb_generate_config tc = cfg->gen, dc = cfg->gen;
+    tc.cache_kind = dec.policy;
+    tc.cache_plan_path = NULL;
+    dc.cache_kind = cfg->draft_cache_kind ? cfg->draft_cache_kind : dec.policy;
+    dc.cache_plan_path = NULL;
+    if (s == CB_OK) s = cb_generator_new(&S->tg, target, &tc);
+    if (s == CB_OK) s = cb_generator_new(&S->dg, draft, &dc);
+    if (s == CB_OK) s = cb_token_sampler_init(&S->smp, S->V);
+    if (s == CB_OK) {
+        S->p = malloc(sizeof(float) * (size_t)(kmax + 1) * (size_t)S->V);
+        S->q = malloc(sizeof(float) * (size_t)kmax * (size_t)S->V);
+        S->scratch = malloc(sizeof(float) * (size_t)S->V);
+        S->blk = malloc(sizeof(int32_t) * (size_t)(kmax + 1));
+        if (!S->p || !S->q || !S->scratch || !S->blk) s = cb_fail(CB_ERR_NOMEM, "speculative: buffers");
+    }
+    /* the config's strings are the caller's; keep copies of the two read later */
+    if (s == CB_OK && cfg->spec_method && !(sd->own[0] = strdup(cfg->spec_method))) s = cb_fail(CB_ERR_NOMEM, "speculative");
+    sd->cfg.spec_method = sd->own[0];
+    sd->cfg.draft_cache_kind = NULL;
+    sd->cfg.gen.cache_kind = NULL; /* resolved above; the generators hold their own copies */
+    sd->cfg.gen.cache_plan_path = sd->cfg.gen.cache_auto_candidates = sd->cfg.gen.cache_plan_model_id = NULL;
+    sd->cfg.gen.decode_plan = NULL;
+    if (s != CB_OK) {
+        cb_spec_decoder_free(sd);
+        return s;
+    }
+    *out = sd;
+    return CB_OK;
+}
+
+void cb_spec_decoder_free(cb_spec_decoder *sd) {
+    if (!sd) return;
+    spec_state *S = &sd->S;
+    cb_generator_free(S->tg);
+    cb_generator_free(S->dg);
+    cb_token_sampler_free(&S->smp);
+    free(S->p);
+    free(S->q);
+    free(S->scratch);
+    free(S->blk);
+    free(sd->own[0]);
+    free(sd->own[1]);
+    free(sd);
+}
+
+void cb_spec_decoder_seed(cb_spec_decoder *sd, uint64_t seed) { cb_rng_seed(&sd->S.rng, seed); }
+
+cb_status cb_spec_decoder_generate(cb_spec_decoder *sd, const int32_t *prompt, int64_t B, int64_t S0,
+                                   int32_t *out, int64_t *out_len, cb_spec_stats *stats,
+                                   cb_token_fn fn, void *user) {
+    *out_len = 0;
+    cb_spec_stats local;
+    cb_spec_stats *st = stats ? stats : &local;
+    memset(st, 0, sizeof *st);
+    spec_state *S = &sd->S;
+    const cb_spec_config *cfg = &sd->cfg;
     if (B < 1 || S0 < 1) return cb_fail(CB_ERR_ARG, "speculative: empty prompt (%lld x %lld)", (long long)B, (long long)S0);
     const int64_t N = cfg->gen.max_new_tokens, stride = S0 + N;
     if (S0 + N - 1 > cfg->gen.max_seq_len)
         return cb_fail(CB_ERR_ARG, "speculative: %lld prompt + %lld new tokens need %lld positions, more than max_seq_len %lld",
                        (long long)S0, (long long)N, (long long)(S0 + N - 1), (long long)cfg->gen.max_seq_len);
     double t0 = now_s();
-    spec_state S = {.cfg = cfg, .V = target->vocab_size, .st = st};
-    CB_TRY(method_greedy(cfg->spec_method, &S.greedy));
-    if (!(cfg->gen.temperature > 0)) S.greedy = true;
-    cb_rng_seed(&S.rng, cfg->gen.seed);
-    /* one cache policy for both models, resolved on the target ("auto" included) */
-    cb_cache_decision dec;
-    CB_TRY(cb_cache_policy_resolve(target, 1, &cfg->gen, &dec));
-    cb_generate_config tc = cfg->gen, dc = cfg->gen;
-    tc.cache_kind = dec.policy;
-    tc.cache_plan_path = NULL;
-    dc.cache_kind = cfg->draft_cache_kind ? cfg->draft_cache_kind : dec.policy;
-    dc.cache_plan_path = NULL;
-    const int kmax = cfg->spec_k_max > cfg->spec_k ? cfg->spec_k_max : cfg->spec_k;
-    if (kmax > 64) return cb_fail(CB_ERR_ARG, "speculative: k above 64 is not supported");
-    cb_status s = cb_generator_new(&S.tg, target, &tc);
-    if (s == CB_OK) s = cb_generator_new(&S.dg, draft, &dc);
-    if (s == CB_OK) s = cb_token_sampler_init(&S.smp, S.V);
-    if (s == CB_OK) {
-        S.p = malloc(sizeof(float) * (size_t)(kmax + 1) * (size_t)S.V);
-        S.q = malloc(sizeof(float) * (size_t)kmax * (size_t)S.V);
-        S.scratch = malloc(sizeof(float) * (size_t)S.V);
-        S.blk = malloc(sizeof(int32_t) * (size_t)(kmax + 1));
-        if (!S.p || !S.q || !S.scratch || !S.blk) s = cb_fail(CB_ERR_NOMEM, "speculative: buffers");
-    }
-    S.k = cfg->spec_k;
+    S->st = st;
+    S->k = cfg->spec_k;
+    S->last_adjust = 0;
+    S->disabled = false;
     const int32_t pad = cb_generate_pad_id(&cfg->gen);
     int64_t longest = 0;
+    cb_status s = CB_OK;
     for (int64_t b = 0; s == CB_OK && b < B; b++) {
         int32_t *seq = out + b * stride;
         memcpy(seq, prompt + b * S0, sizeof(int32_t) * (size_t)S0);
         int64_t n = 0;
-        s = run_row(&S, seq, S0, N, &n, B == 1 ? fn : NULL, user);
+        s = run_row(S, seq, S0, N, &n, B == 1 ? fn : NULL, user);
         for (int64_t j = S0 + n; j < stride; j++) seq[j] = pad;
         if (n > longest) longest = n;
     }
@@ -327,14 +378,21 @@ cb_status cb_speculative_generate(cb_model *target, cb_model *draft, const cb_sp
     }
     st->acceptance_rate = rate(st);
     st->seconds = now_s() - t0;
-    cb_generator_free(S.tg);
-    cb_generator_free(S.dg);
-    cb_token_sampler_free(&S.smp);
-    free(S.p);
-    free(S.q);
-    free(S.scratch);
-    free(S.blk);
+    S->st = NULL;
     if (s != CB_OK) return s;
     *out_len = S0 + longest;
     return CB_OK;
+}
+
+cb_status cb_speculative_generate(cb_model *target, cb_model *draft, const cb_spec_config *cfg,
+                                  const int32_t *prompt, int64_t B, int64_t S0, int32_t *out,
+                                  int64_t *out_len, cb_spec_stats *stats, cb_token_fn fn,
+                                  void *user) {
+    *out_len = 0;
+    if (stats) memset(stats, 0, sizeof *stats);
+    cb_spec_decoder *sd;
+    CB_TRY(cb_spec_decoder_new(&sd, target, draft, cfg));
+    cb_status s = cb_spec_decoder_generate(sd, prompt, B, S0, out, out_len, stats, fn, user);
+    cb_spec_decoder_free(sd);
+    return s;
 }

@@ -103,10 +103,14 @@ int main(int argc, char **argv) {
     int long_ctx = 0, quick = 0, threads = 0;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--long")) long_ctx = 1;
-        else if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--long"))
+            long_ctx = 1;
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--long] [--quick] [--json PATH] [--threads N]\n", argv[0]);
             return 1;
@@ -150,9 +154,13 @@ int main(int argc, char **argv) {
                 cb_tensor tq, to;
                 cb_tensor_init(&tq, CB_F32, CB_CPU, 3, qs, q);
                 cb_tensor_init(&to, CB_F32, CB_CPU, 3, qs, o);
-                cb_kv_attn_cfg acfg = {.n_heads = s->H, .n_kv_heads = s->Hkv, .head_dim = s->hd,
-                                       .v_head_dim = s->hd, .scale = 1.0f / sqrtf((float)s->hd),
-                                       .causal = true, .q_pos0 = ctx - 1};
+                cb_kv_attn_cfg acfg = {.n_heads = s->H,
+                                       .n_kv_heads = s->Hkv,
+                                       .head_dim = s->hd,
+                                       .v_head_dim = s->hd,
+                                       .scale = 1.0f / sqrtf((float)s->hd),
+                                       .causal = true,
+                                       .q_pos0 = ctx - 1};
                 /* warm-up, then repeat sweeps over the layers */
                 for (int l = 0; l < nl; l++)
                     if (cb_layer_cache_attention(&acfg, &lcs[l], &tq, NULL, &to, NULL) != CB_OK) {
@@ -179,10 +187,18 @@ int main(int argc, char **argv) {
                     cb_kv_attention_ref(&acfg, &tq, &lcs[0].k, &lcs[0].v, NULL, NULL, &to, NULL);
                     ref_us = (now() - t0) * 1e6;
                 }
-                const double bytes = (double)ctx * (double)(lcs[0].k.row_bytes + lcs[0].v.row_bytes);
-                result r = {s->name, ctx, cb_kv_kind_name((cb_kv_kind)kind), t * 1e6, tmed * 1e6,
-                            (double)cb_layer_cache_bytes(&lcs[0]) / 1048576.0, bytes / t / 1e9,
-                            bytes / t / 1e9 / bw, 1.0 / (t * s->model_layers), ref_us};
+                const double bytes =
+                    (double)ctx * (double)(lcs[0].k.row_bytes + lcs[0].v.row_bytes);
+                result r = {s->name,
+                            ctx,
+                            cb_kv_kind_name((cb_kv_kind)kind),
+                            t * 1e6,
+                            tmed * 1e6,
+                            (double)cb_layer_cache_bytes(&lcs[0]) / 1048576.0,
+                            bytes / t / 1e9,
+                            bytes / t / 1e9 / bw,
+                            1.0 / (t * s->model_layers),
+                            ref_us};
                 res[nres++] = r;
                 printf("%-5s %6d %-5s %10.1f %10.1f %10.2f %9.1f %7.0f%% %11.0f", r.shape, r.ctx,
                        r.kind, r.us_per_call, r.us_median, r.cache_mib, r.gbps, 100.0 * r.frac,
@@ -196,24 +212,27 @@ int main(int argc, char **argv) {
             }
         }
     }
-    printf("\nus/call: one layer, one query token, best sweep (median beside it); cache MiB: K+V of "
-           "that layer; GB/s: K+V bytes / us/call; attn tok/s: 1 / (us/call x model layers: "
-           "tiny 4, 1b 16), attention only; scalar us: cb_kv_attention_ref, one call.\n");
+    printf(
+        "\nus/call: one layer, one query token, best sweep (median beside it); cache MiB: K+V of "
+        "that layer; GB/s: K+V bytes / us/call; attn tok/s: 1 / (us/call x model layers: "
+        "tiny 4, 1b 16), attention only; scalar us: cb_kv_attention_ref, one call.\n");
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) {
             fprintf(stderr, "error: cannot write %s\n", json);
             return 1;
         }
-        fprintf(f, "{\"bench\": \"kv_attention\", \"threads\": %d, \"copy_gbps\": %.3f, \"rows\": [\n",
+        fprintf(f,
+                "{\"bench\": \"kv_attention\", \"threads\": %d, \"copy_gbps\": %.3f, \"rows\": [\n",
                 threads, bw);
         for (int i = 0; i < nres; i++)
             fprintf(f,
-                    "  {\"shape\": \"%s\", \"ctx\": %d, \"kind\": \"%s\", \"us_per_call\": %.3f, \"us_median\": %.3f, "
+                    "  {\"shape\": \"%s\", \"ctx\": %d, \"kind\": \"%s\", \"us_per_call\": %.3f, "
+                    "\"us_median\": %.3f, "
                     "\"cache_mib\": %.4f, \"gbps\": %.3f, \"bw_fraction\": %.4f, "
                     "\"attn_tok_s\": %.1f, \"scalar_ref_us\": %.1f}%s\n",
-                    res[i].shape, res[i].ctx, res[i].kind, res[i].us_per_call, res[i].us_median, res[i].cache_mib,
-                    res[i].gbps, res[i].frac, res[i].tok_s, res[i].ref_us,
+                    res[i].shape, res[i].ctx, res[i].kind, res[i].us_per_call, res[i].us_median,
+                    res[i].cache_mib, res[i].gbps, res[i].frac, res[i].tok_s, res[i].ref_us,
                     i + 1 < nres ? "," : "");
         fprintf(f, "]}\n");
         fclose(f);

@@ -175,8 +175,8 @@ static void test_bytes(void **state) {
     const cb_kv_kind kinds[5] = {CB_KV_FP16, CB_KV_FP32, CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     const size_t want[5] = {65536, 131072, 43008, 26624, 26624};
     for (int i = 0; i < 5; i++) {
-        cb_kv_tensor_cfg cfg = {.kind = kinds[i], .residual_len = 16, .residual_spare = -1,
-                                .initial_capacity = 128};
+        cb_kv_tensor_cfg cfg = {
+            .kind = kinds[i], .residual_len = 16, .residual_spare = -1, .initial_capacity = 128};
         assert_int_equal(4 * cb_kv_tensor_bytes(&cfg, 1, 128, 64, 128), want[i]);
         /* and what a layer cache really allocates */
         cb_layer_cache lc;
@@ -238,9 +238,9 @@ static void test_window(void **state) {
     do {                                                                                           \
         assert_int_equal(cb_seq_cache_read(&c, 0, (p), 1, got), CB_OK);                            \
         if (fp16) {                                                                                \
-            for (int e = 0; e < W; e++) want[e] = cb_f16_to_f32(cb_f32_to_f16(x[(p) * W + e]));    \
+            for (int e = 0; e < W; e++) want[e] = cb_f16_to_f32(cb_f32_to_f16(x[(p)*W + e]));      \
         } else {                                                                                   \
-            cb_quantize_row(CB_Q8_0, x + (p) * W, W, row);                                         \
+            cb_quantize_row(CB_Q8_0, x + (p)*W, W, row);                                           \
             cb_dequantize_row(CB_Q8_0, row, W, want);                                              \
         }                                                                                          \
         assert_memory_equal(got, want, sizeof want);                                               \
@@ -294,7 +294,8 @@ static void naive_attention(const cb_kv_attn_cfg *cfg, const shape *s, const flo
                 const int64_t qp = cfg->q_pos0 + t;
                 double mx = -INFINITY;
                 for (int j = 0; j < s->L; j++) {
-                    bool ok = (!cfg->causal || j <= qp) && (cfg->window <= 0 || j > qp - cfg->window);
+                    bool ok =
+                        (!cfg->causal || j <= qp) && (cfg->window <= 0 || j > qp - cfg->window);
                     if (!ok) {
                         p[j] = -INFINITY;
                         continue;
@@ -326,9 +327,9 @@ static void naive_attention(const cb_kv_attn_cfg *cfg, const shape *s, const flo
 }
 
 /* The derived per-row bound of the header comment: value error + (e^2D - 1) max |v|. */
-static void lossy_bounds(const cb_kv_attn_cfg *cfg, const shape *s, const float *q,
-                         const float *k, const float *kq, const float *v, const float *vq,
-                         const float *q2, const float *k2, const float *k2q, double *bound) {
+static void lossy_bounds(const cb_kv_attn_cfg *cfg, const shape *s, const float *q, const float *k,
+                         const float *kq, const float *v, const float *vq, const float *q2,
+                         const float *k2, const float *k2q, double *bound) {
     const int G = s->H / s->Hkv;
     for (int b = 0; b < s->B; b++)
         for (int t = 0; t < s->T; t++)
@@ -394,19 +395,21 @@ static case_result run_case(const shape *s, const cb_kv_attn_cfg *cfg_in, cb_kv_
                          CB_OK);
         assert_int_equal(cb_seq_cache_append(&ck2, k2, s->L, NULL), CB_OK);
     }
-    float *out = malloc(nq * s->hdv * sizeof(float)), *out_ref = malloc(nq * s->hdv * sizeof(float));
+    float *out = malloc(nq * s->hdv * sizeof(float)),
+          *out_ref = malloc(nq * s->hdv * sizeof(float));
     float *lse = malloc(nq * sizeof(float)), *lse_ref = malloc(nq * sizeof(float));
     cb_tensor tq = t3(q, s->B, s->T, s->H * s->hd), tq2 = t3(q2, s->B, s->T, s->H * s->hd2);
     cb_tensor to = t3(out, s->B, s->T, s->H * s->hdv), tor = t3(out_ref, s->B, s->T, s->H * s->hdv);
     cb_tensor tl = t3(lse, s->B, s->H, s->T), tlr = t3(lse_ref, s->B, s->H, s->T);
-    assert_int_equal(cb_kv_attention(&cfg, &tq, &ck, &cv, q2 ? &tq2 : NULL, q2 ? &ck2 : NULL, &to, &tl),
-                     CB_OK);
+    assert_int_equal(
+        cb_kv_attention(&cfg, &tq, &ck, &cv, q2 ? &tq2 : NULL, q2 ? &ck2 : NULL, &to, &tl), CB_OK);
     assert_int_equal(
         cb_kv_attention_ref(&cfg, &tq, &ck, &cv, q2 ? &tq2 : NULL, q2 ? &ck2 : NULL, &tor, &tlr),
         CB_OK);
 
     float *ks = read_all(&ck), *vs = read_all(&cv), *k2s = s->hd2 ? read_all(&ck2) : NULL;
-    double *o_st = malloc(nq * s->hdv * sizeof(double)), *o_ex = malloc(nq * s->hdv * sizeof(double));
+    double *o_st = malloc(nq * s->hdv * sizeof(double)),
+           *o_ex = malloc(nq * s->hdv * sizeof(double));
     double *l_st = malloc(nq * sizeof(double)), *l_ex = malloc(nq * sizeof(double));
     double *bound = malloc(nq * sizeof(double));
     naive_attention(&cfg, s, q, ks, vs, q2, k2s, o_st, l_st);
@@ -461,16 +464,20 @@ static const double rel_l2_limit[CB_KV_KIND_COUNT] = {
 static void test_attention_kinds(void **state) {
     (void)state;
     const shape shapes[] = {
-        {.B = 2, .L = 150, .T = 1, .H = 8, .Hkv = 2, .hd = 32, .hdv = 32},  /* tiny */
-        {.B = 1, .L = 97, .T = 4, .H = 4, .Hkv = 2, .hd = 48, .hdv = 16},   /* unaligned heads */
-        {.B = 1, .L = 130, .T = 3, .H = 4, .Hkv = 1, .hd = 64, .hdv = 64},  /* MQA */
-        {.B = 1, .L = 70, .T = 2, .H = 3, .Hkv = 3, .hd = 12, .hdv = 20},   /* MHA, odd dims */
+        {.B = 2, .L = 150, .T = 1, .H = 8, .Hkv = 2, .hd = 32, .hdv = 32}, /* tiny */
+        {.B = 1, .L = 97, .T = 4, .H = 4, .Hkv = 2, .hd = 48, .hdv = 16},  /* unaligned heads */
+        {.B = 1, .L = 130, .T = 3, .H = 4, .Hkv = 1, .hd = 64, .hdv = 64}, /* MQA */
+        {.B = 1, .L = 70, .T = 2, .H = 3, .Hkv = 3, .hd = 12, .hdv = 20},  /* MHA, odd dims */
     };
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape *s = &shapes[si];
-        cb_kv_attn_cfg cfg = {.n_heads = s->H, .n_kv_heads = s->Hkv, .head_dim = s->hd,
-                              .v_head_dim = s->hdv, .scale = 1.0f / sqrtf((float)s->hd),
-                              .causal = true, .q_pos0 = s->L - s->T};
+        cb_kv_attn_cfg cfg = {.n_heads = s->H,
+                              .n_kv_heads = s->Hkv,
+                              .head_dim = s->hd,
+                              .v_head_dim = s->hdv,
+                              .scale = 1.0f / sqrtf((float)s->hd),
+                              .causal = true,
+                              .q_pos0 = s->L - s->T};
         for (int kind = 0; kind < CB_KV_KIND_COUNT; kind++) {
             cb_kv_tensor_cfg c = {.kind = (cb_kv_kind)kind};
             case_result r = run_case(s, &cfg, c, c, c, 3.0f);
@@ -493,8 +500,14 @@ static void test_attention_kinds(void **state) {
 static void test_attention_masks(void **state) {
     (void)state;
     shape s = {.B = 1, .L = 120, .T = 5, .H = 4, .Hkv = 2, .hd = 32, .hdv = 32};
-    cb_kv_attn_cfg cfg = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .v_head_dim = 32,
-                          .scale = 0.2f, .causal = true, .window = 7, .q_pos0 = 115};
+    cb_kv_attn_cfg cfg = {.n_heads = 4,
+                          .n_kv_heads = 2,
+                          .head_dim = 32,
+                          .v_head_dim = 32,
+                          .scale = 0.2f,
+                          .causal = true,
+                          .window = 7,
+                          .q_pos0 = 115};
     const cb_kv_kind kinds[3] = {CB_KV_FP32, CB_KV_Q8_0, CB_KV_NF4};
     for (int i = 0; i < 3; i++) {
         cb_kv_tensor_cfg c = {.kind = kinds[i], .residual_len = 3};
@@ -519,10 +532,17 @@ static void test_attention_masks(void **state) {
 static void test_attention_decoupled(void **state) {
     (void)state;
     shape s = {.B = 2, .L = 90, .T = 2, .H = 8, .Hkv = 4, .hd = 8, .hdv = 24, .hd2 = 16};
-    cb_kv_attn_cfg cfg = {.n_heads = 8, .n_kv_heads = 4, .head_dim = 8, .v_head_dim = 24,
-                          .scale = 1.0f / sqrtf(8.0f), .causal = true, .q_pos0 = 88,
-                          .head_dim2 = 16, .scale2 = 1.0f / 4.0f};
-    cb_kv_tensor_cfg sem = {.kind = CB_KV_Q4_0}, geo = {.kind = CB_KV_Q8_0}, v = {.kind = CB_KV_Q4_0};
+    cb_kv_attn_cfg cfg = {.n_heads = 8,
+                          .n_kv_heads = 4,
+                          .head_dim = 8,
+                          .v_head_dim = 24,
+                          .scale = 1.0f / sqrtf(8.0f),
+                          .causal = true,
+                          .q_pos0 = 88,
+                          .head_dim2 = 16,
+                          .scale2 = 1.0f / 4.0f};
+    cb_kv_tensor_cfg sem = {.kind = CB_KV_Q4_0}, geo = {.kind = CB_KV_Q8_0},
+                     v = {.kind = CB_KV_Q4_0};
     case_result r = run_case(&s, &cfg, sem, v, geo, 2.0f);
     assert_true(r.rel_l2_vs_exact <= rel_l2_limit[CB_KV_Q4_0]);
     cb_kv_tensor_cfg f32 = {.kind = CB_KV_FP32};
@@ -533,8 +553,8 @@ static void test_attention_decoupled(void **state) {
 
     /* layer cache API: same result as the tensor-level call */
     cb_layer_cache lc;
-    assert_int_equal(cb_layer_cache_init_decoupled(&lc, 1, 64, 4 * 8, 4 * 16, 4 * 24, &sem, &geo, &v),
-                     CB_OK);
+    assert_int_equal(
+        cb_layer_cache_init_decoupled(&lc, 1, 64, 4 * 8, 4 * 16, 4 * 24, &sem, &geo, &v), CB_OK);
     float *ks = rand_array(10 * 32, 1.0f), *kg = rand_array(10 * 64, 1.0f);
     float *vv = rand_array(10 * 96, 1.0f), *qs = rand_array(64, 1.0f), *qg = rand_array(128, 1.0f);
     cb_tensor tks = t3(ks, 1, 10, 32), tkg = t3(kg, 1, 10, 64), tv = t3(vv, 1, 10, 96);
@@ -560,8 +580,13 @@ static void test_attention_decoupled(void **state) {
 static void test_attention_prefill(void **state) {
     (void)state;
     shape s = {.B = 1, .L = 96, .T = 96, .H = 4, .Hkv = 1, .hd = 32, .hdv = 32};
-    cb_kv_attn_cfg cfg = {.n_heads = 4, .n_kv_heads = 1, .head_dim = 32, .v_head_dim = 32,
-                          .scale = 1.0f / sqrtf(32.0f), .causal = true, .q_pos0 = 0};
+    cb_kv_attn_cfg cfg = {.n_heads = 4,
+                          .n_kv_heads = 1,
+                          .head_dim = 32,
+                          .v_head_dim = 32,
+                          .scale = 1.0f / sqrtf(32.0f),
+                          .causal = true,
+                          .q_pos0 = 0};
     cb_kv_tensor_cfg f = {.kind = CB_KV_FP32}, q = {.kind = CB_KV_Q8_0, .residual_len = 8};
     run_case(&s, &cfg, f, f, f, 3.0f);
     case_result r = run_case(&s, &cfg, q, q, q, 3.0f);
@@ -575,8 +600,13 @@ static void test_attention_split_k(void **state) {
     int saved = omp_get_max_threads();
     omp_set_num_threads(4);
     shape s = {.B = 1, .L = 3000, .T = 1, .H = 2, .Hkv = 1, .hd = 32, .hdv = 32};
-    cb_kv_attn_cfg cfg = {.n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .v_head_dim = 32,
-                          .scale = 1.0f / sqrtf(32.0f), .causal = true, .q_pos0 = 2999};
+    cb_kv_attn_cfg cfg = {.n_heads = 2,
+                          .n_kv_heads = 1,
+                          .head_dim = 32,
+                          .v_head_dim = 32,
+                          .scale = 1.0f / sqrtf(32.0f),
+                          .causal = true,
+                          .q_pos0 = 2999};
     const cb_kv_kind kinds[3] = {CB_KV_FP32, CB_KV_FP16, CB_KV_Q4_0};
     for (int i = 0; i < 3; i++) {
         cb_kv_tensor_cfg c = {.kind = kinds[i], .residual_len = i == 2 ? 100 : 0};
@@ -594,8 +624,12 @@ static void test_rollback(void **state) {
     (void)state;
     enum { W = 64, N = 30 };
     float *a = rand_array(N * W, 1.0f), *b = rand_array(N * W, 1.0f), *q = rand_array(4 * 32, 2.0f);
-    cb_kv_attn_cfg cfg = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .v_head_dim = 32,
-                          .scale = 0.25f, .causal = true};
+    cb_kv_attn_cfg cfg = {.n_heads = 4,
+                          .n_kv_heads = 2,
+                          .head_dim = 32,
+                          .v_head_dim = 32,
+                          .scale = 0.25f,
+                          .causal = true};
     const cb_kv_tensor_cfg cfgs[3] = {{.kind = CB_KV_FP16},
                                       {.kind = CB_KV_Q4_0, .residual_len = 8},
                                       {.kind = CB_KV_NF4, .residual_len = 8, .residual_spare = -1}};
@@ -641,8 +675,13 @@ static void test_attention_errors(void **state) {
     float x[64 * 4] = {0}, o[4 * 32];
     cb_seq_cache_append(&k, x, 2, NULL);
     cb_seq_cache_append(&v, x, 1, NULL);
-    cb_kv_attn_cfg cfg = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .v_head_dim = 32,
-                          .scale = 1.0f, .causal = true, .q_pos0 = 1};
+    cb_kv_attn_cfg cfg = {.n_heads = 4,
+                          .n_kv_heads = 2,
+                          .head_dim = 32,
+                          .v_head_dim = 32,
+                          .scale = 1.0f,
+                          .causal = true,
+                          .q_pos0 = 1};
     cb_tensor tq = t3(x, 1, 1, 128), to = t3(o, 1, 1, 128);
     assert_int_equal(cb_kv_attention(&cfg, &tq, &k, &v, NULL, NULL, &to, NULL), CB_ERR_SHAPE);
     assert_non_null(strstr(cb_last_error(), "v cache"));
@@ -672,12 +711,12 @@ static void test_attention_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kind_parse),         cmocka_unit_test(test_policy_parse),
+        cmocka_unit_test(test_kind_parse),           cmocka_unit_test(test_policy_parse),
         cmocka_unit_test(test_append_grow_truncate), cmocka_unit_test(test_bytes),
-        cmocka_unit_test(test_quantized_storage),  cmocka_unit_test(test_window),
-        cmocka_unit_test(test_attention_kinds),    cmocka_unit_test(test_attention_masks),
-        cmocka_unit_test(test_attention_decoupled), cmocka_unit_test(test_attention_prefill),
-        cmocka_unit_test(test_attention_split_k),  cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_quantized_storage),    cmocka_unit_test(test_window),
+        cmocka_unit_test(test_attention_kinds),      cmocka_unit_test(test_attention_masks),
+        cmocka_unit_test(test_attention_decoupled),  cmocka_unit_test(test_attention_prefill),
+        cmocka_unit_test(test_attention_split_k),    cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_attention_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -335,10 +335,14 @@ static void test_nonfinite(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),          cmocka_unit_test(test_q8_0_exact),
-        cmocka_unit_test(test_q4_0_exact),     cmocka_unit_test(test_nf4_exact),
-        cmocka_unit_test(test_roundtrip_bounds), cmocka_unit_test(test_padding),
-        cmocka_unit_test(test_dot_axpy),       cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_q8_0_exact),
+        cmocka_unit_test(test_q4_0_exact),
+        cmocka_unit_test(test_nf4_exact),
+        cmocka_unit_test(test_roundtrip_bounds),
+        cmocka_unit_test(test_padding),
+        cmocka_unit_test(test_dot_axpy),
+        cmocka_unit_test(test_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,12 +72,12 @@ size_t cb_kv_tensor_bytes(const cb_kv_tensor_cfg *cfg, int64_t batch, int64_t ca
                           int64_t width, int64_t max_len);
 
 typedef struct cb_seq_cache {
-    char name[32];  /* for messages, e.g. "k", "k_geo" */
+    char name[32]; /* for messages, e.g. "k", "k_geo" */
     cb_kv_kind kind;
     cb_dtype dtype;
     int64_t batch, width, len, capacity, max_len;
-    size_t row_bytes;   /* bytes of one token row in the main store */
-    uint8_t *data;      /* [batch][capacity][row_bytes] */
+    size_t row_bytes;     /* bytes of one token row in the main store */
+    uint8_t *data;        /* [batch][capacity][row_bytes] */
     int64_t residual_len; /* R (0: no window) */
     int64_t ring_slots;   /* R + spare, or 0 */
     int64_t ring_lo;      /* fp16 copies are valid for positions >= ring_lo (and >= len - slots) */
@@ -102,8 +102,7 @@ void cb_seq_cache_reset(cb_seq_cache *c);
 int64_t cb_seq_cache_window_start(const cb_seq_cache *c);
 /* out[n][width] = the values attention sees for positions start..start+n-1 of batch row b
  * (fp16 window or dequantized store). */
-cb_status cb_seq_cache_read(const cb_seq_cache *c, int64_t b, int64_t start, int64_t n,
-                            float *out);
+cb_status cb_seq_cache_read(const cb_seq_cache *c, int64_t b, int64_t start, int64_t n, float *out);
 /* Stored row of position pos (main store, any pos < capacity), and its fp16 window copy (valid
  * for window_start <= pos < len). No checks. */
 static inline const void *cb_seq_cache_row(const cb_seq_cache *c, int64_t b, int64_t pos) {
@@ -111,8 +110,8 @@ static inline const void *cb_seq_cache_row(const cb_seq_cache *c, int64_t b, int
 }
 static inline const uint16_t *cb_seq_cache_window_row(const cb_seq_cache *c, int64_t b,
                                                       int64_t pos) {
-    return c->ring + ((size_t)b * (size_t)c->ring_slots + (size_t)(pos % c->ring_slots)) *
-                         (size_t)c->width;
+    return c->ring +
+           ((size_t)b * (size_t)c->ring_slots + (size_t)(pos % c->ring_slots)) * (size_t)c->width;
 }
 /* Bytes allocated now (main store at its current capacity + window ring). */
 size_t cb_seq_cache_bytes(const cb_seq_cache *c);
@@ -154,12 +153,17 @@ size_t cb_layer_cache_bytes_used(const cb_layer_cache *lc); /* current tokens + 
 
 /* ---- per-tensor kind policy ("q8_0", "k:q8_0,v:q4_0", "k_sem:q4_0,k_geo:q8_0,v:q4_0") ------ */
 
-typedef enum cb_kv_slot { CB_KV_SLOT_K = 0, CB_KV_SLOT_V, CB_KV_SLOT_K_SEM, CB_KV_SLOT_K_GEO } cb_kv_slot;
+typedef enum cb_kv_slot {
+    CB_KV_SLOT_K = 0,
+    CB_KV_SLOT_V,
+    CB_KV_SLOT_K_SEM,
+    CB_KV_SLOT_K_GEO
+} cb_kv_slot;
 
 typedef struct cb_kv_policy {
-    bool is_auto;   /* the text was "auto": resolved by the generator, not here */
-    int all;        /* cb_kv_kind from a bare kind, or -1 */
-    int slot[4];    /* per cb_kv_slot, or -1 when not named */
+    bool is_auto; /* the text was "auto": resolved by the generator, not here */
+    int all;      /* cb_kv_kind from a bare kind, or -1 */
+    int slot[4];  /* per cb_kv_slot, or -1 when not named */
 } cb_kv_policy;
 
 /* Comma-separated items, each a bare kind (all tensors) or "tensor:kind" with tensor one of k,
@@ -183,9 +187,9 @@ typedef struct cb_kv_attn_cfg {
     int v_head_dim; /* value head size */
     float scale;    /* multiplies <q, k> */
     bool causal;
-    int window;     /* > 0: sliding window */
+    int window; /* > 0: sliding window */
     int64_t q_pos0;
-    int head_dim2;  /* decoupled second term: S += scale2 * <q2, k2>; 0 when unused */
+    int head_dim2; /* decoupled second term: S += scale2 * <q2, k2>; 0 when unused */
     float scale2;
 } cb_kv_attn_cfg;
 
@@ -213,9 +217,9 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
                           cb_tensor *out, cb_tensor *lse);
 /* The scalar reference: one (b, h, t) at a time, one key at a time, scalar traits. Same
  * contract; used by the tests to check the fast path. */
-cb_status cb_kv_attention_ref(const cb_kv_attn_cfg *cfg, const cb_tensor *q,
-                              const cb_seq_cache *k, const cb_seq_cache *v, const cb_tensor *q2,
-                              const cb_seq_cache *k2, cb_tensor *out, cb_tensor *lse);
+cb_status cb_kv_attention_ref(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const cb_seq_cache *k,
+                              const cb_seq_cache *v, const cb_tensor *q2, const cb_seq_cache *k2,
+                              cb_tensor *out, cb_tensor *lse);
 /* Attention over a layer cache: standard uses (k, v); decoupled uses (k_sem, v) with q the
  * semantic queries and (q2, k_geo) as the second term (cfg->head_dim2 must be set). */
 cb_status cb_layer_cache_attention(const cb_kv_attn_cfg *cfg, const cb_layer_cache *lc,

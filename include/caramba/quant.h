@@ -47,18 +47,18 @@ extern "C" {
 #define CB_QK 32 /* values per block for every quantized format */
 
 typedef struct cb_block_q8_0 {
-    uint16_t d;         /* fp16 scale */
-    int8_t qs[CB_QK];   /* codes, -127..127 */
+    uint16_t d;       /* fp16 scale */
+    int8_t qs[CB_QK]; /* codes, -127..127 */
 } cb_block_q8_0;
 
 typedef struct cb_block_q4_0 {
-    uint16_t d;             /* fp16 scale (signed: d = m / -8) */
-    uint8_t qs[CB_QK / 2];  /* byte j: element j low nibble, element j+16 high nibble */
+    uint16_t d;            /* fp16 scale (signed: d = m / -8) */
+    uint8_t qs[CB_QK / 2]; /* byte j: element j low nibble, element j+16 high nibble */
 } cb_block_q4_0;
 
 typedef struct cb_block_nf4 {
-    uint16_t d;             /* fp16 absmax */
-    uint8_t qs[CB_QK / 2];  /* NF4 level indices, same nibble order as q4_0 */
+    uint16_t d;            /* fp16 absmax */
+    uint8_t qs[CB_QK / 2]; /* NF4 level indices, same nibble order as q4_0 */
 } cb_block_nf4;
 
 static_assert(sizeof(cb_block_q8_0) == 34, "q8_0 block must be 34 bytes (ggml layout)");
@@ -112,8 +112,8 @@ void cb_quant_dequant_range(const cb_quant_traits *tr, const void *row, int64_t 
                             float *y);
 float cb_quant_dot_range(const cb_quant_traits *tr, const float *x, const void *row, int64_t e0,
                          int64_t n);
-void cb_quant_axpy_range(const cb_quant_traits *tr, float w, const void *row, int64_t e0,
-                         int64_t n, float *acc);
+void cb_quant_axpy_range(const cb_quant_traits *tr, float w, const void *row, int64_t e0, int64_t n,
+                         float *acc);
 
 #ifdef __cplusplus
 }

@@ -47,22 +47,22 @@ static cb_status check_tensor(const cb_tensor *t, const char *what, int64_t d0, 
         t->shape[1] != d1 || t->shape[2] != d2) {
         char buf[64] = "(null)";
         if (t) cb_shape_str(t, buf, sizeof buf);
-        return cb_fail(CB_ERR_SHAPE, "cache attention: %s must be f32 CPU [%lld, %lld, %lld], got %s %s",
-                       what, (long long)d0, (long long)d1, (long long)d2,
-                       t ? cb_dtype_name(t->dtype) : "", buf);
+        return cb_fail(
+            CB_ERR_SHAPE, "cache attention: %s must be f32 CPU [%lld, %lld, %lld], got %s %s", what,
+            (long long)d0, (long long)d1, (long long)d2, t ? cb_dtype_name(t->dtype) : "", buf);
     }
     return CB_OK;
 }
 
 static cb_status check_cache(const cb_seq_cache *c, const char *what, int64_t B, int64_t L,
                              int64_t width) {
-    if (!c || !c->data)
-        return cb_fail(CB_ERR_ARG, "cache attention: %s cache missing", what);
+    if (!c || !c->data) return cb_fail(CB_ERR_ARG, "cache attention: %s cache missing", what);
     if (c->batch != B || c->width != width || c->len != L)
-        return cb_fail(CB_ERR_SHAPE,
-                       "cache attention: %s cache is [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
-                       what, (long long)c->batch, (long long)c->len, (long long)c->width,
-                       (long long)B, (long long)L, (long long)width);
+        return cb_fail(
+            CB_ERR_SHAPE,
+            "cache attention: %s cache is [%lld, %lld, %lld], expected [%lld, %lld, %lld]", what,
+            (long long)c->batch, (long long)c->len, (long long)c->width, (long long)B, (long long)L,
+            (long long)width);
     return CB_OK;
 }
 
@@ -79,8 +79,9 @@ static cb_status check_args(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const
                        cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, cfg->v_head_dim,
                        cfg->head_dim2);
     if ((cfg->head_dim2 > 0) != (q2 != NULL) || (q2 != NULL) != (k2 != NULL))
-        return cb_fail(CB_ERR_ARG, "cache attention: the decoupled term needs head_dim2 > 0, q2 "
-                                   "and k2 together (head_dim2 %d, q2 %s, k2 %s)",
+        return cb_fail(CB_ERR_ARG,
+                       "cache attention: the decoupled term needs head_dim2 > 0, q2 "
+                       "and k2 together (head_dim2 %d, q2 %s, k2 %s)",
                        cfg->head_dim2, q2 ? "set" : "NULL", k2 ? "set" : "NULL");
     if (q->ndim != 3) return check_tensor(q, "q", -1, -1, -1);
     d->B = q->shape[0];
@@ -121,8 +122,8 @@ static inline void key_range(const cb_kv_attn_cfg *cfg, int64_t L, int64_t p, in
 static float ref_dot(const cb_seq_cache *c, int64_t ws, int64_t b, int64_t pos, int64_t e0,
                      int64_t n, const float *x) {
     if (pos >= ws)
-        return cb_quant_dot_range(cb_quant_traits_ref(CB_F16), x, cb_seq_cache_window_row(c, b, pos),
-                                  e0, n);
+        return cb_quant_dot_range(cb_quant_traits_ref(CB_F16), x,
+                                  cb_seq_cache_window_row(c, b, pos), e0, n);
     return cb_quant_dot_range(cb_quant_traits_ref(c->dtype), x, cb_seq_cache_row(c, b, pos), e0, n);
 }
 
@@ -136,9 +137,9 @@ static void ref_axpy(const cb_seq_cache *c, int64_t ws, int64_t b, int64_t pos, 
                             acc);
 }
 
-cb_status cb_kv_attention_ref(const cb_kv_attn_cfg *cfg, const cb_tensor *q,
-                              const cb_seq_cache *k, const cb_seq_cache *v, const cb_tensor *q2,
-                              const cb_seq_cache *k2, cb_tensor *out, cb_tensor *lse) {
+cb_status cb_kv_attention_ref(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const cb_seq_cache *k,
+                              const cb_seq_cache *v, const cb_tensor *q2, const cb_seq_cache *k2,
+                              cb_tensor *out, cb_tensor *lse) {
     dims d = {0};
     CB_TRY(check_args(cfg, q, k, v, q2, k2, out, lse, &d));
     const int64_t wsk = cb_seq_cache_window_start(k), wsv = cb_seq_cache_window_start(v);
@@ -192,8 +193,8 @@ static inline void f16_to_f32_row(const uint16_t *h, float *y, int ne) {
         const BT *blk = (const BT *)(rows + (size_t)i * rb) + b0;                                  \
         if (i < npf) {                                                                             \
             const char *nx = (const char *)blk + (size_t)tile * rb;                                \
-            __builtin_prefetch(nx);                                                         \
-            __builtin_prefetch(nx + nb * sizeof(BT) - 1);                                   \
+            __builtin_prefetch(nx);                                                                \
+            __builtin_prefetch(nx + nb * sizeof(BT) - 1);                                          \
         }                                                                                          \
         for (int64_t k = 0; k < nb; k++) DECODE(blk + k, y + (size_t)i * ne + k * CB_QK);          \
     }
@@ -277,7 +278,8 @@ static inline __m256 hsum8x8(const __m256 v[8]) {
     __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
     __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
     __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 /* Cephes-style expf: max relative error ~2 ulp on [-88, 88]; 0 below -88.38. */
@@ -296,15 +298,15 @@ static inline __m256 exp256(__m256 x) {
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), x);
     y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
 /* s[i] (+)= <q, k_i>, i < n, rows of stride ld; hd a multiple of 8. Inlined with constant hd for
  * the common head sizes so q stays in registers. */
-static inline __attribute__((always_inline)) void scores_v8(const float *q, const float *k,
-                                                            int64_t ld, int hd, int n, float *s,
-                                                            bool add) {
+static inline __attribute__((always_inline)) void
+scores_v8(const float *q, const float *k, int64_t ld, int hd, int n, float *s, bool add) {
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 p[8];
@@ -333,9 +335,15 @@ static inline __attribute__((always_inline)) void scores_v8(const float *q, cons
 static void scores(const float *q, const float *k, int64_t ld, int hd, int n, float *s, bool add) {
 #ifdef CB_QUANT_AVX2
     switch (hd) {
-    case 32: scores_v8(q, k, ld, 32, n, s, add); return;
-    case 64: scores_v8(q, k, ld, 64, n, s, add); return;
-    case 128: scores_v8(q, k, ld, 128, n, s, add); return;
+    case 32:
+        scores_v8(q, k, ld, 32, n, s, add);
+        return;
+    case 64:
+        scores_v8(q, k, ld, 64, n, s, add);
+        return;
+    case 128:
+        scores_v8(q, k, ld, 128, n, s, add);
+        return;
     default:
         if (hd % 8 == 0) {
             scores_v8(q, k, ld, hd, n, s, add);
@@ -532,7 +540,7 @@ static void run_item(const plan *P, int64_t item, scratch *S) {
     const int64_t g0 = gb * P->NG, g1 = g0 + P->NG;
     const int64_t t0 = tb * P->TB, t1 = t0 + P->TB < d->T ? t0 + P->TB : d->T;
     const int64_t G = d->G, NG = P->NG, R = (t1 - t0) * NG * G;
-#define ROW(t, g, i) ((((t) - t0) * NG + ((g) - g0)) * G + (i))
+#define ROW(t, g, i) ((((t)-t0) * NG + ((g)-g0)) * G + (i))
 
     /* row ROW(t, g, i) is query t of head h = g*G + i */
     for (int64_t t = t0; t < t1; t++)
@@ -596,9 +604,9 @@ static void run_item(const plan *P, int64_t item, scratch *S) {
                     const float mx = row_max(sc, cnt);
                     const float m_old = S->m[r], m_new = mx > m_old ? mx : m_old;
                     if (m_new == -INFINITY) continue; /* every score -inf: contributes nothing */
-                    const float alpha = m_old == m_new        ? 1.0f
+                    const float alpha = m_old == m_new       ? 1.0f
                                         : m_old == -INFINITY ? 0.0f
-                                                              : expf(m_old - m_new);
+                                                             : expf(m_old - m_new);
                     S->l[r] = S->l[r] * alpha + exp_sum(sc, cnt, m_new);
                     S->m[r] = m_new;
                     S->alpha[i] = alpha;
@@ -643,7 +651,8 @@ static void merge_row(const plan *P, int64_t b, int64_t h, int64_t t) {
     const dims *d = &P->d;
     const int64_t stride = d->B * d->H * d->T, base = (b * d->H + h) * d->T + t;
     float M = -INFINITY;
-    for (int64_t c = 0; c < P->nchunks; c++) M = P->pm[c * stride + base] > M ? P->pm[c * stride + base] : M;
+    for (int64_t c = 0; c < P->nchunks; c++)
+        M = P->pm[c * stride + base] > M ? P->pm[c * stride + base] : M;
     float *o = P->out + ((b * d->T + t) * d->H + h) * d->hdv;
     memset(o, 0, (size_t)d->hdv * sizeof(float));
     float l = 0.0f;
@@ -775,6 +784,5 @@ cb_status cb_layer_cache_attention(const cb_kv_attn_cfg *cfg, const cb_layer_cac
         return cb_fail(CB_ERR_ARG, "cache attention: %s cache %s q2",
                        lc->decoupled ? "decoupled" : "standard",
                        lc->decoupled ? "needs" : "takes no");
-    return cb_kv_attention(cfg, q, &lc->k, &lc->v, q2, lc->decoupled ? &lc->k_geo : NULL, out,
-                           lse);
+    return cb_kv_attention(cfg, q, &lc->k, &lc->v, q2, lc->decoupled ? &lc->k_geo : NULL, out, lse);
 }

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static int n_tensors(const cb_layer_cache *lc) { return lc->decoupled ? 3 : 2; }
+static int n_tensors(const cb_layer_cache *lc) {
+    return lc->decoupled ? 3 : 2;
+}
 
 static cb_seq_cache *tensor_at(cb_layer_cache *lc, int i) {
     if (!lc->decoupled) return i == 0 ? &lc->k : &lc->v;
@@ -35,7 +37,8 @@ cb_status cb_layer_cache_init_decoupled(cb_layer_cache *lc, int64_t batch, int64
     memset(lc, 0, sizeof *lc);
     lc->decoupled = true;
     cb_status st = cb_seq_cache_init(&lc->k_sem, "k_sem", batch, max_len, sem_width, sem_cfg);
-    if (st == CB_OK) st = cb_seq_cache_init(&lc->k_geo, "k_geo", batch, max_len, geo_width, geo_cfg);
+    if (st == CB_OK)
+        st = cb_seq_cache_init(&lc->k_geo, "k_geo", batch, max_len, geo_width, geo_cfg);
     if (st == CB_OK) st = cb_seq_cache_init(&lc->v, "v", batch, max_len, v_width, v_cfg);
     if (st != CB_OK) cb_layer_cache_free(lc);
     return st;
@@ -54,8 +57,7 @@ static cb_status append_all(cb_layer_cache *lc, const cb_tensor *const *xs, int6
         const cb_seq_cache *c = tensor_at(lc, i);
         const cb_tensor *x = xs[i];
         if (!x || x->dtype != CB_F32 || x->device != CB_CPU || x->ndim != 3 ||
-            x->shape[0] != c->batch || x->shape[2] != c->width ||
-            (T >= 0 && x->shape[1] != T)) {
+            x->shape[0] != c->batch || x->shape[2] != c->width || (T >= 0 && x->shape[1] != T)) {
             char buf[64] = "(null)";
             if (x) cb_shape_str(x, buf, sizeof buf);
             char tbuf[24] = "T";
@@ -72,7 +74,8 @@ static cb_status append_all(cb_layer_cache *lc, const cb_tensor *const *xs, int6
                            c->name, (long long)c->len, tensor_at(lc, 0)->name,
                            (long long)tensor_at(lc, 0)->len);
     }
-    for (int i = 0; i < n; i++) CB_TRY(cb_seq_cache_reserve(tensor_at(lc, i), tensor_at(lc, i)->len + T));
+    for (int i = 0; i < n; i++)
+        CB_TRY(cb_seq_cache_reserve(tensor_at(lc, i), tensor_at(lc, i)->len + T));
     for (int i = 0; i < n; i++) CB_TRY(cb_seq_cache_append_tensor(tensor_at(lc, i), xs[i], NULL));
     return CB_OK;
 }
@@ -98,7 +101,8 @@ cb_status cb_layer_cache_truncate(cb_layer_cache *lc, int64_t new_len) {
     if (new_len < 0 || new_len > cb_layer_cache_len(lc))
         return cb_fail(CB_ERR_ARG, "layer cache: truncate to %lld outside 0..%lld",
                        (long long)new_len, (long long)cb_layer_cache_len(lc));
-    for (int i = 0; i < n_tensors(lc); i++) CB_TRY(cb_seq_cache_truncate(tensor_at(lc, i), new_len));
+    for (int i = 0; i < n_tensors(lc); i++)
+        CB_TRY(cb_seq_cache_truncate(tensor_at(lc, i), new_len));
     return CB_OK;
 }
 
@@ -106,7 +110,9 @@ void cb_layer_cache_reset(cb_layer_cache *lc) {
     for (int i = 0; i < n_tensors(lc); i++) cb_seq_cache_reset(tensor_at(lc, i));
 }
 
-int64_t cb_layer_cache_len(const cb_layer_cache *lc) { return lc->k.len; }
+int64_t cb_layer_cache_len(const cb_layer_cache *lc) {
+    return lc->k.len;
+}
 
 size_t cb_layer_cache_bytes(const cb_layer_cache *lc) {
     size_t s = 0;

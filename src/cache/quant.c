@@ -193,8 +193,12 @@ static void nf4_axpy_ref(float w, const void *row, float *acc, int64_t n) {
 
 /* ---- f32 / f16 rows --------------------------------------------------------------------- */
 
-static void f32_quantize(const float *x, void *dst, int64_t n) { memcpy(dst, x, (size_t)n * 4); }
-static void f32_dequantize(const void *src, float *y, int64_t n) { memcpy(y, src, (size_t)n * 4); }
+static void f32_quantize(const float *x, void *dst, int64_t n) {
+    memcpy(dst, x, (size_t)n * 4);
+}
+static void f32_dequantize(const void *src, float *y, int64_t n) {
+    memcpy(y, src, (size_t)n * 4);
+}
 static float f32_dot_ref(const float *x, const void *row, int64_t n) {
     const float *r = row;
     float s = 0.0f;
@@ -224,7 +228,9 @@ static void f16_axpy_ref(float w, const void *row, float *acc, int64_t n) {
     const uint16_t *h = row;
     for (int64_t i = 0; i < n; i++) acc[i] += w * cb_f16_to_f32(h[i]);
 }
-static void f16_quantize(const float *x, void *dst, int64_t n) { cb_convert_f32_to_f16(x, dst, n); }
+static void f16_quantize(const float *x, void *dst, int64_t n) {
+    cb_convert_f32_to_f16(x, dst, n);
+}
 static void f16_dequantize(const void *src, float *y, int64_t n) {
     cb_convert_f16_to_f32(src, y, n);
 }
@@ -233,15 +239,16 @@ static void f16_dequantize(const void *src, float *y, int64_t n) {
 #ifdef CB_QUANT_AVX2
 
 #define DEF_BLOCK_FNS(NAME, BT, CODES)                                                             \
-    static void NAME##_dequantize(const void *src, float *y, int64_t n) {                         \
+    static void NAME##_dequantize(const void *src, float *y, int64_t n) {                          \
         const BT *b = src;                                                                         \
         for (int64_t i = 0; i < n / CB_QK; i++) {                                                  \
             __m256 v[4], d = _mm256_set1_ps(cbq_h2f(b[i].d));                                      \
             CODES(b + i, v);                                                                       \
-            for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + i * CB_QK + 8 * k, _mm256_mul_ps(v[k], d)); \
+            for (int k = 0; k < 4; k++)                                                            \
+                _mm256_storeu_ps(y + i * CB_QK + 8 * k, _mm256_mul_ps(v[k], d));                   \
         }                                                                                          \
     }                                                                                              \
-    static float NAME##_dot(const float *x, const void *row, int64_t n) {                         \
+    static float NAME##_dot(const float *x, const void *row, int64_t n) {                          \
         const BT *b = row;                                                                         \
         __m256 acc = _mm256_setzero_ps();                                                          \
         for (int64_t i = 0; i < n / CB_QK; i++) {                                                  \
@@ -256,7 +263,7 @@ static void f16_dequantize(const void *src, float *y, int64_t n) {
         }                                                                                          \
         return cbq_hsum256(acc);                                                                   \
     }                                                                                              \
-    static void NAME##_axpy(float w, const void *row, float *acc, int64_t n) {                    \
+    static void NAME##_axpy(float w, const void *row, float *acc, int64_t n) {                     \
         const BT *b = row;                                                                         \
         for (int64_t i = 0; i < n / CB_QK; i++) {                                                  \
             __m256 v[4], wd = _mm256_set1_ps(w * cbq_h2f(b[i].d));                                 \
@@ -311,9 +318,9 @@ static void f16_axpy(float w, const void *row, float *acc, int64_t n) {
     __m256 wv = _mm256_set1_ps(w);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, _mm256_cvtph_ps(_mm_loadu_si128(
-                                                          (const __m128i *)(h + i))),
-                                                  _mm256_loadu_ps(acc + i)));
+        _mm256_storeu_ps(
+            acc + i, _mm256_fmadd_ps(wv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))),
+                                     _mm256_loadu_ps(acc + i)));
     for (; i < n; i++) acc[i] += w * cbq_h2f(h[i]);
 }
 #else
@@ -338,10 +345,10 @@ static const cb_quant_traits traits_ref[CB_DTYPE_COUNT] = {
     [CB_F32] = {CB_F32, "fp32", 1, 4, f32_quantize, f32_dequantize, f32_dot_ref, f32_axpy_ref},
     [CB_F16] = {CB_F16, "fp16", 1, 2, f16_quantize_ref, f16_dequantize_ref, f16_dot_ref,
                 f16_axpy_ref},
-    [CB_Q8_0] = {CB_Q8_0, "q8_0", CB_QK, sizeof(cb_block_q8_0), q8_0_quantize,
-                 q8_0_dequantize_ref, q8_0_dot_ref, q8_0_axpy_ref},
-    [CB_Q4_0] = {CB_Q4_0, "q4_0", CB_QK, sizeof(cb_block_q4_0), q4_0_quantize,
-                 q4_0_dequantize_ref, q4_0_dot_ref, q4_0_axpy_ref},
+    [CB_Q8_0] = {CB_Q8_0, "q8_0", CB_QK, sizeof(cb_block_q8_0), q8_0_quantize, q8_0_dequantize_ref,
+                 q8_0_dot_ref, q8_0_axpy_ref},
+    [CB_Q4_0] = {CB_Q4_0, "q4_0", CB_QK, sizeof(cb_block_q4_0), q4_0_quantize, q4_0_dequantize_ref,
+                 q4_0_dot_ref, q4_0_axpy_ref},
     [CB_NF4] = {CB_NF4, "nf4", CB_QK, sizeof(cb_block_nf4), nf4_quantize, nf4_dequantize_ref,
                 nf4_dot_ref, nf4_axpy_ref},
 };
@@ -353,8 +360,8 @@ static const cb_quant_traits traits_fast[CB_DTYPE_COUNT] = {
                  q8_0_dot, q8_0_axpy},
     [CB_Q4_0] = {CB_Q4_0, "q4_0", CB_QK, sizeof(cb_block_q4_0), q4_0_quantize, q4_0_dequantize,
                  q4_0_dot, q4_0_axpy},
-    [CB_NF4] = {CB_NF4, "nf4", CB_QK, sizeof(cb_block_nf4), nf4_quantize, nf4_dequantize,
-                nf4_dot, nf4_axpy},
+    [CB_NF4] = {CB_NF4, "nf4", CB_QK, sizeof(cb_block_nf4), nf4_quantize, nf4_dequantize, nf4_dot,
+                nf4_axpy},
 };
 
 static int supported(cb_dtype dt) {
@@ -363,8 +370,10 @@ static int supported(cb_dtype dt) {
 
 const cb_quant_traits *cb_quant_traits_get(cb_dtype dt) {
     if (!supported(dt)) {
-        cb_fail(CB_ERR_UNSUPPORTED, "no quantization traits for dtype %s (expected f32, f16, "
-                                    "q8_0, q4_0 or nf4)", cb_dtype_name(dt));
+        cb_fail(CB_ERR_UNSUPPORTED,
+                "no quantization traits for dtype %s (expected f32, f16, "
+                "q8_0, q4_0 or nf4)",
+                cb_dtype_name(dt));
         return NULL;
     }
     return &traits_fast[dt];
@@ -372,14 +381,18 @@ const cb_quant_traits *cb_quant_traits_get(cb_dtype dt) {
 
 const cb_quant_traits *cb_quant_traits_ref(cb_dtype dt) {
     if (!supported(dt)) {
-        cb_fail(CB_ERR_UNSUPPORTED, "no quantization traits for dtype %s (expected f32, f16, "
-                                    "q8_0, q4_0 or nf4)", cb_dtype_name(dt));
+        cb_fail(CB_ERR_UNSUPPORTED,
+                "no quantization traits for dtype %s (expected f32, f16, "
+                "q8_0, q4_0 or nf4)",
+                cb_dtype_name(dt));
         return NULL;
     }
     return &traits_ref[dt];
 }
 
-int cb_quant_is_block(cb_dtype dt) { return dt == CB_Q8_0 || dt == CB_Q4_0 || dt == CB_NF4; }
+int cb_quant_is_block(cb_dtype dt) {
+    return dt == CB_Q8_0 || dt == CB_Q4_0 || dt == CB_NF4;
+}
 
 int64_t cb_quant_padded_width(cb_dtype dt, int64_t w) {
     return cb_quant_is_block(dt) ? (w + CB_QK - 1) / CB_QK * CB_QK : w;
@@ -459,8 +472,8 @@ float cb_quant_dot_range(const cb_quant_traits *tr, const float *x, const void *
     return s;
 }
 
-void cb_quant_axpy_range(const cb_quant_traits *tr, float w, const void *row, int64_t e0,
-                         int64_t n, float *acc) {
+void cb_quant_axpy_range(const cb_quant_traits *tr, float w, const void *row, int64_t e0, int64_t n,
+                         float *acc) {
     const int bs = tr->block;
     const char *base = row;
     int64_t e = e0, end = e0 + n;

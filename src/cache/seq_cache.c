@@ -11,7 +11,7 @@ static const struct {
     const char *name;
     cb_dtype dtype;
 } kinds[CB_KV_KIND_COUNT] = {
-    [CB_KV_FP32] = {"fp32", CB_F32}, [CB_KV_FP16] = {"fp16", CB_F16},
+    [CB_KV_FP32] = {"fp32", CB_F32},  [CB_KV_FP16] = {"fp16", CB_F16},
     [CB_KV_Q8_0] = {"q8_0", CB_Q8_0}, [CB_KV_Q4_0] = {"q4_0", CB_Q4_0},
     [CB_KV_NF4] = {"nf4", CB_NF4},
 };
@@ -57,7 +57,7 @@ static int64_t ring_slots_for(const cb_kv_tensor_cfg *cfg, int64_t max_len, int6
     *R_out = 0;
     if (!cfg || !cb_kv_kind_is_quantized(cfg->kind) || cfg->residual_len <= 0) return 0;
     int64_t R = cfg->residual_len < max_len ? cfg->residual_len : max_len;
-    int64_t spare = cfg->residual_spare == 0 ? CB_KV_DEFAULT_SPARE
+    int64_t spare = cfg->residual_spare == 0  ? CB_KV_DEFAULT_SPARE
                     : cfg->residual_spare < 0 ? 0
                                               : cfg->residual_spare;
     int64_t slots = R + spare < max_len ? R + spare : max_len;
@@ -103,8 +103,9 @@ cb_status cb_seq_cache_init(cb_seq_cache *c, const char *name, int64_t batch, in
     int64_t cap = cfg->initial_capacity ? cfg->initial_capacity : CB_KV_DEFAULT_INITIAL_CAPACITY;
     c->capacity = cap < max_len ? cap : max_len;
     if ((size_t)batch > SIZE_MAX / c->row_bytes / (size_t)max_len)
-        return cb_fail(CB_ERR_NOMEM, "cache %s: batch %lld x max_seq_len %lld x %zu bytes overflows",
-                       c->name, (long long)batch, (long long)max_len, c->row_bytes);
+        return cb_fail(CB_ERR_NOMEM,
+                       "cache %s: batch %lld x max_seq_len %lld x %zu bytes overflows", c->name,
+                       (long long)batch, (long long)max_len, c->row_bytes);
     c->data = alloc64((size_t)batch * (size_t)c->capacity * c->row_bytes);
     if (!c->data) {
         size_t want = (size_t)batch * (size_t)c->capacity * c->row_bytes;
@@ -168,15 +169,15 @@ cb_status cb_seq_cache_append(cb_seq_cache *c, const float *x, int64_t T, int64_
     for (int64_t b = 0; b < c->batch; b++)
         for (int64_t t = 0; t < T; t++) {
             const float *row = x + ((size_t)b * (size_t)T + (size_t)t) * (size_t)c->width;
-            uint8_t *dst = c->data + ((size_t)b * (size_t)c->capacity + (size_t)(c->len + t)) *
-                                         c->row_bytes;
+            uint8_t *dst =
+                c->data + ((size_t)b * (size_t)c->capacity + (size_t)(c->len + t)) * c->row_bytes;
             CB_TRY(cb_quantize_row(c->dtype, row, c->width, dst));
             /* Only the last ring_slots new tokens survive in the ring. */
             if (c->ring_slots && t >= T - c->ring_slots) {
                 int64_t pos = c->len + t;
-                uint16_t *slot = c->ring + ((size_t)b * (size_t)c->ring_slots +
-                                            (size_t)(pos % c->ring_slots)) *
-                                               (size_t)c->width;
+                uint16_t *slot =
+                    c->ring + ((size_t)b * (size_t)c->ring_slots + (size_t)(pos % c->ring_slots)) *
+                                  (size_t)c->width;
                 cb_convert_f32_to_f16(row, slot, c->width);
             }
         }
@@ -191,8 +192,8 @@ cb_status cb_seq_cache_append_tensor(cb_seq_cache *c, const cb_tensor *x, int64_
         char buf[64];
         return cb_fail(CB_ERR_SHAPE,
                        "cache %s: append expects an f32 CPU tensor [%lld, T, %lld], got %s %s",
-                       c->name, (long long)c->batch, (long long)c->width,
-                       cb_dtype_name(x->dtype), cb_shape_str(x, buf, sizeof buf));
+                       c->name, (long long)c->batch, (long long)c->width, cb_dtype_name(x->dtype),
+                       cb_shape_str(x, buf, sizeof buf));
     }
     return cb_seq_cache_append(c, x->data, x->shape[1], old_len);
 }
@@ -229,8 +230,9 @@ int64_t cb_seq_cache_window_start(const cb_seq_cache *c) {
 cb_status cb_seq_cache_read(const cb_seq_cache *c, int64_t b, int64_t start, int64_t n,
                             float *out) {
     if (b < 0 || b >= c->batch || start < 0 || n < 0 || start + n > c->len)
-        return cb_fail(CB_ERR_ARG, "cache %s: read of batch %lld positions [%lld, %lld) outside "
-                                   "batch %lld length %lld",
+        return cb_fail(CB_ERR_ARG,
+                       "cache %s: read of batch %lld positions [%lld, %lld) outside "
+                       "batch %lld length %lld",
                        c->name, (long long)b, (long long)start, (long long)(start + n),
                        (long long)c->batch, (long long)c->len);
     int64_t ws = cb_seq_cache_window_start(c);

@@ -39,7 +39,7 @@ static float urand(void) { /* [0, 1) */
     return (float)(rng_state >> 40) * (1.0f / 16777216.0f);
 }
 
-enum { MAX_TRACK = 512 };
+enum { MAX_TRACK = 8192 };
 static cb_tensor *track_list[MAX_TRACK];
 static int ntrack;
 
@@ -172,8 +172,10 @@ static const cb_dtype DTS[] = {CB_F32, CB_BF16};
 #define OUT_ATOL(dt, f32v) ((dt) == CB_F32 ? (f32v) : 4e-3)
 #define OUT_RTOL(dt, f32v) ((dt) == CB_F32 ? (f32v) : 1e-2)
 
+/* Also frees what a previous (possibly failed) test left tracked. */
 #define NEED_GPU()                                                                                 \
     do {                                                                                           \
+        release_all();                                                                             \
         if (!G) skip();                                                                            \
     } while (0)
 
@@ -249,13 +251,17 @@ static void test_elementwise(void **state) {
     NEED_GPU();
     cb_dtype dt;
     char w[64];
-    FOR_DT(dt) {
-        cb_tensor *a = HRAND(dt, 17, 3, 31), *b = HRAND(dt, 17, 3, 31), *bb = HRAND(dt, 31);
+    /* odd sizes take the scalar kernels, multiples of 8 the 16-byte vector kernels */
+    static const int64_t shapes[2][3] = {{17, 3, 31}, {16, 3, 32}};
+    for (int si = 0; si < 2; si++) FOR_DT(dt) {
+        const int64_t *sh = shapes[si];
+        cb_tensor *a = hrand_dt(3, sh, -1, 1, dt), *b = hrand_dt(3, sh, -1, 1, dt);
+        cb_tensor *bb = hrand_dt(1, sh + 2, -1, 1, dt);
         cb_tensor *a_d = dev(a, dt), *b_d = dev(b, dt), *bb_d = dev(bb, dt);
         const cb_tensor *bs[2] = {b, bb}, *bds[2] = {b_d, bb_d};
         for (int k = 0; k < 2; k++) {
-            cb_tensor *o = HNEW(17, 3, 31);
-            cb_tensor *o_d = dev_poison(3, SHAPE(17, 3, 31), dt);
+            cb_tensor *o = hnew(3, sh, CB_F32);
+            cb_tensor *o_d = dev_poison(3, sh, dt);
             CHECK(C->add(a, bs[k], o));
             CHECK(G->add(a_d, bds[k], o_d));
             snprintf(w, sizeof w, "add[%s]%s", dtn(dt), k ? " broadcast" : "");
@@ -265,8 +271,8 @@ static void test_elementwise(void **state) {
             snprintf(w, sizeof w, "mul[%s]%s", dtn(dt), k ? " broadcast" : "");
             expect_close(w, o_d, o, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-6));
             /* mul backward: da, db accumulate (db reduced when broadcast) */
-            cb_tensor *dout = HRAND(CB_F32, 17, 3, 31), *dout_d = dev(dout, CB_F32);
-            cb_tensor *da = HRAND(CB_F32, 17, 3, 31), *da_d = dev(da, CB_F32);
+            cb_tensor *dout = hrand_dt(3, sh, -1, 1, CB_F32), *dout_d = dev(dout, CB_F32);
+            cb_tensor *da = hrand_dt(3, sh, -1, 1, CB_F32), *da_d = dev(da, CB_F32);
             cb_tensor *db = hrand_dt(bs[k]->ndim, bs[k]->shape, -1, 1, CB_F32),
                       *db_d = dev(db, CB_F32);
             CHECK(C->mul_bwd(a, bs[k], dout, da, db));
@@ -279,22 +285,22 @@ static void test_elementwise(void **state) {
             CHECK(G->mul_bwd(a_d, bds[k], dout_d, NULL, db_d));
             expect_close("mul_bwd.db only", db_d, db, 1e-5, 1e-5);
         }
-        cb_tensor *o = HNEW(17, 3, 31), *o_d = dev_poison(3, SHAPE(17, 3, 31), dt);
+        cb_tensor *o = hnew(3, sh, CB_F32), *o_d = dev_poison(3, sh, dt);
         CHECK(C->scale(a, -0.37f, o));
         CHECK(G->scale(a_d, -0.37f, o_d));
         label(w, sizeof w, "scale", dt);
         expect_close(w, o_d, o, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-6));
-        cb_tensor *dst = HRAND(CB_F32, 17, 3, 31), *dst_d = dev(dst, CB_F32);
+        cb_tensor *dst = hrand_dt(3, sh, -1, 1, CB_F32), *dst_d = dev(dst, CB_F32);
         CHECK(C->axpy(1.7f, a, dst));
         CHECK(G->axpy(1.7f, a_d, dst_d));
         label(w, sizeof w, "axpy", dt);
         expect_close(w, dst_d, dst, 1e-6, 1e-6);
-        cb_tensor *r1 = HRAND(CB_F32, 31), *r1_d = dev(r1, CB_F32);
+        cb_tensor *r1 = hrand_dt(1, sh + 2, -1, 1, CB_F32), *r1_d = dev(r1, CB_F32);
         CHECK(C->reduce_rows_acc(0.5f, a, r1));
         CHECK(G->reduce_rows_acc(0.5f, a_d, r1_d));
         label(w, sizeof w, "reduce_rows_acc[31]", dt);
         expect_close(w, r1_d, r1, 1e-5, 1e-5);
-        cb_tensor *r2 = HRAND(CB_F32, 3, 31), *r2_d = dev(r2, CB_F32);
+        cb_tensor *r2 = hrand_dt(2, sh + 1, -1, 1, CB_F32), *r2_d = dev(r2, CB_F32);
         CHECK(C->reduce_rows_acc(-2.f, a, r2));
         CHECK(G->reduce_rows_acc(-2.f, a_d, r2_d));
         label(w, sizeof w, "reduce_rows_acc[3,31]", dt);
@@ -408,16 +414,18 @@ static void test_activations(void **state) {
     NEED_GPU();
     cb_dtype dt;
     char w[64];
-    FOR_DT(dt) {
-        cb_tensor *x = hrand_dt(2, SHAPE(29, 131), -6.f, 6.f, dt), *x_d = dev(x, dt);
-        cb_tensor *u = HRAND(dt, 29, 131), *u_d = dev(u, dt);
-        cb_tensor *y = HNEW(29, 131), *y_d = dev_poison(2, SHAPE(29, 131), dt);
+    static const int64_t shapes[2][2] = {{29, 131}, {8, 96}};
+    for (int si = 0; si < 2; si++) FOR_DT(dt) {
+        const int64_t *sh = shapes[si];
+        cb_tensor *x = hrand_dt(2, sh, -6.f, 6.f, dt), *x_d = dev(x, dt);
+        cb_tensor *u = hrand_dt(2, sh, -1, 1, dt), *u_d = dev(u, dt);
+        cb_tensor *y = hnew(2, sh, CB_F32), *y_d = dev_poison(2, sh, dt);
         CHECK(C->silu_fwd(x, y));
         CHECK(G->silu_fwd(x_d, y_d));
         label(w, sizeof w, "silu_fwd", dt);
         expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
-        cb_tensor *dy = HRAND(CB_F32, 29, 131), *dy_d = dev(dy, CB_F32);
-        cb_tensor *dx = HRAND(CB_F32, 29, 131), *dx_d = dev(dx, CB_F32);
+        cb_tensor *dy = hrand_dt(2, sh, -1, 1, CB_F32), *dy_d = dev(dy, CB_F32);
+        cb_tensor *dx = hrand_dt(2, sh, -1, 1, CB_F32), *dx_d = dev(dx, CB_F32);
         CHECK(C->silu_bwd(x, dy, dx));
         CHECK(G->silu_bwd(x_d, dy_d, dx_d));
         label(w, sizeof w, "silu_bwd", dt);
@@ -426,7 +434,7 @@ static void test_activations(void **state) {
         CHECK(G->swiglu_fwd(x_d, u_d, y_d));
         label(w, sizeof w, "swiglu_fwd", dt);
         expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
-        cb_tensor *du = HRAND(CB_F32, 29, 131), *du_d = dev(du, CB_F32);
+        cb_tensor *du = hrand_dt(2, sh, -1, 1, CB_F32), *du_d = dev(du, CB_F32);
         CHECK(C->swiglu_bwd(x, u, dy, dx, du));
         CHECK(G->swiglu_bwd(x_d, u_d, dy_d, dx_d, du_d));
         label(w, sizeof w, "swiglu_bwd.dgate", dt);
@@ -546,6 +554,12 @@ static void test_attention(void **state) {
         attn_case(dt, 1, 4, 10, 2, 1, 16, 16, 0, true, 4, 12);       /* rows that see no key */
         attn_case(dt, 2, 130, 130, 4, 2, 128, 128, 0, true, 0, 0);   /* hd 128 */
         attn_case(dt, 1, 1, 300, 8, 2, 64, 64, 0, true, 0, 299);     /* one query, long cache */
+        /* hd 64 / 128 in bf16 take the tensor-core kernels: their masks and tails too */
+        attn_case(dt, 2, 100, 150, 4, 1, 64, 64, 0, true, 37, 50);   /* window, T != S, GQA 4:1 */
+        attn_case(dt, 1, 70, 70, 2, 2, 64, 64, 0, false, 0, 0);      /* not causal */
+        attn_case(dt, 1, 80, 90, 2, 2, 64, 64, 0, false, 20, 5);     /* symmetric window */
+        attn_case(dt, 1, 4, 10, 2, 1, 64, 64, 0, true, 4, 12);       /* rows that see no key */
+        attn_case(dt, 1, 33, 200, 2, 1, 128, 128, 0, true, 0, 167);  /* hd 128, cached */
     }
     release_all();
 }
@@ -787,6 +801,20 @@ static void test_determinism(void **state) {
         dk[r] = dev(HNEW(2, 90, 32), CB_F32);
         dq[r] = dev(HNEW(2, 90, 128), CB_F32);
         CHECK(G->attention_bwd(&cfg, q, k, v, NULL, NULL, o, l, go, dq[r], dk[r], NULL, NULL, NULL));
+    }
+    assert_true(same_bits(dk[0], dk[1]));
+    assert_true(same_bits(dq[0], dq[1]));
+    /* the bf16 tensor-core kernels too */
+    cb_attn_cfg c2 = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .v_head_dim = 64,
+                      .scale = 0.125f, .causal = true};
+    cb_tensor *qb = dev(HRAND(CB_F32, 2, 150, 256), CB_BF16), *kb = dev(HRAND(CB_F32, 2, 150, 128), CB_BF16);
+    cb_tensor *vb = dev(HRAND(CB_F32, 2, 150, 128), CB_BF16), *gb = dev(HRAND(CB_F32, 2, 150, 256), CB_BF16);
+    cb_tensor *ob = dev(HNEW(2, 150, 256), CB_BF16), *lb = dev(HNEW(2, 4, 150), CB_F32);
+    CHECK(G->attention_fwd(&c2, qb, kb, vb, NULL, NULL, ob, lb));
+    for (int r = 0; r < 2; r++) {
+        dk[r] = dev(HNEW(2, 150, 128), CB_F32);
+        dq[r] = dev(HNEW(2, 150, 256), CB_F32);
+        CHECK(G->attention_bwd(&c2, qb, kb, vb, NULL, NULL, ob, lb, gb, dq[r], dk[r], NULL, NULL, NULL));
     }
     assert_true(same_bits(dk[0], dk[1]));
     assert_true(same_bits(dq[0], dq[1]));

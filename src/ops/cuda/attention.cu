@@ -498,6 +498,9 @@ extern "C" cb_status cb_cuda_attention_bwd(const cb_attn_cfg *cfg, const cb_tens
     int64_t rows = d.B * d.H * d.T;
     k_attn_bwd_dot<<<cb_cu_blocks(rows * 32, 256), 256, 0, c->stream>>>(d, a.out, a.dout, Dv);
     CB_CU_LAUNCHED("attention_bwd_dot");
+    int fast = cb_cu_attention_bwd_fast(c, d, a, Dv);
+    if (fast < 0) return CB_ERR_DEVICE;
+    if (fast > 0) return CB_OK;
     int DQ = d.hd + d.hd2;
     if (need_kv) {
         int BQ = pick_bq(dkdv_smem, DQ, d.hdv, c->max_smem_optin);

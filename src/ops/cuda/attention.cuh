@@ -27,5 +27,10 @@ cb_status cb_cu_attention_fwd_general(cb_cuda_ctx *c, const cb_attn_dims &d,
  * 128). Returns true when it ran, false to fall back to the general kernel (a launch failure
  * also returns false after clearing the error). */
 bool cb_cu_attention_fwd_fast(cb_cuda_ctx *c, const cb_attn_dims &d, const cb_attn_ptrs &a);
+/* Tensor-core backward for the same shapes (dout bf16 too); Dv [B, H, T] = <dout, out> per row.
+ * Returns 1 when it ran, 0 when it does not apply (nothing launched), -1 on a launch error
+ * (message set). Setting CARAMBA_CUDA_NO_TC_ATTENTION forces the general kernels. */
+int cb_cu_attention_bwd_fast(cb_cuda_ctx *c, const cb_attn_dims &d, const cb_attn_ptrs &a,
+                             const float *Dv);
 
 #endif

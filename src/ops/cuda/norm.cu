@@ -4,6 +4,48 @@
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_kernels.h"
 
+/* Online (max, sum of exp(x - max)) over a row in one pass, merged across the block.
+ * Every thread returns the row's pair; `shm`, `shs` are 32 floats of shared memory each. */
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    float mn = fmaxf(m, m2);
+    if (mn == -INFINITY) return; /* both empty */
+    s = (m == -INFINITY ? 0.f : s * __expf(m - mn)) + (m2 == -INFINITY ? 0.f : s2 * __expf(m2 - mn));
+    m = mn;
+}
+
+__device__ __forceinline__ void row_max_sumexp(cb_tv x, int64_t base, int64_t N, float *shm,
+                                               float *shs, float *mo, float *so) {
+    float m = -INFINITY, s = 0.f;
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+        float v = cb_ld(x, base + i);
+        if (v > m) {
+            s = (m == -INFINITY ? 0.f : s * __expf(m - v)) + 1.f;
+            m = v;
+        } else if (v != -INFINITY) {
+            s += __expf(v - m);
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) {
+        shm[w] = m;
+        shs[w] = s;
+    }
+    __syncthreads();
+    m = lane < nw ? shm[lane] : -INFINITY;
+    s = lane < nw ? shs[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    *mo = m;
+    *so = s;
+}
+
 /* ---- RMSNorm --------------------------------------------------------------------------------- */
 
 /* x, y [R, D]; w [D] or none; rstd [R] or none. One block per row. y may alias x. */
@@ -171,14 +213,10 @@ extern "C" cb_status cb_cuda_layernorm_bwd(const cb_tensor *x, const cb_tensor *
 
 /* x, y [R, N]; y may alias x. */
 __global__ void k_softmax_fwd(int64_t N, cb_tv x, cb_tv y) {
-    __shared__ float sh[32];
+    __shared__ float shm[32], shs[32];
     int64_t base = (int64_t)blockIdx.x * N;
-    float m = -INFINITY;
-    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) m = fmaxf(m, cb_ld(x, base + i));
-    m = cb_block_max(m, sh);
-    float s = 0.f;
-    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) s += __expf(cb_ld(x, base + i) - m);
-    s = cb_block_sum(s, sh);
+    float m, s;
+    row_max_sumexp(x, base, N, shm, shs, &m, &s);
     float inv = 1.f / s;
     for (int64_t i = threadIdx.x; i < N; i += blockDim.x)
         cb_st(y, base + i, __expf(cb_ld(x, base + i) - m) * inv);
@@ -225,16 +263,12 @@ extern "C" cb_status cb_cuda_softmax_bwd(const cb_tensor *y, const cb_tensor *dy
  * state [R] i32 scratch: 0 ignored, 1 counted, 2 target outside [0, V). */
 __global__ void k_xent_rows(int64_t V, cb_tv logits, const void *tg, int tdt, int64_t ignore,
                             cb_tv lse, float *rowloss, int *state) {
-    __shared__ float sh[32];
+    __shared__ float shm[32], shs[32];
     int64_t row = blockIdx.x, base = row * V;
-    float m = -INFINITY;
-    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, cb_ld(logits, base + i));
-    m = cb_block_max(m, sh);
-    float s = 0.f;
-    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) s += __expf(cb_ld(logits, base + i) - m);
-    s = cb_block_sum(s, sh);
+    float m, s;
+    row_max_sumexp(logits, base, V, shm, shs, &m, &s);
     if (threadIdx.x == 0) {
-        float l = m + logf(s);
+        float l = m == -INFINITY ? -INFINITY : m + logf(s);
         if (lse.p) cb_st(lse, row, l);
         int64_t t = cb_ld_id(tg, tdt, row);
         if (t == ignore) {

@@ -109,8 +109,9 @@ int main(int argc, char **argv) {
     char ver[64] = "-";
     if (peer) {
         char cmd[512];
-        snprintf(cmd, sizeof cmd,
-                 "/usr/bin/python3 bench/torch_peer.py --threads %d --iters %d 2>/dev/null", threads, iters);
+        const char *py = getenv("CARAMBA_PYTHON"); /* the interpreter that has torch */
+        snprintf(cmd, sizeof cmd, "%s bench/torch_peer.py --threads %d --iters %d 2>/dev/null",
+                 py ? py : "/usr/bin/python3", threads, iters);
         FILE *pp = popen(cmd, "r");
         char line[4096] = "";
         if (pp && fgets(line, sizeof line, pp)) {

@@ -154,7 +154,7 @@ static void check_variant(const char *name) {
 
 static void test_variants(void **state) {
     (void)state;
-    const char *names[] = {"tied", "mha_bias", "bf16", "fp16_sharded", "rope_parameters", "head_dim"};
+    const char *names[] = {"tied", "mha_bias", "bf16", "fp16_sharded", "rope_llama3", "legacy_llama3", "head_dim"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_variant(names[i]);
 }
 

@@ -187,12 +187,24 @@ cb_tensor *cb_model_forward(cb_model *m, cb_graph *g, const cb_tensor *ids, cb_i
     }
     int64_t end = (ctx ? ctx->pos_offset : 0) + ids->shape[1];
     if (cb_model_ensure_positions(m, end) != CB_OK) return NULL;
+    if (ids->device != g->device) { /* host ids (or features) to the graph's device */
+        cb_tensor *d = cb_graph_tensor(g, ids->dtype, ids->ndim, ids->shape);
+        if (!d || cb_device_copy(g->device, d->data, ids->device, ids->data, cb_tensor_nbytes(ids)) != CB_OK)
+            return NULL;
+        ids = d;
+    }
     cb_tensor *x = m->vocab_size > 0 ? cb_embedding(g, ids, m->embed.t) : (cb_tensor *)ids;
     cb_tensor *f = cb_module_forward(m->root, g, x, ctx);
     return m->tied ? cb_linear(g, f, m->embed.t, NULL) : f;
 }
 
 cb_tensor *cb_model_loss(cb_model *m, cb_graph *g, const cb_tensor *x, const cb_tensor *y) {
+    if (y && y->device != g->device) { /* targets live where the logits are */
+        cb_tensor *d = cb_graph_tensor(g, y->dtype, y->ndim, y->shape);
+        if (!d || cb_device_copy(g->device, d->data, y->device, y->data, cb_tensor_nbytes(y)) != CB_OK)
+            return NULL;
+        y = d;
+    }
     return cb_cross_entropy(g, cb_model_forward(m, g, x, NULL), y, -100);
 }
 
@@ -213,12 +225,5 @@ cb_tensor *cb_model_next_token_loss(cb_model *m, cb_graph *g, const cb_tensor *i
                                       : -100;
         }
     int64_t sh[2] = {B, T};
-    cb_tensor *targets = cb_graph_wrap(g, CB_I64, 2, sh, tg);
-    if (g->device != CB_CPU && targets) { /* targets live where the logits are */
-        cb_tensor *d = cb_graph_tensor(g, CB_I64, 2, sh);
-        if (!d || cb_device_copy(g->device, d->data, CB_CPU, tg, sizeof(int64_t) * (size_t)(B * T)) != CB_OK)
-            return NULL;
-        targets = d;
-    }
-    return cb_model_loss(m, g, ids, targets);
+    return cb_model_loss(m, g, ids, cb_graph_wrap(g, CB_I64, 2, sh, tg));
 }

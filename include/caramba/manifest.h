@@ -260,6 +260,16 @@ typedef struct cb_train_cfg {
     cb_cfg_sched scheduler;            /* none */
     int64_t warmup_steps;              /* 0 */
     double min_lr_ratio;               /* 0 */
+    /* optimizer, clipping, evaluation and checkpoints (docs/training.md) */
+    double weight_decay;               /* 0.01 (decoupled, AdamW) */
+    double beta1, beta2;               /* 0.9, 0.999 */
+    double adam_eps;                   /* 1e-8 */
+    bool decay_all;                    /* false: norms, biases, embeddings get no weight decay */
+    double grad_clip;                  /* 0 = off; else the largest global gradient L2 norm */
+    int64_t eval_every;                /* -1 = defaults.eval_iters; 0 = never */
+    int64_t eval_batches;              /* 20: validation batches per evaluation */
+    const char *init_from;             /* NULL; an earlier run's id in this group, or a checkpoint */
+    const char *resume;                /* NULL; a checkpoint of this run to continue from */
     cb_cfg_src src;
 } cb_train_cfg;
 

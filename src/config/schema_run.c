@@ -125,6 +125,16 @@ static const cb_sfield TRAIN_FIELDS[] = {
     {"scheduler", SF_FN, 0, TOFF(scheduler), NULL, 0, read_scheduler},
     {"warmup_steps", SF_INT, SF_NONNEG, TOFF(warmup_steps), NULL, 0, NULL},
     {"min_lr_ratio", SF_FLOAT, SF_PROB, TOFF(min_lr_ratio), NULL, 0, NULL},
+    {"weight_decay", SF_FLOAT, SF_NONNEG, TOFF(weight_decay), NULL, 0, NULL},
+    {"beta1", SF_FLOAT, SF_PROB, TOFF(beta1), NULL, 0, NULL},
+    {"beta2", SF_FLOAT, SF_PROB, TOFF(beta2), NULL, 0, NULL},
+    {"adam_eps", SF_FLOAT, SF_POS, TOFF(adam_eps), NULL, 0, NULL},
+    {"decay_all", SF_BOOL, 0, TOFF(decay_all), NULL, 0, NULL},
+    {"grad_clip", SF_FLOAT, SF_NONNEG, TOFF(grad_clip), NULL, 0, NULL},
+    {"eval_every", SF_INT, SF_NONNEG, TOFF(eval_every), NULL, 0, NULL},
+    {"eval_batches", SF_INT, SF_POS, TOFF(eval_batches), NULL, 0, NULL},
+    {"init_from", SF_STR, SF_NULLOK, TOFF(init_from), NULL, 0, NULL},
+    {"resume", SF_STR, SF_NULLOK, TOFF(resume), NULL, 0, NULL},
 };
 
 static int read_train(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
@@ -143,8 +153,19 @@ static int read_train(cb_sctx *c, const cb_doc_node *v, const char *path, void *
     t->compile_model = CB_CFG_COMPILE_OFF;
     t->compile_mode = "reduce-overhead";
     t->scheduler = CB_CFG_SCHED_NONE;
+    t->weight_decay = 0.01;
+    t->beta1 = 0.9;
+    t->beta2 = 0.999;
+    t->adam_eps = 1e-8;
+    t->eval_every = -1;
+    t->eval_batches = 20;
     int bad = cb_sc_object(c, v, path, "a train config", TRAIN_FIELDS, SF_COUNT(TRAIN_FIELDS), t);
     if (bad) return bad;
+    if (t->beta1 >= 1 || t->beta2 >= 1) {
+        cb_sc_err_key(c, &t->src, t->beta1 >= 1 ? "beta1" : "beta2",
+                      "AdamW betas must be below 1 (got %g)", t->beta1 >= 1 ? t->beta1 : t->beta2);
+        bad++;
+    }
     if (t->convergence_target > 0 && t->phase != CB_PHASE_BLOCKWISE) {
         cb_sc_err_key(c, &t->src, "convergence_target",
                    "convergence_target only applies to phase: blockwise");
@@ -549,6 +570,27 @@ static int read_runs(cb_sctx *c, const cb_doc_node *v, const char *path, void *d
                 return 1;
             }
         if (!a[i].has_train) continue;
+        const char *from = a[i].train.init_from;
+        for (int j = i; from && j < g->n_runs; j++)
+            if (strcmp(from, a[j].id) == 0) {
+                cb_sc_err_key(c, &a[i].train.src, "init_from",
+                              "init_from names run '%.60s', which %s: a run starts from the "
+                              "checkpoint of an EARLIER run of its group",
+                              from, j == i ? "is this run" : "runs later");
+                return 1;
+            }
+        if (a[i].train.phase == CB_PHASE_GLOBAL && !from && !a[i].train.teacher_ckpt &&
+            !a[i].train.resume) {
+            int earlier = 0;
+            for (int j = 0; j < i; j++) earlier |= a[j].has_train;
+            if (!earlier) {
+                cb_sc_err_key(c, &a[i].train.src, "phase",
+                              "phase: global fine-tunes existing weights: set train.init_from (an "
+                              "earlier run's id or a checkpoint path) or put a training run "
+                              "before it");
+                return 1;
+            }
+        }
         if (a[i].train.teacher_ckpt) have_teacher = 1;
         if (a[i].train.phase == CB_PHASE_BLOCKWISE && !have_teacher) {
             cb_sc_err_key(c, &a[i].train.src, "phase",

@@ -38,6 +38,8 @@ out=$("$BIN" tokenize --tokenizer bytes --text-file "$T/empty.txt")
 [ "$out" = '{"ids": []}' ] || fail "empty file: $out"
 out=$(printf '{"text": "hi"}\n\n{"text": "yo"}\n' | "$BIN" tokenize --tokenizer bytes --jsonl -)
 [ "$out" = $'{"ids": [104, 105]}\n{"ids": [121, 111]}' ] || fail "blank lines: $out"
+out=$(printf '{"text": "a\\u0000b\\ud83d\\ude00"}\n' | "$BIN" tokenize --tokenizer bytes --jsonl -)
+[ "$out" = '{"ids": [97, 0, 98, 240, 159, 152, 128]}' ] || fail "json escapes: $out"
 out=$("$BIN" tokenize --tokenizer "$D/cl100k_base.tiktoken" --encoding cl100k_base --text-file "$T/a.txt")
 [ "$out" = '{"ids": [9906, 1917]}' ] || fail "--encoding: $out"
 

@@ -455,12 +455,61 @@ static void test_prepare_modes(void **state) {
     tu_rmtree(dir);
 }
 
+static void test_json_text(void **state) {
+    (void)state;
+    const struct {
+        const char *line;
+        const char *want;
+        size_t len;
+    } ok[] = {
+        {"{\"text\": \"hi\"}", "hi", 2},
+        {" { \"id\": 3, \"text\" : \"a\\u0000b\\n\" , \"x\": [1, {\"text\": 2}]} ", "a\0b\n", 4},
+        {"{\"text\": \"\\ud83d\\ude00 \\u00e9\\/\\\"\\\\\"}", "\xf0\x9f\x98\x80 \xc3\xa9/\"\\", 10},
+        {"{\"text\": \"\\ud800x\"}", "\xef\xbf\xbdx", 4}, /* lone surrogate: U+FFFD */
+        {"{\"meta\": {\"a\": [true, false, null, -1.5e3]}, \"text\": \"\"}", "", 0},
+        {"{\"text\": \"old\", \"text\": \"new\"}", "new", 3},
+        {"{\"text\": \"caf\xc3\xa9\"}", "caf\xc3\xa9", 5},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *out;
+        size_t len;
+        if (cb_json_string_field(ok[i].line, strlen(ok[i].line), "text", &out, &len) != CB_OK)
+            fail_msg("case %zu: %s", i, cb_last_error());
+        assert_int_equal(len, ok[i].len);
+        assert_memory_equal(out, ok[i].want, len);
+        assert_int_equal(out[len], 0);
+        free(out);
+    }
+    const char *bad[] = {
+        "", "[1]", "{\"text\": 5}", "{\"txt\": \"a\"}", "{\"text\": \"a\"", "{\"text\": \"a\"} x",
+        "{\"text\": \"a\\q\"}", "{\"text\": \"a\tb\"}", "{\"text\" \"a\"}", "{\"a\": [1, 2}",
+        "{\"text\": \"\\u12\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = (char *)1;
+        size_t len;
+        assert_int_equal(cb_json_string_field(bad[i], strlen(bad[i]), "text", &out, &len),
+                         CB_ERR_FORMAT);
+        assert_null(out);
+    }
+    /* deep nesting is refused, not a stack overflow */
+    size_t n = 100000;
+    char *deep = malloc(n + 32);
+    size_t k = (size_t)sprintf(deep, "{\"a\": ");
+    for (size_t i = 0; i < n / 2; i++) deep[k++] = '[';
+    deep[k] = 0;
+    char *out;
+    size_t len;
+    assert_int_equal(cb_json_string_field(deep, k, "text", &out, &len), CB_ERR_FORMAT);
+    free(deep);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_npy_token_files), cmocka_unit_test(test_text_token_files),
         cmocka_unit_test(test_writer),          cmocka_unit_test(test_windows),
         cmocka_unit_test(test_sampler),         cmocka_unit_test(test_prepare_brown),
-        cmocka_unit_test(test_prepare_modes),
+        cmocka_unit_test(test_prepare_modes),   cmocka_unit_test(test_json_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

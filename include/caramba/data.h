@@ -107,6 +107,13 @@ int64_t cb_sampler_next(cb_sampler *s, int64_t n);
 /* B = x->shape[0] windows drawn uniformly with replacement. */
 cb_status cb_dataset_sample_batch(const cb_dataset *d, cb_sampler *s, cb_tensor *x, cb_tensor *y);
 
+/* The string member `key` of a one-line JSON object (a .jsonl line), decoded to exact UTF-8
+ * bytes: "\u0000" gives a NUL byte, a surrogate pair one code point, a lone surrogate U+FFFD.
+ * *out is a NUL-terminated heap copy; *out_len excludes the NUL. CB_ERR_FORMAT when the line is
+ * not one JSON object or the member is missing or not a string. */
+cb_status cb_json_string_field(const char *line, size_t n, const char *key, char **out,
+                               size_t *out_len);
+
 /* ---- prepare: text -> tokens -------------------------------------------------------------- */
 
 typedef enum cb_doc_split {

@@ -1,9 +1,9 @@
 /* caramba tokenize: text -> token ids as JSON lines (see docs/tokenizers.md). */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "caramba/data.h"
 #include "caramba/fileio.h"
 #include "caramba/tokenizer.h"
 #include "cli/args.h"
@@ -57,29 +57,18 @@ static int encode_jsonl(cb_tokenizer *tok, const char *path, unsigned flags) {
         size_t s = 0;
         while (s < n && (line[s] == ' ' || line[s] == '\t')) s++;
         if (s == n) continue;
-        cJSON *j = cJSON_ParseWithLength(line + s, n - s);
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
-        if (!j || !cJSON_IsString(text)) {
+        char *text;
+        size_t tlen;
+        if (cb_json_string_field(line + s, n - s, "text", &text, &tlen) != CB_OK) {
             fprintf(stderr, "error: caramba tokenize: %s:%zu: expected a JSON object with a string "
-                            "\"text\"\n",
-                    path, lineno);
-            cJSON_Delete(j);
-            rc = 1;
-            break;
-        }
-        /* cJSON strings end at NUL: refuse rather than silently cut the text */
-        if (memmem(line + s, n - s, "\\u0000", 6)) {
-            fprintf(stderr, "error: caramba tokenize: %s:%zu: texts containing \\u0000 are not "
-                            "supported\n",
-                    path, lineno);
-            cJSON_Delete(j);
+                            "\"text\" (%s)\n",
+                    path, lineno, cb_last_error());
             rc = 1;
             break;
         }
         ids.n = 0;
-        cb_status st = cb_tokenizer_encode(tok, text->valuestring, strlen(text->valuestring), flags,
-                                           &ids);
-        cJSON_Delete(j);
+        cb_status st = cb_tokenizer_encode(tok, text, tlen, flags, &ids);
+        free(text);
         if (st != CB_OK) {
             fprintf(stderr, "error: caramba tokenize: %s:%zu: %s\n", path, lineno, cb_last_error());
             rc = 1;

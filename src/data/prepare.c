@@ -157,13 +157,16 @@ static cb_status process_file(prep *p, const char *path, int64_t base) {
         if (jsonl) {
             if (!is_blank) {
                 snprintf(where, sizeof where, "%s:%zu", path, line);
-                cJSON *j = cJSON_ParseWithLength(s + i, le - i);
-                const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
-                if (!cJSON_IsString(text))
-                    st = cb_fail(CB_ERR_FORMAT, "%s: expected a JSON object with a string \"text\"",
-                                 where);
-                else st = add_doc(p, text->valuestring, strlen(text->valuestring), where);
-                cJSON_Delete(j);
+                char *text;
+                size_t tlen;
+                st = cb_json_string_field(s + i, le - i, "text", &text, &tlen);
+                if (st != CB_OK) {
+                    st = cb_fail_context(st, "%s: expected a JSON object with a string \"text\"",
+                                         where);
+                } else {
+                    st = add_doc(p, text, tlen, where);
+                    free(text);
+                }
             }
         } else if (p->o->doc_split == CB_DOC_LINE) {
             size_t e = le;

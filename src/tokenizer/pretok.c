@@ -7,7 +7,9 @@
  * `\s` / `\S` are rewritten to the ECMAScript whitespace set (tab, LF, VT, FF, CR, space, NBSP,
  * U+1680, U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000, U+FEFF): the reference
  * encodings come from js-tiktoken and llama3-tokenizer-js, which run these patterns as JavaScript
- * regexes. (PCRE2's own \s would also take U+0085 and U+180E.) */
+ * regexes. (PCRE2's own \s would also take U+0085 and U+180E.) For the same reason a caseless
+ * group of plain literals such as (?i:'s|'t|'re) becomes (?:'[sS]|'[tT]|'[rR][eE]): ASCII case
+ * only, as those libraries do, where PCRE2 would also let 's' match U+017F (long s). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,14 +42,47 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     b->p[b->n] = 0;
 }
 
-/* Copies pattern, replacing \s and \S (inside and outside character classes) by explicit sets.
- * \S inside a class cannot be expressed as a set union; it is left to PCRE2. */
-static char *rewrite_space(const char *pat) {
+/* "(?i:" at pat[i] opening a group of plain literals (letters, digits, ', -, _, space, |):
+ * returns the index of its ')' or 0. */
+static size_t plain_caseless_group(const char *pat, size_t i, size_t n) {
+    if (strncmp(pat + i, "(?i:", 4) != 0) return 0;
+    for (size_t j = i + 4; j < n; j++) {
+        char c = pat[j];
+        if (c == ')') return j;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '\'' || c == '-' || c == '_' || c == ' ' || c == '|';
+        if (!ok) return 0;
+    }
+    return 0;
+}
+
+/* Copies pattern, replacing \s and \S (inside and outside character classes) by explicit sets
+ * and plain caseless groups by ASCII case classes. \S inside a class cannot be expressed as a
+ * set union; it is left to PCRE2. */
+static char *rewrite_pattern(const char *pat) {
     sbuf b = {0};
     bool in_class = false;
     size_t n = strlen(pat);
     for (size_t i = 0; i < n;) {
         char c = pat[i];
+        size_t close = in_class ? 0 : plain_caseless_group(pat, i, n);
+        if (close) {
+            sb_put(&b, "(?:", 3);
+            for (size_t j = i + 4; j < close; j++) {
+                char l = pat[j], u = pat[j];
+                if (l >= 'A' && l <= 'Z') l = (char)(l + 32);
+                if (u >= 'a' && u <= 'z') u = (char)(u - 32);
+                if (l != u) {
+                    char cls[4] = {'[', l, u, ']'};
+                    sb_put(&b, cls, 4);
+                } else {
+                    sb_put(&b, pat + j, 1);
+                }
+            }
+            sb_put(&b, ")", 1);
+            i = close + 1;
+            continue;
+        }
         if (c == '\\' && i + 1 < n) {
             char e = pat[i + 1];
             if (e == 's') {
@@ -115,7 +150,7 @@ cb_status tok_add_stage(cb_tokenizer *t, const char *pattern, bool literal, int 
     st->invert = invert;
     st->prefix_space = prefix_space;
     if (pattern) {
-        char *pat = literal ? strdup(pattern) : rewrite_space(pattern);
+        char *pat = literal ? strdup(pattern) : rewrite_pattern(pattern);
         if (!pat) return cb_fail(CB_ERR_NOMEM, "%s: out of memory", src);
         int err;
         PCRE2_SIZE erroff;

@@ -10,6 +10,7 @@ static const cb_command commands[] = {
     {"run", cb_cmd_run, "load a manifest and run one of its groups (--group NAME)"},
     {"logits", cb_cmd_logits, "run a model forward on token ids and write the logits (.npy)"},
     {"grads", cb_cmd_grads, "next-token cross-entropy gradients of every parameter (.safetensors)"},
+    {"generate", cb_cmd_generate, "generate tokens with the KV cache (greedy, sampling, speculative)"},
     {"tokenize", cb_cmd_tokenize, "encode text with a tokenizer; print the ids as JSON lines"},
     {"prepare-data", cb_cmd_prepare_data, "tokenize text files into a .npy token file + meta.json"},
 };

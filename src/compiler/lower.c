@@ -21,6 +21,7 @@ typedef struct vctx {
     cb_diags *errs;
     var *vars;
     int n;
+    cb_strset index; /* name -> position in vars */
     int chain[CB_VAR_MAX_CHAIN + 1];
     int depth;
     int failed;
@@ -61,9 +62,11 @@ static int next_ref(const char *t, size_t len, size_t from, size_t *s, size_t *e
 }
 
 static int find_var(vctx *v, const char *name, size_t len) {
-    for (int i = 0; i < v->n; i++)
-        if (strlen(v->vars[i].name) == len && memcmp(v->vars[i].name, name, len) == 0) return i;
-    return -1;
+    char buf[256];
+    if (len >= sizeof buf) return -1; /* no variable has such a long name */
+    memcpy(buf, name, len);
+    buf[len] = 0;
+    return cb_strset_get(&v->index, buf);
 }
 
 static cb_doc_node *subst(vctx *v, cb_doc_node *n, const char *path, int depth);
@@ -302,15 +305,23 @@ int cb_lower_vars(cb_doc *doc, cb_diags *errs) {
                          "variable name '%.60s' cannot be referenced (use letters, digits and _)",
                          key->text);
                     free(v.vars);
+                    cb_strset_free(&v.index);
                     return 1;
                 }
             if (key->len == 0) {
                 verr(&v, key, "vars", "empty variable name");
                 free(v.vars);
+                cb_strset_free(&v.index);
                 return 1;
             }
             v.vars[k].name = key->text;
             v.vars[k].def = vars->vals[k];
+            if (cb_strset_put(&v.index, key->text, (int)k, NULL) < 0) {
+                verr(&v, key, "vars", "out of memory");
+                free(v.vars);
+                cb_strset_free(&v.index);
+                return 1;
+            }
         }
         v.n = (int)vars->n;
     }
@@ -322,6 +333,7 @@ int cb_lower_vars(cb_doc *doc, cb_diags *errs) {
             resolve(&v, i, v.vars[i].def, vp);
         }
     free(v.vars);
+    cb_strset_free(&v.index);
     return v.failed;
 }
 

@@ -94,9 +94,39 @@ static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, 
     else cb_sc_err_key(c, &m->src, key, "%s", msg);
 }
 
+/* The input width a node fixes by itself (0 when it takes any width), without walking more than
+ * the node's subtree once: layers fix theirs; a chain is fixed by its first child that fixes one,
+ * looking only past children that give back their input unchanged (dropout, chains of them);
+ * Parallel / Branching by any branch. */
+static int64_t input_width(const cb_cfg_node *m) {
+    switch (m->kind) {
+    case CB_CFG_LINEAR: return m->linear.d_in;
+    case CB_CFG_LAYER_NORM: return m->layer_norm.d_model;
+    case CB_CFG_RMS_NORM: return m->rms_norm.d_model;
+    case CB_CFG_SWIGLU: return m->swiglu.d_model;
+    case CB_CFG_ATTENTION: return m->attention.d_model;
+    case CB_CFG_DROPOUT: return 0;
+    case CB_CFG_PARALLEL:
+    case CB_CFG_BRANCHING:
+        for (int i = 0; i < m->n_layers; i++) {
+            int64_t w = input_width(&m->layers[i]);
+            if (w) return w;
+        }
+        return 0;
+    default:
+        for (int i = 0; i < m->n_layers; i++) {
+            const cb_cfg_node *ch = &m->layers[i];
+            int64_t w = input_width(ch);
+            if (w) return w;
+            if (ch->kind == CB_CFG_PARALLEL || ch->kind == CB_CFG_BRANCHING) return 0;
+        }
+        return 0;
+    }
+}
+
 static int flow(cb_sctx *c, cb_cfg_node *m, shape in, shape *out, int in_rep) {
     in_rep |= m->rep > 0;
-    m->n_params = 0; /* a node may be visited twice (branch input widths, below) */
+    m->n_params = 0;
     shape o = in;
     int64_t d = 0;
     switch (m->kind) {
@@ -136,15 +166,9 @@ static int flow(cb_sctx *c, cb_cfg_node *m, shape in, shape *out, int in_rep) {
     case CB_CFG_BRANCHING: {
         shape first = {0};
         int64_t sum = 0;
-        if (!in.w) {
-            /* every branch reads the same input: one branch that fixes its width fixes it for
-             * all (so a dropout branch next to a linear one has a known width) */
-            for (int i = 0; i < m->n_layers && !in.w; i++) {
-                shape b;
-                if (flow(c, &m->layers[i], in, &b, in_rep)) return 1;
-                in.w = m->layers[i].d_in;
-            }
-        }
+        /* every branch reads the same input: one branch that fixes its width fixes it for all
+         * (so a dropout branch next to a linear one has a known width) */
+        if (!in.w) in.w = input_width(m);
         for (int i = 0; i < m->n_layers; i++) {
             shape b;
             if (flow(c, &m->layers[i], in, &b, in_rep)) return 1;

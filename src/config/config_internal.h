@@ -54,6 +54,19 @@ int cb_doc_height(const cb_doc_node *n);
 char *cb_path_key(cb_pool *p, const char *parent, const char *key);
 char *cb_path_idx(cb_pool *p, const char *parent, size_t i);
 
+/* Open-addressing set of strings with an int value each (keys are borrowed, not copied): keeps
+ * duplicate-key detection, merges and variable lookup linear on hostile input. */
+typedef struct cb_strset {
+    size_t cap, n;
+    const char **keys;
+    int *vals;
+} cb_strset;
+/* Inserts key -> val. Returns 0 when added, 1 when present (*old = its value), -1 out of memory. */
+int cb_strset_put(cb_strset *s, const char *key, int val, int *old);
+/* Value of key, or -1. */
+int cb_strset_get(const cb_strset *s, const char *key);
+void cb_strset_free(cb_strset *s);
+
 /* Levenshtein distance (capped at 255), for "did you mean" suggestions. */
 int cb_edit_distance(const char *a, const char *b);
 /* Best candidate within a reasonable distance of s, or NULL. */

@@ -92,64 +92,65 @@ static int classify_number(const char *t, size_t n) {
     return i == n ? (isf ? 2 : 1) : 0;
 }
 
-static cb_doc_node *build(jctx *c, const cJSON *it, const char *path) {
-    skip_ws(c);
-    int line = c->line, col = c->col;
-    if (c->pos >= c->len) {
-        jerr(c, line, col, path, "JSON position scanner ran past the end");
-        return NULL;
-    }
+static void fail_oom(jctx *c, int line, int col, const char *path) {
+    if (c->failed) return;
+    if (c->doc->n_nodes >= CB_DOC_MAX_NODES)
+        jerr(c, line, col, path, "the document has more than %d nodes", CB_DOC_MAX_NODES);
+    else
+        jerr(c, line, col, path, "out of memory (document too large)");
+}
+
+static cb_doc_node *build(jctx *c, const cJSON *it, const char *path);
+
+static cb_doc_node *build_object(jctx *c, const cJSON *it, const char *path, cb_doc_node *m,
+                                 cb_strset *seen) {
     cb_pool *pool = &c->doc->pool;
-    if (cJSON_IsObject(it)) {
-        cb_doc_node *m = cb_doc_new_node(c->doc, CB_DOC_MAP, line, col);
-        if (!m || expect(c, '{', path)) goto oom_or_fail;
-        for (const cJSON *ch = it->child; ch; ch = ch->next) {
-            skip_ws(c);
-            int kl = c->line, kc = c->col;
-            if (c->pos >= c->len || c->buf[c->pos] != '"') {
-                jerr(c, kl, kc, path, "JSON position scanner lost track (expected a key)");
-                return NULL;
-            }
-            skip_string(c);
-            const char *ktext = ch->string ? ch->string : "";
-            char *kpath = cb_path_key(pool, path, ktext);
-            cb_doc_node *k = cb_doc_new_str(c->doc, ktext, strlen(ktext), kl, kc);
-            if (!k || !kpath) goto oom_or_fail;
-            int prev = cb_doc_find(m, ktext);
-            if (prev >= 0) {
-                jerr(c, kl, kc, kpath, "duplicate key '%s' (first defined at line %d, column %d)",
-                     ktext, m->keys[prev]->line, m->keys[prev]->col);
-                return NULL;
-            }
-            if (m->n >= CB_DOC_MAX_KEYS) {
-                jerr(c, kl, kc, path, "mapping has more than %d keys", CB_DOC_MAX_KEYS);
-                return NULL;
-            }
-            if (expect(c, ':', kpath)) return NULL;
-            cb_doc_node *v = build(c, ch, kpath);
-            if (!v) return NULL;
-            if (cb_doc_map_put(c->doc, m, k, v)) goto oom_or_fail;
-            skip_ws(c);
-            if (ch->next && expect(c, ',', path)) return NULL;
+    for (const cJSON *ch = it->child; ch; ch = ch->next) {
+        skip_ws(c);
+        int kl = c->line, kc = c->col;
+        if (c->pos >= c->len || c->buf[c->pos] != '"') {
+            jerr(c, kl, kc, path, "JSON position scanner lost track (expected a key)");
+            return NULL;
         }
-        if (expect(c, '}', path)) return NULL;
-        return m;
-    }
-    if (cJSON_IsArray(it)) {
-        cb_doc_node *s = cb_doc_new_node(c->doc, CB_DOC_SEQ, line, col);
-        if (!s || expect(c, '[', path)) goto oom_or_fail;
-        size_t i = 0;
-        for (const cJSON *ch = it->child; ch; ch = ch->next, i++) {
-            char *ipath = cb_path_idx(pool, path, i);
-            if (!ipath) goto oom_or_fail;
-            cb_doc_node *v = build(c, ch, ipath);
-            if (!v) return NULL;
-            if (cb_doc_seq_push(c->doc, s, v)) goto oom_or_fail;
-            if (ch->next && expect(c, ',', path)) return NULL;
+        skip_string(c);
+        const char *ktext = ch->string ? ch->string : "";
+        char *kpath = cb_path_key(pool, path, ktext);
+        cb_doc_node *k = cb_doc_new_str(c->doc, ktext, strlen(ktext), kl, kc);
+        if (!k) {
+            fail_oom(c, kl, kc, path);
+            return NULL;
         }
-        if (expect(c, ']', path)) return NULL;
-        return s;
+        if (m->n >= CB_DOC_MAX_KEYS) {
+            jerr(c, kl, kc, path, "mapping has more than %d keys", CB_DOC_MAX_KEYS);
+            return NULL;
+        }
+        int prev = -1;
+        int added = cb_strset_put(seen, k->text, (int)m->n, &prev);
+        if (added < 0) {
+            fail_oom(c, kl, kc, path);
+            return NULL;
+        }
+        if (added == 1) {
+            jerr(c, kl, kc, kpath, "duplicate key '%s' (first defined at line %d, column %d)",
+                 ktext, m->keys[prev]->line, m->keys[prev]->col);
+            return NULL;
+        }
+        if (expect(c, ':', kpath)) return NULL;
+        cb_doc_node *v = build(c, ch, kpath);
+        if (!v) return NULL;
+        if (cb_doc_map_put(c->doc, m, k, v)) {
+            fail_oom(c, kl, kc, path);
+            return NULL;
+        }
+        skip_ws(c);
+        if (ch->next && expect(c, ',', path)) return NULL;
     }
+    if (expect(c, '}', path)) return NULL;
+    return m;
+}
+
+static cb_doc_node *build_scalar(jctx *c, const cJSON *it, const char *path, int line, int col) {
+    cb_pool *pool = &c->doc->pool;
     if (cJSON_IsString(it)) {
         if (c->buf[c->pos] != '"') {
             jerr(c, line, col, path, "JSON position scanner lost track (expected a string)");
@@ -158,14 +159,17 @@ static cb_doc_node *build(jctx *c, const cJSON *it, const char *path) {
         skip_string(c);
         const char *v = it->valuestring ? it->valuestring : "";
         cb_doc_node *n = cb_doc_new_str(c->doc, v, strlen(v), line, col);
-        if (!n) goto oom_or_fail;
+        if (!n) fail_oom(c, line, col, path);
         return n;
     }
     cb_doc_node *n = cb_doc_new_node(c->doc, CB_DOC_SCALAR, line, col);
-    if (!n) goto oom_or_fail;
+    if (!n) {
+        fail_oom(c, line, col, path);
+        return NULL;
+    }
     if (cJSON_IsNumber(it)) {
         size_t s = c->pos;
-        while (c->pos < c->len && strchr("0123456789+-.eE", c->buf[c->pos]) && c->buf[c->pos])
+        while (c->pos < c->len && c->buf[c->pos] && strchr("0123456789+-.eE", c->buf[c->pos]))
             adv(c, 1);
         size_t tl = c->pos - s;
         int kind = classify_number(c->buf + s, tl);
@@ -178,7 +182,10 @@ static cb_doc_node *build(jctx *c, const cJSON *it, const char *path) {
         memcpy(tmp, c->buf + s, tl);
         tmp[tl] = 0;
         n->text = cb_pool_strdup(pool, tmp);
-        if (!n->text) goto oom_or_fail;
+        if (!n->text) {
+            fail_oom(c, line, col, path);
+            return NULL;
+        }
         n->len = tl;
         if (kind == 1) {
             errno = 0;
@@ -204,14 +211,48 @@ static cb_doc_node *build(jctx *c, const cJSON *it, const char *path) {
     n->type = cJSON_IsNull(it) ? CB_SCALAR_NULL : CB_SCALAR_BOOL;
     n->b = cJSON_IsTrue(it);
     return n;
-oom_or_fail:
-    if (!c->failed) {
-        if (c->doc->n_nodes >= CB_DOC_MAX_NODES)
-            jerr(c, line, col, path, "the document has more than %d nodes", CB_DOC_MAX_NODES);
-        else
-            jerr(c, line, col, path, "out of memory (document too large)");
+}
+
+static cb_doc_node *build(jctx *c, const cJSON *it, const char *path) {
+    skip_ws(c);
+    int line = c->line, col = c->col;
+    if (c->pos >= c->len) {
+        jerr(c, line, col, path, "JSON position scanner ran past the end");
+        return NULL;
     }
-    return NULL;
+    if (cJSON_IsObject(it)) {
+        cb_doc_node *m = cb_doc_new_node(c->doc, CB_DOC_MAP, line, col);
+        if (!m) {
+            fail_oom(c, line, col, path);
+            return NULL;
+        }
+        if (expect(c, '{', path)) return NULL;
+        cb_strset seen = {0};
+        cb_doc_node *r = build_object(c, it, path, m, &seen);
+        cb_strset_free(&seen);
+        return r;
+    }
+    if (cJSON_IsArray(it)) {
+        cb_doc_node *s = cb_doc_new_node(c->doc, CB_DOC_SEQ, line, col);
+        if (!s) {
+            fail_oom(c, line, col, path);
+            return NULL;
+        }
+        if (expect(c, '[', path)) return NULL;
+        size_t i = 0;
+        for (const cJSON *ch = it->child; ch; ch = ch->next, i++) {
+            cb_doc_node *v = build(c, ch, cb_path_idx(&c->doc->pool, path, i));
+            if (!v) return NULL;
+            if (cb_doc_seq_push(c->doc, s, v)) {
+                fail_oom(c, line, col, path);
+                return NULL;
+            }
+            if (ch->next && expect(c, ',', path)) return NULL;
+        }
+        if (expect(c, ']', path)) return NULL;
+        return s;
+    }
+    return build_scalar(c, it, path, line, col);
 }
 
 int cb_json_parse(cb_doc *doc, const char *buf, size_t len, cb_diags *errs) {

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <strings.h>
 
 #include "caramba/fileio.h"
@@ -162,15 +163,78 @@ const char *cb_doc_kind_name(const cb_doc_node *n) {
     return "scalar";
 }
 
+/* ---- string sets --------------------------------------------------------------------------- */
+
+static size_t str_hash(const char *k) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return (size_t)h;
+}
+
+int cb_strset_put(cb_strset *s, const char *key, int val, int *old) {
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 32;
+        const char **k = calloc(cap, sizeof *k);
+        int *v = calloc(cap, sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return -1;
+        }
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->keys[i]) {
+                size_t j = str_hash(s->keys[i]) & (cap - 1);
+                while (k[j]) j = (j + 1) & (cap - 1);
+                k[j] = s->keys[i];
+                v[j] = s->vals[i];
+            }
+        free(s->keys);
+        free(s->vals);
+        s->keys = k;
+        s->vals = v;
+        s->cap = cap;
+    }
+    size_t j = str_hash(key) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (strcmp(s->keys[j], key) == 0) {
+            if (old) *old = s->vals[j];
+            return 1;
+        }
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->keys[j] = key;
+    s->vals[j] = val;
+    s->n++;
+    return 0;
+}
+
+int cb_strset_get(const cb_strset *s, const char *key) {
+    if (!s->cap) return -1;
+    size_t j = str_hash(key) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (strcmp(s->keys[j], key) == 0) return s->vals[j];
+        j = (j + 1) & (s->cap - 1);
+    }
+    return -1;
+}
+
+void cb_strset_free(cb_strset *s) {
+    free(s->keys);
+    free(s->vals);
+    memset(s, 0, sizeof *s);
+}
+
 /* ---- key paths ---------------------------------------------------------------------------- */
 
+/* Never NULL: out of memory gives a fixed marker (the error is reported elsewhere). */
 char *cb_path_key(cb_pool *p, const char *parent, const char *key) {
-    if (!parent || !parent[0]) return cb_pool_strdup(p, key);
-    return cb_pool_printf(p, "%s.%s", parent, key);
+    char *r = !parent || !parent[0] ? cb_pool_strdup(p, key) : cb_pool_printf(p, "%s.%s", parent, key);
+    return r ? r : (char *)"(out of memory)";
 }
 
 char *cb_path_idx(cb_pool *p, const char *parent, size_t i) {
-    return cb_pool_printf(p, "%s[%zu]", parent ? parent : "", i);
+    char *r = cb_pool_printf(p, "%s[%zu]", parent ? parent : "", i);
+    return r ? r : (char *)"(out of memory)";
 }
 
 /* ---- suggestions -------------------------------------------------------------------------- */

@@ -10,6 +10,10 @@
 int cb_sc_nerr(const cb_sctx *c) { return c->errs->n + c->errs->dropped - c->errs0; }
 
 static void vadd(cb_sctx *c, const cb_doc_node *at, const char *path, const char *fmt, va_list ap) {
+    if (c->errs->n >= CB_DIAGS_MAX) { /* full: count it, skip the formatting */
+        c->errs->dropped++;
+        return;
+    }
     char msg[900];
     vsnprintf(msg, sizeof msg, fmt, ap);
     const char *file = at && at->file ? at->file : (c->doc ? c->doc->file : "?");
@@ -258,6 +262,7 @@ int cb_sc_object(cb_sctx *c, const cb_doc_node *v, const char *path, const char 
     unsigned char seen[96] = {0};
     unsigned char suggested[96] = {0}; /* a misspelt key already pointed here: no "missing" */
     for (size_t k = 0; k < v->n; k++) {
+        if (c->errs->n >= CB_DIAGS_MAX) break; /* enough to report; stop working */
         const cb_doc_node *key = v->keys[k], *val = v->vals[k];
         const char *kp = cb_path_key(c->pool, path, key->text);
         int fi = -1;

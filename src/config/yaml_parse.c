@@ -25,6 +25,7 @@ typedef struct frame {
     cb_doc_node **merges;     /* merge sources, in order */
     int n_merges, cap_merges;
     int anchor_idx; /* -1 when the container has no anchor */
+    cb_strset keys; /* mappings: keys so far -> index */
 } frame;
 
 typedef struct yctx {
@@ -193,16 +194,21 @@ static void attach(yctx *c, cb_doc_node *n, int plain) {
             t->merge_pending = 1;
             return;
         }
-        int prev = cb_doc_find(t->node, n->text);
-        if (prev >= 0) {
+        if (t->node->n >= CB_DOC_MAX_KEYS) {
+            err(c, n->line, n->col, t->path, "mapping has more than %d keys", CB_DOC_MAX_KEYS);
+            return;
+        }
+        int prev = -1;
+        int r = cb_strset_put(&t->keys, n->text, (int)t->node->n, &prev);
+        if (r < 0) {
+            oom(c, n->line, n->col);
+            return;
+        }
+        if (r == 1) {
             const cb_doc_node *k = t->node->keys[prev];
             err(c, n->line, n->col, cur_path(c, n->text),
                 "duplicate key '%s' (first defined at line %d, column %d)", n->text, k->line,
                 k->col);
-            return;
-        }
-        if (t->node->n >= CB_DOC_MAX_KEYS) {
-            err(c, n->line, n->col, t->path, "mapping has more than %d keys", CB_DOC_MAX_KEYS);
             return;
         }
         t->pending_key = n;
@@ -241,7 +247,12 @@ static void apply_merges(yctx *c, frame *f) {
                 return;
             }
             for (size_t k = 0; k < map->n; k++) {
-                if (cb_doc_find(f->node, map->keys[k]->text) >= 0) continue;
+                int r = cb_strset_put(&f->keys, map->keys[k]->text, (int)f->node->n, NULL);
+                if (r < 0) {
+                    oom(c, map->line, map->col);
+                    return;
+                }
+                if (r == 1) continue; /* defined by the mapping itself or an earlier source */
                 if (f->node->n >= CB_DOC_MAX_KEYS) {
                     err(c, map->line, map->col, f->path, "mapping has more than %d keys",
                         CB_DOC_MAX_KEYS);
@@ -371,6 +382,7 @@ static void close_container(yctx *c, const yaml_event_t *ev) {
         }
         apply_merges(c, f);
     }
+    cb_strset_free(&f->keys);
     if (f->anchor_idx >= 0) {
         anchor *a = &c->anchors[f->anchor_idx];
         a->complete = 1;
@@ -455,6 +467,7 @@ int cb_yaml_parse(cb_doc *doc, const char *buf, size_t len, cb_diags *errs) {
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
+    for (int i = 0; i < c->sp; i++) cb_strset_free(&c->stack[i].keys); /* after an error */
     int failed = c->failed;
     free(c);
     return failed ? -1 : 0;

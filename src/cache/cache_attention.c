@@ -508,7 +508,8 @@ typedef struct plan {
     float *out, *lse;
     int64_t TB, ntb, NG, nchunks, chunk_len, kmin, kmax;
     int tile;
-    float *pm, *pl, *pacc; /* partial states [chunk][B][H][T] (x hdv), when nchunks > 1 */
+    bool k_whole, k2_whole, v_whole; /* decode all the item's heads of a row at once */
+    float *pm, *pl, *pacc;           /* partial states [chunk][B][H][T] (x hdv), when nchunks > 1 */
 } plan;
 
 typedef struct scratch {
@@ -522,10 +523,17 @@ static float *carve(float **p, size_t n) {
     return r;
 }
 
+/* Decode buffer width of a tensor: one head, or all the item's heads (whole). */
+static size_t buf_width(const plan *P, int64_t hd, bool whole) {
+    return (size_t)(whole ? P->NG * hd : hd);
+}
+
 static size_t scratch_floats(const plan *P) {
     const size_t R = (size_t)(P->TB * P->NG * P->d.G);
-    size_t n = R * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv + 2) + (size_t)P->d.G * (P->tile + 2) +
-               (size_t)P->tile * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv);
+    size_t n =
+        R * (size_t)(P->d.hd + P->d.hd2 + P->d.hdv + 2) + (size_t)P->d.G * (P->tile + 2) +
+        (size_t)P->tile * (buf_width(P, P->d.hd, P->k_whole) + buf_width(P, P->d.hd2, P->k2_whole) +
+                           buf_width(P, P->d.hdv, P->v_whole));
     return n + 16 * 10;
 }
 
@@ -574,15 +582,30 @@ static void run_item(const plan *P, int64_t item, scratch *S) {
         const int n = (int)(u_hi - j0 < tile ? u_hi - j0 : tile);
         /* kv heads one after the other over the same tile of token rows: with all heads in one
          * item the rows are streamed front to back once, the later heads hit L1/L2 */
-        for (int64_t g = g0; g < g1; g++) {
-            int64_t ldk, ldk2 = 0, ldv;
-            const float *kd =
-                load_tile(P->k, P->wsk, b, j0, n, tile, g * d->hd, (int)d->hd, S->kbuf, &ldk);
-            const float *k2d = P->k2 ? load_tile(P->k2, P->wsk2, b, j0, n, tile, g * d->hd2,
-                                                 (int)d->hd2, S->k2buf, &ldk2)
+        /* tensors whose heads straddle quantization blocks: decode the rows of all the item's
+         * heads once, instead of every straddled block once per head */
+        int64_t ldka = 0, ldk2a = 0, ldva = 0;
+        const float *ka = P->k_whole ? load_tile(P->k, P->wsk, b, j0, n, tile, g0 * d->hd,
+                                                 (int)(NG * d->hd), S->kbuf, &ldka)
                                      : NULL;
-            const float *vd =
-                load_tile(P->v, P->wsv, b, j0, n, tile, g * d->hdv, (int)d->hdv, S->vbuf, &ldv);
+        const float *k2a = P->k2_whole ? load_tile(P->k2, P->wsk2, b, j0, n, tile, g0 * d->hd2,
+                                                   (int)(NG * d->hd2), S->k2buf, &ldk2a)
+                                       : NULL;
+        const float *va = P->v_whole ? load_tile(P->v, P->wsv, b, j0, n, tile, g0 * d->hdv,
+                                                 (int)(NG * d->hdv), S->vbuf, &ldva)
+                                     : NULL;
+        for (int64_t g = g0; g < g1; g++) {
+            int64_t ldk = ldka, ldk2 = ldk2a, ldv = ldva;
+            const float *kd =
+                ka ? ka + (g - g0) * d->hd
+                   : load_tile(P->k, P->wsk, b, j0, n, tile, g * d->hd, (int)d->hd, S->kbuf, &ldk);
+            const float *k2d = !P->k2 ? NULL
+                               : k2a  ? k2a + (g - g0) * d->hd2
+                                      : load_tile(P->k2, P->wsk2, b, j0, n, tile, g * d->hd2,
+                                                  (int)d->hd2, S->k2buf, &ldk2);
+            const float *vd = va ? va + (g - g0) * d->hdv
+                                 : load_tile(P->v, P->wsv, b, j0, n, tile, g * d->hdv, (int)d->hdv,
+                                             S->vbuf, &ldv);
             for (int64_t t = t0; t < t1; t++) {
                 int64_t lo, hi;
                 key_range(cfg, d->L, cfg->q_pos0 + t, &lo, &hi);
@@ -697,6 +720,11 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
         P.TB = d->T * d->G <= ROWS_MAX ? d->T : (ROWS_MAX / d->G > 0 ? ROWS_MAX / d->G : 1);
     }
     P.ntb = (d->T + P.TB - 1) / P.TB;
+#define WHOLE(c, hd) (P.NG > 1 && cb_kv_kind_is_quantized((c)->kind) && (hd) % CB_QK != 0)
+    P.k_whole = WHOLE(k, d->hd);
+    P.k2_whole = P.k2 && WHOLE(k2, d->hd2);
+    P.v_whole = WHOLE(v, d->hdv);
+#undef WHOLE
     /* keys any query may see */
     int64_t lo0, hi0, lo1, hi1;
     key_range(cfg, d->L, cfg->q_pos0, &lo0, &hi0);
@@ -751,9 +779,9 @@ cb_status cb_kv_attention(const cb_kv_attn_cfg *cfg, const cb_tensor *q, const c
             S.s = carve(&p, (size_t)d->G * P.tile);
             S.alpha = carve(&p, (size_t)d->G);
             S.live = (int *)carve(&p, (size_t)d->G); /* int and float have the same size */
-            S.kbuf = carve(&p, (size_t)P.tile * (size_t)d->hd);
-            S.k2buf = carve(&p, (size_t)P.tile * (size_t)d->hd2);
-            S.vbuf = carve(&p, (size_t)P.tile * (size_t)d->hdv);
+            S.kbuf = carve(&p, (size_t)P.tile * buf_width(&P, d->hd, P.k_whole));
+            S.k2buf = carve(&p, (size_t)P.tile * buf_width(&P, d->hd2, P.k2_whole));
+            S.vbuf = carve(&p, (size_t)P.tile * buf_width(&P, d->hdv, P.v_whole));
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++)

@@ -92,13 +92,22 @@ static inline bool pair_merge(cb_tokenizer *t, int32_t a, int32_t b, uint64_t *v
     return found;
 }
 
-static inline void push_pair(cb_tokenizer *t, tok_heap_ent *h, size_t *nh,
-                             const tok_bpe_sym *sym, int32_t i, int32_t j) {
+/* Pushes the pair (sym[i], sym[j]) if it merges; false when the heap cannot grow. */
+static inline bool push_pair(cb_tokenizer *t, size_t *nh, const tok_bpe_sym *sym, int32_t i,
+                             int32_t j) {
     uint64_t v;
-    if (pair_merge(t, sym[i].id, sym[j].id, &v))
-        heap_push(h, nh,
-                  (tok_heap_ent){(v & 0xffffffff00000000ull) | (uint32_t)i, sym[i].id, sym[j].id,
-                                 (int32_t)(uint32_t)v});
+    if (!pair_merge(t, sym[i].id, sym[j].id, &v)) return true;
+    if (*nh == t->heap_cap) {
+        size_t cap = t->heap_cap < 256 ? 256 : t->heap_cap + t->heap_cap / 2;
+        tok_heap_ent *h = realloc(t->heap, cap * sizeof *h);
+        if (!h) return false;
+        t->heap = h;
+        t->heap_cap = cap;
+    }
+    heap_push(t->heap, nh,
+              (tok_heap_ent){(v & 0xffffffff00000000ull) | (uint32_t)i, sym[i].id, sym[j].id,
+                             (int32_t)(uint32_t)v});
+    return true;
 }
 
 cb_status tok_bpe(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *out) {
@@ -107,29 +116,20 @@ cb_status tok_bpe(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *out) {
     if (n > INT32_MAX / 2) return cb_fail(CB_ERR_ARG, "tokenizer: a piece of %zu bytes is too long", n);
     if (n > t->syms_cap) {
         size_t cap = n < 64 ? 64 : n;
-        tok_bpe_sym *sy = malloc(cap * sizeof *sy);
-        tok_heap_ent *h = malloc(2 * cap * sizeof *h);
-        if (!sy || !h) {
-            free(sy);
-            free(h);
-            return cb_fail(CB_ERR_NOMEM, "tokenizer: out of memory for a %zu-byte piece", n);
-        }
-        free(t->syms);
-        free(t->heap);
+        tok_bpe_sym *sy = realloc(t->syms, cap * sizeof *sy);
+        if (!sy) return cb_fail(CB_ERR_NOMEM, "tokenizer: out of memory for a %zu-byte piece", n);
         t->syms = sy;
-        t->heap = h;
         t->syms_cap = cap;
-        t->heap_cap = 2 * cap;
     }
     tok_bpe_sym *sym = t->syms;
-    tok_heap_ent *heap = t->heap;
     size_t nh = 0;
+    bool ok = true;
     for (size_t i = 0; i < n; i++)
         sym[i] = (tok_bpe_sym){t->byte_id[s[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
-    for (size_t i = 0; i + 1 < n; i++) push_pair(t, heap, &nh, sym, (int32_t)i, (int32_t)i + 1);
+    for (size_t i = 0; ok && i + 1 < n; i++) ok = push_pair(t, &nh, sym, (int32_t)i, (int32_t)i + 1);
     size_t left = n;
-    while (nh) {
-        tok_heap_ent e = heap_pop(heap, &nh);
+    while (ok && nh) {
+        tok_heap_ent e = heap_pop(t->heap, &nh);
         int32_t i = (int32_t)(uint32_t)e.key;
         int32_t j = sym[i].next;
         if (sym[i].id != e.left || j < 0 || sym[j].id != e.right) continue; /* stale */
@@ -139,9 +139,10 @@ cb_status tok_bpe(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *out) {
         sym[j].id = -1;
         left--;
         /* at most two new pairs per merge: the heap never outgrows 2n entries */
-        if (sym[i].prev >= 0) push_pair(t, heap, &nh, sym, sym[i].prev, i);
-        if (sym[i].next >= 0) push_pair(t, heap, &nh, sym, i, sym[i].next);
+        if (sym[i].prev >= 0) ok = push_pair(t, &nh, sym, sym[i].prev, i);
+        if (ok && sym[i].next >= 0) ok = push_pair(t, &nh, sym, i, sym[i].next);
     }
+    if (!ok) return cb_fail(CB_ERR_NOMEM, "tokenizer: out of memory for a %zu-byte piece", n);
     CB_TRY(ids_reserve(out, left));
     for (int32_t i = 0; i >= 0; i = sym[i].next) out->data[out->n++] = sym[i].id;
     return CB_OK;

@@ -175,6 +175,9 @@ cb_status tok_add_stage(cb_tokenizer *t, const char *pattern, bool literal, int 
                 return cb_fail(CB_ERR_NOMEM, "%s: out of memory", src);
             }
             pcre2_jit_stack_assign(t->mctx, NULL, t->jit_stack);
+            /* The default limit (10M backtracking steps) stops e.g. \s*[\r\n]+ on a run of a
+             * few million spaces; these patterns are linear per piece, so lift it. */
+            pcre2_set_match_limit(t->mctx, UINT32_MAX);
         }
     }
     t->n_stages++;

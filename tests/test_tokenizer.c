@@ -605,6 +605,36 @@ static void test_split_behaviours(void **state) {
     tu_rmtree(dir);
 }
 
+/* A whitespace run of millions of bytes: \s*[\r\n]+ backtracks over all of it once, beyond
+ * PCRE2's default match limit; the split must still succeed (no merges here, so BPE is cheap). */
+static void test_long_whitespace(void **state) {
+    (void)state;
+    const char *dir = tu_tmpdir();
+    const char *pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+                      "\"pattern\": {\"Regex\": \"\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+|\\\\S+\"}, "
+                      "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+                      "\"add_prefix_space\": false, \"use_regex\": false}]}";
+    char *j = mini_json("", "", pre, "");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/ws.json", dir);
+    assert_int_equal(tu_write_file(path, j, strlen(j)), 0);
+    free(j);
+    cb_tokenizer *tok;
+    if (cb_tokenizer_open(&tok, path, NULL) != CB_OK) fail_msg("%s", cb_last_error());
+    size_t n = 12u << 20;
+    char *text = malloc(n);
+    memset(text, ' ', n - 1);
+    text[n - 1] = 'x';
+    cb_ids ids = {0};
+    if (cb_tokenizer_encode(tok, text, n, 0, &ids) != CB_OK) fail_msg("%s", cb_last_error());
+    assert_int_equal(ids.n, n);
+    check_roundtrip(tok, &ids, text, n);
+    cb_ids_free(&ids);
+    free(text);
+    cb_tokenizer_free(tok);
+    tu_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cl100k_reference),
@@ -619,6 +649,7 @@ int main(void) {
         cmocka_unit_test(test_bad_tiktoken),
         cmocka_unit_test(test_bad_tokenizer_json),
         cmocka_unit_test(test_split_behaviours),
+        cmocka_unit_test(test_long_whitespace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -54,7 +54,7 @@ static double maxv(const double *v, int n) {
 #define CHECK(st)                                                                                  \
     do {                                                                                           \
         if ((st) != CB_OK) {                                                                       \
-            fprintf(stderr, "bench_decode: %s:%d: %s\n", __FILE__, __LINE__, cb_last_error());    \
+            fprintf(stderr, "bench_decode: %s:%d: %s\n", __FILE__, __LINE__, cb_last_error());     \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
@@ -124,10 +124,12 @@ static double kv_bytes(const cb_model *m, const cb_kv_policy *p, int64_t len) {
     double b = 0;
     for (int i = 0; i < m->n_attn; i++) {
         const cb_attention_cfg *a = &m->attn[i]->attn;
-        b += (double)len * (double)cb_kv_bytes_per_token(cb_kv_policy_kind(p, CB_KV_SLOT_K, CB_KV_FP32),
-                                                         (int64_t)a->n_kv_heads * a->head_dim);
-        b += (double)len * (double)cb_kv_bytes_per_token(cb_kv_policy_kind(p, CB_KV_SLOT_V, CB_KV_FP32),
-                                                         (int64_t)a->n_kv_heads * a->v_head_dim);
+        b += (double)len *
+             (double)cb_kv_bytes_per_token(cb_kv_policy_kind(p, CB_KV_SLOT_K, CB_KV_FP32),
+                                           (int64_t)a->n_kv_heads * a->head_dim);
+        b += (double)len *
+             (double)cb_kv_bytes_per_token(cb_kv_policy_kind(p, CB_KV_SLOT_V, CB_KV_FP32),
+                                           (int64_t)a->n_kv_heads * a->v_head_dim);
     }
     return b;
 }
@@ -144,7 +146,8 @@ static int32_t step(cb_model *m, cb_graph *g, cb_infer_ctx *ctx, int32_t tok) {
     return cb_argmax(cb_f32(lg), m->vocab_size);
 }
 
-static void copy_caches(cb_infer_ctx *dst, const cb_infer_ctx *src, int64_t len, float *buf, int64_t chunk) {
+static void copy_caches(cb_infer_ctx *dst, const cb_infer_ctx *src, int64_t len, float *buf,
+                        int64_t chunk) {
     for (int i = 0; i < src->n_caches; i++) {
         const cb_seq_cache *s[2] = {&src->caches[i].k, &src->caches[i].v};
         cb_seq_cache *d[2] = {&dst->caches[i].k, &dst->caches[i].v};
@@ -163,26 +166,40 @@ int main(int argc, char **argv) {
     char contexts[256] = "4096,16384";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
-        else if (!strcmp(a, "--prompt") && v) prompt_len = atoi(argv[++i]);
-        else if (!strcmp(a, "--new") && v) n_new = atoi(argv[++i]);
-        else if (!strcmp(a, "--reps") && v) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--long-steps") && v) long_steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--contexts") && v) snprintf(contexts, sizeof contexts, "%s", argv[++i]);
-        else if (!strcmp(a, "--python") && v) python = argv[++i];
-        else if (!strcmp(a, "--peer") && v) peer_path = argv[++i];
-        else if (!strcmp(a, "--dir") && v) dir = argv[++i];
-        else if (!strcmp(a, "--json") && v) json = argv[++i];
-        else if (!strcmp(a, "--no-peer")) peer = 0;
+        if (!strcmp(a, "--threads") && v)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--prompt") && v)
+            prompt_len = atoi(argv[++i]);
+        else if (!strcmp(a, "--new") && v)
+            n_new = atoi(argv[++i]);
+        else if (!strcmp(a, "--reps") && v)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--long-steps") && v)
+            long_steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--contexts") && v)
+            snprintf(contexts, sizeof contexts, "%s", argv[++i]);
+        else if (!strcmp(a, "--python") && v)
+            python = argv[++i];
+        else if (!strcmp(a, "--peer") && v)
+            peer_path = argv[++i];
+        else if (!strcmp(a, "--dir") && v)
+            dir = argv[++i];
+        else if (!strcmp(a, "--json") && v)
+            json = argv[++i];
+        else if (!strcmp(a, "--no-peer"))
+            peer = 0;
         else {
-            fprintf(stderr, "usage: bench_decode [--threads N] [--prompt N] [--new N] [--reps N] "
-                            "[--contexts 4096,16384] [--long-steps N] [--python PY] [--peer decode_peer.py] "
-                            "[--no-peer] [--dir DIR] [--json FILE]\n");
+            fprintf(
+                stderr,
+                "usage: bench_decode [--threads N] [--prompt N] [--new N] [--reps N] "
+                "[--contexts 4096,16384] [--long-steps N] [--python PY] [--peer decode_peer.py] "
+                "[--no-peer] [--dir DIR] [--json FILE]\n");
             return 2;
         }
     }
     if (prompt_len < 1 || n_new < 2 || reps < 1 || long_steps < 1) {
-        fprintf(stderr, "bench_decode: --prompt >= 1, --new >= 2, --reps >= 1, --long-steps >= 1\n");
+        fprintf(stderr,
+                "bench_decode: --prompt >= 1, --new >= 2, --reps >= 1, --long-steps >= 1\n");
         return 2;
     }
     threads = cb_threads_init(threads > 0 ? threads : (getenv("CARAMBA_THREADS") ? 0 : 2));
@@ -203,7 +220,8 @@ int main(int argc, char **argv) {
            "%d threads, weights in %s\n",
            (double)cb_model_param_count(m) / 1e6, threads, dir);
 
-    /* ---- 1. prompt 128, 128 new tokens, vs PyTorch -------------------------------------------- */
+    /* ---- 1. prompt 128, 128 new tokens, vs PyTorch --------------------------------------------
+     */
     cb_rng r;
     cb_rng_seed(&r, 42);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)prompt_len);
@@ -217,7 +235,8 @@ int main(int argc, char **argv) {
     cb_generator *gen;
     CHECK(cb_generator_new(&gen, m, &gc));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_new), tok;
-    double *dec = malloc(sizeof(double) * (size_t)(reps + 1)), *pre = malloc(sizeof(double) * (size_t)(reps + 1));
+    double *dec = malloc(sizeof(double) * (size_t)(reps + 1)),
+           *pre = malloc(sizeof(double) * (size_t)(reps + 1));
     for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up */
         cb_generator_reset(gen);
         double t0 = now_s();
@@ -248,9 +267,10 @@ int main(int argc, char **argv) {
     if (peer) {
         size_t cap = (size_t)prompt_len * 8 + 8192;
         char *cmd = malloc(cap);
-        int o = snprintf(cmd, cap, "%s %s --model %s --new %d --threads %d --reps %d --prompt ", python, peer_path,
-                         dir, n_new, threads, reps);
-        for (int i = 0; i < prompt_len; i++) o += snprintf(cmd + o, cap - (size_t)o, "%s%d", i ? "," : "", prompt[i]);
+        int o = snprintf(cmd, cap, "%s %s --model %s --new %d --threads %d --reps %d --prompt ",
+                         python, peer_path, dir, n_new, threads, reps);
+        for (int i = 0; i < prompt_len; i++)
+            o += snprintf(cmd + o, cap - (size_t)o, "%s%d", i ? "," : "", prompt[i]);
         FILE *p = popen(cmd, "r");
         char *line = NULL;
         size_t lc = 0;
@@ -279,29 +299,44 @@ int main(int argc, char **argv) {
         free(line);
         free(cmd);
     }
-    printf("\n| decode, prompt %d, %d new tokens, batch 1, greedy | tokens/s (best) | median | prefill tokens/s |\n"
+    printf("\n| decode, prompt %d, %d new tokens, batch 1, greedy | tokens/s (best) | median | "
+           "prefill tokens/s |\n"
            "|---|---|---|---|\n",
            prompt_len, n_new);
     printf("| caramba, fp32 KV cache | %.0f | %.0f | %.0f |\n", c_dec, c_dec_med, c_pre);
     if (peer)
-        printf("| PyTorch %s eager, KV cache | %.0f | %.0f | %.0f |\n", torch_ver, py_dec, py_dec_med, py_pre);
-    if (peer) printf("| **ratio** | **%.2fx** | %.2fx | %.2fx |\n", c_dec / py_dec, c_dec_med / py_dec_med, c_pre / py_pre);
+        printf("| PyTorch %s eager, KV cache | %.0f | %.0f | %.0f |\n", torch_ver, py_dec,
+               py_dec_med, py_pre);
+    if (peer)
+        printf("| **ratio** | **%.2fx** | %.2fx | %.2fx |\n", c_dec / py_dec,
+               c_dec_med / py_dec_med, c_pre / py_pre);
     printf("greedy ids identical to PyTorch for %d of %d tokens; caramba reads %.1f MB per token "
            "(%.0f%% of the copy bandwidth)\n",
-           match, n_new, (wbytes + kv_bytes(m, &(cb_kv_policy){.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}},
-                                                   prompt_len + n_new / 2)) / 1e6,
-           100.0 * c_dec * (wbytes + kv_bytes(m, &(cb_kv_policy){.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}},
-                                               prompt_len + n_new / 2)) / bw);
+           match, n_new,
+           (wbytes + kv_bytes(m, &(cb_kv_policy){.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}},
+                              prompt_len + n_new / 2)) /
+               1e6,
+           100.0 * c_dec *
+               (wbytes + kv_bytes(m, &(cb_kv_policy){.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}},
+                                  prompt_len + n_new / 2)) /
+               bw);
 
-    /* ---- 2. long contexts x cache kinds --------------------------------------------------------- */
+    /* ---- 2. long contexts x cache kinds ---------------------------------------------------------
+     */
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (jf)
-        fprintf(jf, "{\"threads\": %d, \"copy_bandwidth_Bps\": %.6g, \"short\": {\"prompt\": %d, \"new\": %d, "
-                    "\"caramba_tok_s\": %.6g, \"caramba_tok_s_median\": %.6g, \"caramba_prefill_tok_s\": %.6g, "
-                    "\"torch_tok_s\": %.6g, \"torch_tok_s_median\": %.6g, \"torch_prefill_tok_s\": %.6g, "
-                    "\"ids_match\": %d}, \"long\": [",
-                threads, bw, prompt_len, n_new, c_dec, c_dec_med, c_pre, py_dec, py_dec_med, py_pre, match);
-    printf("\n| context | cache | cache bytes | tokens/s (best) | median | bytes/token read | bandwidth fraction |\n"
+        fprintf(
+            jf,
+            "{\"threads\": %d, \"copy_bandwidth_Bps\": %.6g, \"short\": {\"prompt\": %d, \"new\": "
+            "%d, "
+            "\"caramba_tok_s\": %.6g, \"caramba_tok_s_median\": %.6g, \"caramba_prefill_tok_s\": "
+            "%.6g, "
+            "\"torch_tok_s\": %.6g, \"torch_tok_s_median\": %.6g, \"torch_prefill_tok_s\": %.6g, "
+            "\"ids_match\": %d}, \"long\": [",
+            threads, bw, prompt_len, n_new, c_dec, c_dec_med, c_pre, py_dec, py_dec_med, py_pre,
+            match);
+    printf("\n| context | cache | cache bytes | tokens/s (best) | median | bytes/token read | "
+           "bandwidth fraction |\n"
            "|---|---|---|---|---|---|---|\n");
     const char *kinds[] = {"fp32", "fp16", "q8_0", "q4_0", "nf4"};
     int first_json = 1;
@@ -352,13 +387,17 @@ int main(int argc, char **argv) {
             double best = maxv(tps, reps), med = median(tps, reps);
             double bytes_tok = wbytes + kv_bytes(m, &pk, L + long_steps / 2);
             size_t cache_bytes = (size_t)kv_bytes(m, &pk, L);
-            printf("| %lld | %s | %.2f MiB | %.0f | %.0f | %.2f MB | %.2f |\n", (long long)L, kinds[k],
-                   (double)cache_bytes / 1048576.0, best, med, bytes_tok / 1e6, best * bytes_tok / bw);
+            printf("| %lld | %s | %.2f MiB | %.0f | %.0f | %.2f MB | %.2f |\n", (long long)L,
+                   kinds[k], (double)cache_bytes / 1048576.0, best, med, bytes_tok / 1e6,
+                   best * bytes_tok / bw);
             if (jf)
-                fprintf(jf, "%s{\"context\": %lld, \"kind\": \"%s\", \"cache_bytes\": %zu, \"tok_s\": %.6g, "
-                            "\"tok_s_median\": %.6g, \"bytes_per_token\": %.6g, \"bandwidth_fraction\": %.6g}",
-                        first_json ? "" : ", ", (long long)L, kinds[k], cache_bytes, best, med, bytes_tok,
-                        best * bytes_tok / bw);
+                fprintf(jf,
+                        "%s{\"context\": %lld, \"kind\": \"%s\", \"cache_bytes\": %zu, \"tok_s\": "
+                        "%.6g, "
+                        "\"tok_s_median\": %.6g, \"bytes_per_token\": %.6g, "
+                        "\"bandwidth_fraction\": %.6g}",
+                        first_json ? "" : ", ", (long long)L, kinds[k], cache_bytes, best, med,
+                        bytes_tok, best * bytes_tok / bw);
             first_json = 0;
             fflush(stdout);
             free(tps);

@@ -94,14 +94,17 @@ static void test_greedy_equals_recompute(void **state) {
     assert_int_equal(cb_generator_new(&gen, m, &c), CB_OK);
     int32_t out[2][26];
     int64_t len;
-    assert_int_equal(cb_generator_generate(gen, &prompt[0][0], 2, S, &out[0][0], &len, NULL, NULL), CB_OK);
+    assert_int_equal(cb_generator_generate(gen, &prompt[0][0], 2, S, &out[0][0], &len, NULL, NULL),
+                     CB_OK);
     assert_int_equal(len, S + N);
     assert_int_equal(cb_generator_pos(gen), S + N - 1); /* the last token is not fed */
     float *ref = malloc(sizeof(float) * (size_t)V);
     for (int b = 0; b < 2; b++)
         for (int64_t t = S; t < S + N; t++) {
             int32_t want = recompute_next(m, out[b], t, ref);
-            if (want != out[b][t]) fail_msg("row %d step %lld: cached %d, recomputed %d", b, (long long)t, out[b][t], want);
+            if (want != out[b][t])
+                fail_msg("row %d step %lld: cached %d, recomputed %d", b, (long long)t, out[b][t],
+                         want);
         }
     /* logits of the cached decode step match the full forward */
     cb_generator_reset(gen);
@@ -111,7 +114,8 @@ static void test_greedy_equals_recompute(void **state) {
         recompute_next(m, out[1], t + 1, ref);
         const float *lg = cb_generator_logits(gen);
         double mx = tu_max_abs(ref, V), d = tu_max_abs_diff(lg, ref, V);
-        if (!(d <= 1e-4 * mx)) fail_msg("step %lld: cached logits differ by %g (max %g)", (long long)t, d, mx);
+        if (!(d <= 1e-4 * mx))
+            fail_msg("step %lld: cached logits differ by %g (max %g)", (long long)t, d, mx);
     }
     free(ref);
     cb_generator_free(gen);
@@ -179,13 +183,15 @@ static void test_rollback_regenerate(void **state) {
         assert_null(cb_generator_logits(g));
         for (int t = 16; t < 23; t++) {
             assert_int_equal(cb_generator_feed(g, &out[t], 1, 1, NULL), CB_OK);
-            assert_memory_equal(cb_generator_logits(g), keep + (t - 12) * V, sizeof(float) * (size_t)V);
+            assert_memory_equal(cb_generator_logits(g), keep + (t - 12) * V,
+                                sizeof(float) * (size_t)V);
         }
         /* rollback then regenerate with the generator's own loop */
         assert_int_equal(cb_generator_rollback(g, 23 - 13), CB_OK); /* cache holds out[0..13) */
         int32_t again[11];
         int64_t n;
-        assert_int_equal(cb_generator_continue(g, &out[13], 1, 1, 10, again, &n, NULL, NULL), CB_OK);
+        assert_int_equal(cb_generator_continue(g, &out[13], 1, 1, 10, again, &n, NULL, NULL),
+                         CB_OK);
         assert_int_equal(n, 10);
         assert_memory_equal(again, &out[14], sizeof(int32_t) * 10);
         /* rollback past the start clamps to 0 */
@@ -246,7 +252,8 @@ static void test_eos_per_row(void **state) {
     cb_generate_config c = greedy_cfg(12);
     int32_t free_run[2][20];
     int64_t len;
-    assert_int_equal(cb_generate(m, &c, &prompt[0][0], 2, 8, &free_run[0][0], &len, NULL, NULL), CB_OK);
+    assert_int_equal(cb_generate(m, &c, &prompt[0][0], 2, 8, &free_run[0][0], &len, NULL, NULL),
+                     CB_OK);
     /* pick row 0's 4th new token as EOS, one row 1 does not produce before it */
     int32_t eos = free_run[0][8 + 3];
     int first1 = -1;
@@ -262,12 +269,16 @@ static void test_eos_per_row(void **state) {
     for (int b = 0; b < 2; b++) {
         int first = b == 0 ? first0 : first1;
         for (int t = 8; t < 20; t++) {
-            if (first < 0 || t <= first) assert_int_equal(out[b][t], free_run[b][t]);
-            else assert_int_equal(out[b][t], 0); /* pad after EOS */
+            if (first < 0 || t <= first)
+                assert_int_equal(out[b][t], free_run[b][t]);
+            else
+                assert_int_equal(out[b][t], 0); /* pad after EOS */
         }
     }
-    if (first1 < 0) assert_int_equal(len, 20);
-    else assert_int_equal(len, 8 + ((first0 > first1 ? first0 : first1) - 8) + 1);
+    if (first1 < 0)
+        assert_int_equal(len, 20);
+    else
+        assert_int_equal(len, 8 + ((first0 > first1 ? first0 : first1) - 8) + 1);
     /* one row: stops right after EOS, the rest of the buffer holds the pad token */
     int32_t one[20];
     assert_int_equal(cb_generate(m, &c, prompt[0], 1, 8, one, &len, NULL, NULL), CB_OK);

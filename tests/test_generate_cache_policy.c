@@ -49,13 +49,17 @@ static void test_sha1(void **state) {
 static void test_plan_key_vector(void **state) {
     (void)state;
     const char *canon =
-        "{\"auto_bench_prompt_len\":64,\"auto_bench_steps\":8,\"auto_benchmark\":false,\"batch_size\":1,"
+        "{\"auto_bench_prompt_len\":64,\"auto_bench_steps\":8,\"auto_benchmark\":false,\"batch_"
+        "size\":1,"
         "\"budget_mb\":null,\"max_seq_len\":2048,\"model\":\"caramba.model.Model\",\"qblock\":32,"
-        "\"quality\":{\"decode_steps\":4,\"max_delta_nll\":null,\"max_mean_kl\":null,\"max_ppl_ratio\":null,"
+        "\"quality\":{\"decode_steps\":4,\"max_delta_nll\":null,\"max_mean_kl\":null,\"max_ppl_"
+        "ratio\":null,"
         "\"prompt_len\":64},\"residual_len\":0}";
     const char *shuffled =
-        "{ \"quality\": {\"prompt_len\": 64, \"max_ppl_ratio\": null, \"decode_steps\": 4, \"max_mean_kl\": null,"
-        " \"max_delta_nll\": null}, \"model\": \"caramba.model.Model\", \"batch_size\": 1, \"max_seq_len\": 2048,"
+        "{ \"quality\": {\"prompt_len\": 64, \"max_ppl_ratio\": null, \"decode_steps\": 4, "
+        "\"max_mean_kl\": null,"
+        " \"max_delta_nll\": null}, \"model\": \"caramba.model.Model\", \"batch_size\": 1, "
+        "\"max_seq_len\": 2048,"
         " \"qblock\": 32, \"residual_len\": 0, \"budget_mb\": null, \"auto_benchmark\": false,"
         " \"auto_bench_steps\": 8, \"auto_bench_prompt_len\": 64 }";
     char *c;
@@ -67,7 +71,8 @@ static void test_plan_key_vector(void **state) {
     assert_string_equal(key, "3c731f94bfaff9d4");
     assert_int_equal(cb_cache_plan_key_of_json("{bad", key), CB_ERR_FORMAT);
     /* escapes and non-integers */
-    assert_int_equal(cb_json_canonicalize("{\"b\":[1.5,1e-05,\"x\\ny\\u0001\"],\"a\":true}", &c), CB_OK);
+    assert_int_equal(cb_json_canonicalize("{\"b\":[1.5,1e-05,\"x\\ny\\u0001\"],\"a\":true}", &c),
+                     CB_OK);
     assert_string_equal(c, "{\"a\":true,\"b\":[1.5,1e-05,\"x\\ny\\u0001\"]}");
     free(c);
 }
@@ -161,12 +166,14 @@ static void test_fidelity_and_needle(void **state) {
     cb_cache_fidelity f;
     assert_int_equal(cb_cache_fidelity_check(m, &c, "fp32", "fp32", tok, B, T, 24, &f), CB_OK);
     assert_true(f.delta_nll == 0 && f.ppl_ratio == 1);
-    assert_true(f.baseline_nll > 3 && f.baseline_nll < 10); /* ~log(384) = 5.95 for a random model */
+    assert_true(f.baseline_nll > 3 &&
+                f.baseline_nll < 10); /* ~log(384) = 5.95 for a random model */
     assert_int_equal(cb_cache_fidelity_check(m, &c, "fp32", "fp16", tok, B, T, 24, &f), CB_OK);
     assert_true(fabs(f.delta_nll) < 1e-3);
     assert_int_equal(cb_cache_fidelity_check(m, &c, "fp32", "q4_0", tok, B, T, 24, &f), CB_OK);
     assert_true(isfinite(f.delta_nll));
-    assert_int_equal(cb_cache_long_context_check(m, &c, "fp32", "q8_0", tok, B, T, 64, &f), CB_ERR_ARG);
+    assert_int_equal(cb_cache_long_context_check(m, &c, "fp32", "q8_0", tok, B, T, 64, &f),
+                     CB_ERR_ARG);
 
     /* the needle: key (2 tokens) + value planted early, the key again at the end */
     enum { P = 40, S = 4 };
@@ -214,7 +221,8 @@ static void test_gates_choose(void **state) {
     assert_non_null(strstr(d.note, "quality gates"));
     assert_true(d.cand[0].gated && d.cand[1].gated);
     double kl4 = d.cand[0].mean_kl, kl8 = d.cand[1].mean_kl;
-    print_message("gate KL: q4_0 %.3g, q8_0 %.3g; needle hit q4_0 %.2f\n", kl4, kl8, d.cand[0].needle_hit);
+    print_message("gate KL: q4_0 %.3g, q8_0 %.3g; needle hit q4_0 %.2f\n", kl4, kl8,
+                  d.cand[0].needle_hit);
     assert_true(kl8 < kl4);
     /* deterministic: the probes are seeded */
     assert_int_equal(cb_cache_policy_resolve(m, 1, &c, &d2), CB_OK);
@@ -262,7 +270,8 @@ static void test_plan_file(void **state) {
     char path[512];
     snprintf(path, sizeof path, "%s/sub/plans.json", dir);
     /* save / load / staleness */
-    cb_cache_plan_entry e = {.has_ts = true, .ts = 1000, .has_tps = true, .tps = 123, .source = "bench"};
+    cb_cache_plan_entry e = {
+        .has_ts = true, .ts = 1000, .has_tps = true, .tps = 123, .source = "bench"};
     snprintf(e.cache_kind, sizeof e.cache_kind, "q8_0");
     assert_int_equal(cb_cache_plan_save(path, "0123456789abcdef", &e, "{\"x\":1}"), CB_OK);
     cb_cache_plan_entry g;
@@ -283,8 +292,9 @@ static void test_plan_file(void **state) {
     size_t n;
     assert_int_equal(cb_read_file(path, 1 << 20, &text, &n), CB_OK);
     assert_true(n > 0 && text[n - 1] == '\n');
-    assert_non_null(strstr(text, "{\"plans\":{\"0123456789abcdef\":{\"cache_kind\":\"q8_0\",\"payload\":{\"x\":1},"
-                                 "\"source\":\"bench\",\"tps\":123,\"ts\":1000}},\"version\":1}"));
+    assert_non_null(strstr(
+        text, "{\"plans\":{\"0123456789abcdef\":{\"cache_kind\":\"q8_0\",\"payload\":{\"x\":1},"
+              "\"source\":\"bench\",\"tps\":123,\"ts\":1000}},\"version\":1}"));
     free(text);
 
     /* resolve persists, then reuses; probing re-selects once the entry is stale */
@@ -334,7 +344,8 @@ static void test_plan_file(void **state) {
     assert_int_equal(cb_cache_plan_load(path, d.key, &g, &found), CB_OK);
     assert_true(found);
     /* an entry with an unknown kind is ignored */
-    const char *badent = "{\"plans\":{\"0000000000000000\":{\"cache_kind\":\"q3_k\",\"ts\":1}},\"version\":1}";
+    const char *badent =
+        "{\"plans\":{\"0000000000000000\":{\"cache_kind\":\"q3_k\",\"ts\":1}},\"version\":1}";
     assert_int_equal(tu_write_file(path, badent, strlen(badent)), 0);
     assert_int_equal(cb_cache_plan_load(path, "0000000000000000", &g, &found), CB_OK);
     assert_false(found);
@@ -364,10 +375,14 @@ static void test_generator_auto(void **state) {
 int main(void) {
     cb_threads_init(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha1),       cmocka_unit_test(test_plan_key_vector),
-        cmocka_unit_test(test_estimates),  cmocka_unit_test(test_budget),
-        cmocka_unit_test(test_fidelity_and_needle), cmocka_unit_test(test_gates_choose),
-        cmocka_unit_test(test_benchmark),  cmocka_unit_test(test_plan_file),
+        cmocka_unit_test(test_sha1),
+        cmocka_unit_test(test_plan_key_vector),
+        cmocka_unit_test(test_estimates),
+        cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_fidelity_and_needle),
+        cmocka_unit_test(test_gates_choose),
+        cmocka_unit_test(test_benchmark),
+        cmocka_unit_test(test_plan_file),
         cmocka_unit_test(test_generator_auto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,8 @@ static void greedy(cb_model *m, const int32_t *p, int64_t S, int64_t N, int32_t 
 
 static void fmt_ids(char *buf, size_t n, const int32_t *ids, int64_t k) {
     size_t o = 0;
-    for (int64_t i = 0; i < k; i++) o += (size_t)snprintf(buf + o, n - o, "%s%d", i ? " " : "", ids[i]);
+    for (int64_t i = 0; i < k; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%d", i ? " " : "", ids[i]);
     snprintf(buf + o, n - o, "\n");
 }
 
@@ -129,8 +130,9 @@ static void test_argv(void **state) {
     assert_int_equal(cb_legacy_infer_main(5, badnum), 2);
     char ck[512];
     snprintf(ck, sizeof ck, "%s", tu_path(FIX));
-    char *ok[] = {"caramba", "--mode", "sample", "--ckpt", ck, "--prompt", "3 4", "--max-new-tokens", "2",
-                  "--temperature", "0", "--data", "ignored.npy", "--seed", "5"};
+    char *ok[] = {"caramba",  "--mode", "sample",           "--ckpt", ck,
+                  "--prompt", "3 4",    "--max-new-tokens", "2",      "--temperature",
+                  "0",        "--data", "ignored.npy",      "--seed", "5"};
     assert_int_equal(cb_legacy_infer_main(15, ok), 0);
 }
 

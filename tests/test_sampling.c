@@ -9,7 +9,8 @@
 
 static void expect_probs(const float *got, const double *want, int n, double tol) {
     for (int i = 0; i < n; i++)
-        if (!(fabs(got[i] - want[i]) <= tol)) fail_msg("p[%d] = %.7f, expected %.7f", i, got[i], want[i]);
+        if (!(fabs(got[i] - want[i]) <= tol))
+            fail_msg("p[%d] = %.7f, expected %.7f", i, got[i], want[i]);
 }
 
 static void logits_of(const double *p, float *l, int n) {
@@ -91,7 +92,8 @@ static void test_top_p(void **state) {
     assert_int_equal(cb_token_sampler_probs(&s, l, 1.0f, 0, 0.5f), CB_OK);
     double w2[4] = {0, 4.0 / 7, 0, 3.0 / 7};
     expect_probs(s.probs, w2, 4, 1e-6);
-    assert_int_equal(cb_token_sampler_probs(&s, l, 1.0f, 0, 0.3f), CB_OK); /* the top token always stays */
+    assert_int_equal(cb_token_sampler_probs(&s, l, 1.0f, 0, 0.3f),
+                     CB_OK); /* the top token always stays */
     double w3[4] = {0, 1, 0, 0};
     expect_probs(s.probs, w3, 4, 1e-6);
     cb_token_sampler_free(&s);

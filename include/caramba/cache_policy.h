@@ -40,10 +40,10 @@ typedef struct cb_cache_candidate {
 } cb_cache_candidate;
 
 typedef struct cb_cache_decision {
-    char policy[96];  /* the chosen policy text */
-    char source[16];  /* "default", "bench", "plan", "budget", "gates_failed" */
-    double tps;       /* NAN when unknown */
-    char key[17];     /* plan key (16 hex digits), "" when no plan path */
+    char policy[96]; /* the chosen policy text */
+    char source[16]; /* "default", "bench", "plan", "budget", "gates_failed" */
+    double tps;      /* NAN when unknown */
+    char key[17];    /* plan key (16 hex digits), "" when no plan path */
     int n_candidates;
     cb_cache_candidate cand[CB_CACHE_MAX_CANDIDATES];
     char note[256]; /* what a user should know: nothing fit the budget, no candidate passed the
@@ -85,7 +85,7 @@ cb_status cb_cache_long_context_check(cb_model *m, const cb_generate_config *cfg
                                       int64_t prompt_len, cb_cache_fidelity *out);
 
 typedef struct cb_needle_result {
-    double mean_kl, max_kl; /* KL(baseline || candidate) per step, over the needle's tokens */
+    double mean_kl, max_kl;    /* KL(baseline || candidate) per step, over the needle's tokens */
     double base_hit, cand_hit; /* fraction of needle value tokens ranked first */
     int64_t needle_pos;        /* where the needle (key + value) was planted */
     int steps;
@@ -107,8 +107,8 @@ cb_status cb_cache_needle_gate(cb_model *m, const cb_generate_config *cfg, const
 
 /* Decode tokens/s of a policy: prefill a seeded random prompt, one untimed warm-up step, then
  * `steps` greedy steps timed (prefill excluded). */
-cb_status cb_cache_bench(cb_model *m, const cb_generate_config *cfg, const char *policy,
-                         int64_t B, int64_t prompt_len, int steps, uint64_t seed, double *tps);
+cb_status cb_cache_bench(cb_model *m, const cb_generate_config *cfg, const char *policy, int64_t B,
+                         int64_t prompt_len, int steps, uint64_t seed, double *tps);
 
 /* ---- persisted decisions ------------------------------------------------------------------ */
 

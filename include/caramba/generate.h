@@ -36,20 +36,20 @@ typedef struct cb_generate_config {
      * "k:q8_0,v:q4_0", "k_sem:q4_0,k_geo:q8_0,v:q4_0") or "auto". NULL: "fp32" (the model's
      * compute precision on the CPU, so decode reads the same K/V as prefill). */
     const char *cache_kind;
-    int cache_qblock;              /* 32; the cache formats use blocks of 32 (<= 0: 32; others: error) */
-    int64_t cache_residual_len;    /* 0: fp16 window of the most recent tokens (quantized kinds) */
-    int cache_fp16_prefix_layers;  /* 0: the first N attention layers use fp16 whatever the kind */
-    double cache_budget_mb;        /* -1: none. auto: memory budget in MiB */
-    bool cache_auto_benchmark;     /* false: auto micro-benchmarks the candidates */
-    int cache_auto_bench_steps;    /* 8 (<= 0 disables the benchmark) */
-    int cache_auto_bench_prompt_len; /* 64 */
-    double cache_quality_max_delta_nll; /* -1: none. auto gate */
-    double cache_quality_max_ppl_ratio; /* -1: none. auto gate */
-    double cache_quality_max_mean_kl;   /* -1: none. auto needle gate */
-    int cache_quality_prompt_len;       /* 64 */
-    int cache_quality_decode_steps;     /* 4 */
-    const char *cache_plan_path;        /* NULL: decisions are not persisted */
-    bool cache_plan_probe;              /* false: re-select when the stored entry is stale */
+    int cache_qblock; /* 32; the cache formats use blocks of 32 (<= 0: 32; others: error) */
+    int64_t cache_residual_len;   /* 0: fp16 window of the most recent tokens (quantized kinds) */
+    int cache_fp16_prefix_layers; /* 0: the first N attention layers use fp16 whatever the kind */
+    double cache_budget_mb;       /* -1: none. auto: memory budget in MiB */
+    bool cache_auto_benchmark;    /* false: auto micro-benchmarks the candidates */
+    int cache_auto_bench_steps;   /* 8 (<= 0 disables the benchmark) */
+    int cache_auto_bench_prompt_len;      /* 64 */
+    double cache_quality_max_delta_nll;   /* -1: none. auto gate */
+    double cache_quality_max_ppl_ratio;   /* -1: none. auto gate */
+    double cache_quality_max_mean_kl;     /* -1: none. auto needle gate */
+    int cache_quality_prompt_len;         /* 64 */
+    int cache_quality_decode_steps;       /* 4 */
+    const char *cache_plan_path;          /* NULL: decisions are not persisted */
+    bool cache_plan_probe;                /* false: re-select when the stored entry is stale */
     double cache_plan_probe_interval_sec; /* 3600 */
     /* auto candidates in quality order, ';'-separated policy texts. NULL: "fp16;q8_0;nf4;q4_0". */
     const char *cache_auto_candidates;
@@ -100,11 +100,11 @@ void cb_token_sampler_free(cb_token_sampler *s);
  * argmax when temperature <= 0, else softmax(logits / T) restricted by top_k (ties with the k-th
  * largest kept) and then by top_p (keep the most probable tokens up to and including the first
  * whose cumulative probability strictly exceeds top_p), renormalised. */
-cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature, int top_k,
-                           float top_p);
+cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature,
+                                 int top_k, float top_p);
 /* Draws one token. Greedy (temperature <= 0) draws no random number. */
-int32_t cb_token_sampler_sample(cb_token_sampler *s, const float *logits, float temperature, int top_k,
-                          float top_p, cb_rng *rng);
+int32_t cb_token_sampler_sample(cb_token_sampler *s, const float *logits, float temperature,
+                                int top_k, float top_p, cb_rng *rng);
 /* Index drawn from probs[0..n) (any non-negative weights, normalised here) with one uniform. */
 int32_t cb_sample_from(const float *probs, int64_t n, cb_rng *rng);
 /* First index of the largest value. */
@@ -178,9 +178,9 @@ const cb_generate_config *cb_generator_config(const cb_generator *g);
 typedef struct cb_generate_stats {
     int64_t prefill_tokens; /* tokens fed in feeds of more than one token per row */
     double prefill_s;
-    int64_t decode_tokens;  /* one-token feeds (per row) */
+    int64_t decode_tokens; /* one-token feeds (per row) */
     double decode_s;
-    int64_t sampled;        /* sampling steps */
+    int64_t sampled; /* sampling steps */
     double sample_s;
 } cb_generate_stats;
 cb_generate_stats cb_generator_stats(const cb_generator *g);
@@ -202,9 +202,8 @@ cb_status cb_generator_continue(cb_generator *g, const int32_t *ids, int64_t B, 
 /* ---- stateless generate (§10.3) ------------------------------------------------------------- */
 
 /* Same contract as cb_generator_generate with a generator that lives for this call. */
-cb_status cb_generate(cb_model *m, const cb_generate_config *cfg, const int32_t *prompt,
-                      int64_t B, int64_t S, int32_t *out, int64_t *out_len, cb_token_fn fn,
-                      void *user);
+cb_status cb_generate(cb_model *m, const cb_generate_config *cfg, const int32_t *prompt, int64_t B,
+                      int64_t S, int32_t *out, int64_t *out_len, cb_token_fn fn, void *user);
 
 /* ---- caches --------------------------------------------------------------------------------- */
 

@@ -23,36 +23,36 @@ extern "C" {
 #endif
 
 typedef struct cb_spec_config {
-    cb_generate_config gen;   /* sampling, EOS, max_seq_len, target cache policy ("auto" ok) */
-    int spec_k;               /* 4: initial draft length */
-    const char *spec_method;  /* "reject_sampling" (default) | "greedy": accept a draft token iff
-                                 it is the target's argmax (output = greedy decoding) */
-    bool spec_extra_token;    /* true: on full acceptance also emit a token from the target's
-                                 last verified position (free: its logits are already there) */
+    cb_generate_config gen;  /* sampling, EOS, max_seq_len, target cache policy ("auto" ok) */
+    int spec_k;              /* 4: initial draft length */
+    const char *spec_method; /* "reject_sampling" (default) | "greedy": accept a draft token iff
+                                it is the target's argmax (output = greedy decoding) */
+    bool spec_extra_token;   /* true: on full acceptance also emit a token from the target's
+                                last verified position (free: its logits are already there) */
     double spec_disable_below_accept; /* 0: > 0 falls back to plain decoding for the rest of the
                                          call once acceptance < this after more than 10 proposals */
-    bool spec_k_adaptive;     /* false */
-    int spec_k_min;           /* 1 */
-    int spec_k_max;           /* 16 */
-    double spec_k_target_accept; /* 0.7 */
-    int spec_k_adjust_interval;  /* 32 proposals between adjustments */
-    int spec_k_step;          /* 1 */
-    const char *draft_cache_kind; /* NULL: the target's resolved policy */
+    bool spec_k_adaptive;             /* false */
+    int spec_k_min;                   /* 1 */
+    int spec_k_max;                   /* 16 */
+    double spec_k_target_accept;      /* 0.7 */
+    int spec_k_adjust_interval;       /* 32 proposals between adjustments */
+    int spec_k_step;                  /* 1 */
+    const char *draft_cache_kind;     /* NULL: the target's resolved policy */
 } cb_spec_config;
 
 typedef struct cb_spec_stats {
-    int64_t accept_total;  /* draft tokens accepted */
-    int64_t propose_total; /* draft tokens proposed */
+    int64_t accept_total;   /* draft tokens accepted */
+    int64_t propose_total;  /* draft tokens proposed */
     double acceptance_rate; /* accept / propose; 1.0 when nothing was proposed */
-    int64_t rounds;        /* speculative rounds */
-    int64_t full_accepts;  /* rounds where every draft token was accepted */
-    int64_t plain_steps;   /* tokens produced by plain target steps (fallback, last token) */
-    int k_final;           /* k after adaptation (last row) */
-    bool fell_back;        /* the acceptance threshold switched speculation off */
+    int64_t rounds;         /* speculative rounds */
+    int64_t full_accepts;   /* rounds where every draft token was accepted */
+    int64_t plain_steps;    /* tokens produced by plain target steps (fallback, last token) */
+    int k_final;            /* k after adaptation (last row) */
+    bool fell_back;         /* the acceptance threshold switched speculation off */
     int64_t target_forwards, draft_forwards;
     int64_t target_cache_len, draft_cache_len; /* at the end (last row): output length - 1 at
                                                   most; the last token is never fed */
-    double seconds;        /* wall time of the whole call */
+    double seconds;                            /* wall time of the whole call */
 } cb_spec_stats;
 
 void cb_spec_config_default(cb_spec_config *c);
@@ -71,10 +71,11 @@ cb_status cb_spec_decoder_generate(cb_spec_decoder *sd, const int32_t *prompt, i
                                    int32_t *out, int64_t *out_len, cb_spec_stats *stats,
                                    cb_token_fn fn, void *user);
 
-/* One-shot: a decoder for this call. prompt [B][S] -> out [B][S + max_new_tokens] (row stride S + max_new_tokens), *out_len =
- * S + the most tokens any row produced (shorter rows padded). Target and draft must share the
- * vocabulary. Rows are generated one after another, each with its own caches, from one seeded
- * random stream. fn (may be NULL) is called per token when B == 1, else per step at the end. */
+/* One-shot: a decoder for this call. prompt [B][S] -> out [B][S + max_new_tokens] (row stride S +
+ * max_new_tokens), *out_len = S + the most tokens any row produced (shorter rows padded). Target
+ * and draft must share the vocabulary. Rows are generated one after another, each with its own
+ * caches, from one seeded random stream. fn (may be NULL) is called per token when B == 1, else per
+ * step at the end. */
 cb_status cb_speculative_generate(cb_model *target, cb_model *draft, const cb_spec_config *cfg,
                                   const int32_t *prompt, int64_t B, int64_t S, int32_t *out,
                                   int64_t *out_len, cb_spec_stats *stats, cb_token_fn fn,

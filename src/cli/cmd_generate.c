@@ -27,41 +27,75 @@ static cb_opt gen_opts[] = {
     {.name = "top-k", .metavar = "K", .help = "keep the K most likely tokens (ties kept); 0 = off"},
     {.name = "top-p", .metavar = "P", .help = "nucleus: keep tokens up to cumulative P; 0/1 = off"},
     {.name = "seed", .metavar = "S", .help = "random seed for sampling (default 0)"},
-    {.name = "eos-id", .metavar = "ID", .help = "stop a row at this id: a number, 'model' (config.json), or 'none' (default; 'model' with --prompt)"},
+    {.name = "eos-id",
+     .metavar = "ID",
+     .help = "stop a row at this id: a number, 'model' (config.json), or 'none' (default; 'model' "
+             "with --prompt)"},
     {.name = "pad-id", .metavar = "ID", .help = "what finished rows emit (default: the EOS id)"},
-    {.name = "max-seq-len", .metavar = "N", .help = "cache capacity (default: prompt + max-new-tokens)"},
-    {.name = "cache-kind", .metavar = "KIND", .help = "fp32 (default), fp16, q8_0, q4_0, nf4, per tensor (k:q8_0,v:q4_0) or auto"},
-    {.name = "cache-residual-len", .metavar = "R", .help = "fp16 window of the R newest tokens for quantized caches"},
-    {.name = "cache-fp16-prefix-layers", .metavar = "N", .help = "first N attention layers cache in fp16"},
+    {.name = "max-seq-len",
+     .metavar = "N",
+     .help = "cache capacity (default: prompt + max-new-tokens)"},
+    {.name = "cache-kind",
+     .metavar = "KIND",
+     .help = "fp32 (default), fp16, q8_0, q4_0, nf4, per tensor (k:q8_0,v:q4_0) or auto"},
+    {.name = "cache-residual-len",
+     .metavar = "R",
+     .help = "fp16 window of the R newest tokens for quantized caches"},
+    {.name = "cache-fp16-prefix-layers",
+     .metavar = "N",
+     .help = "first N attention layers cache in fp16"},
     {.name = "cache-budget-mb", .metavar = "MB", .help = "auto: cache memory budget in MiB"},
-    {.name = "cache-candidates", .metavar = "LIST", .help = "auto: ';'-separated policies in quality order (default fp16;q8_0;nf4;q4_0)"},
-    {.name = "cache-max-delta-nll", .metavar = "X", .help = "auto: quality gate on the NLL increase"},
-    {.name = "cache-max-ppl-ratio", .metavar = "X", .help = "auto: quality gate on the perplexity ratio"},
+    {.name = "cache-candidates",
+     .metavar = "LIST",
+     .help = "auto: ';'-separated policies in quality order (default fp16;q8_0;nf4;q4_0)"},
+    {.name = "cache-max-delta-nll",
+     .metavar = "X",
+     .help = "auto: quality gate on the NLL increase"},
+    {.name = "cache-max-ppl-ratio",
+     .metavar = "X",
+     .help = "auto: quality gate on the perplexity ratio"},
     {.name = "cache-max-mean-kl", .metavar = "X", .help = "auto: needle-in-a-haystack KL gate"},
-    {.name = "cache-auto-benchmark", .metavar = NULL, .help = "auto: time the candidates, take the fastest"},
+    {.name = "cache-auto-benchmark",
+     .metavar = NULL,
+     .help = "auto: time the candidates, take the fastest"},
     {.name = "cache-plan", .metavar = "PATH", .help = "auto: JSON file that keeps decisions"},
-    {.name = "cache-plan-probe", .metavar = NULL, .help = "auto: re-select when the stored decision is stale"},
-    {.name = "cache-plan-interval", .metavar = "SEC", .help = "auto: staleness interval (default 3600)"},
+    {.name = "cache-plan-probe",
+     .metavar = NULL,
+     .help = "auto: re-select when the stored decision is stale"},
+    {.name = "cache-plan-interval",
+     .metavar = "SEC",
+     .help = "auto: staleness interval (default 3600)"},
     {.name = "decode-plan", .metavar = "PLAN", .help = "auto (default), fixed or none"},
     {.name = "decode-q-chunk", .metavar = "N", .help = "fixed plan: query chunk"},
-    {.name = "decode-local-window", .metavar = "N", .help = "fixed plan: sliding window (changes results)"},
+    {.name = "decode-local-window",
+     .metavar = "N",
+     .help = "fixed plan: sliding window (changes results)"},
     {.name = "prefill-chunk", .metavar = "N", .help = "feed long prompts N tokens at a time"},
     {.name = "draft", .metavar = "MODEL", .help = "speculative decoding with this draft model"},
     {.name = "spec-k", .metavar = "K", .help = "draft tokens per round (default 4)"},
     {.name = "spec-adaptive", .metavar = NULL, .help = "adapt k to the acceptance rate"},
     {.name = "spec-method", .metavar = "M", .help = "reject_sampling (default) or greedy"},
-    {.name = "spec-disable-below", .metavar = "X", .help = "fall back to plain decoding below this acceptance"},
+    {.name = "spec-disable-below",
+     .metavar = "X",
+     .help = "fall back to plain decoding below this acceptance"},
     {.name = "device", .metavar = "DEV", .help = "cpu (default) or cuda"},
-    {.name = "tokenizer", .metavar = "PATH", .help = "tokenizer (tokenizer.json, *.tiktoken, 'bytes'): stream text to stdout"},
-    {.name = "encoding", .metavar = "NAME", .help = "encoding of a .tiktoken file (cl100k_base, llama3, ...)"},
-    {.name = "prompt", .metavar = "TEXT", .help = "prompt text (needs --tokenizer; replaces --ids)"},
+    {.name = "tokenizer",
+     .metavar = "PATH",
+     .help = "tokenizer (tokenizer.json, *.tiktoken, 'bytes'): stream text to stdout"},
+    {.name = "encoding",
+     .metavar = "NAME",
+     .help = "encoding of a .tiktoken file (cl100k_base, llama3, ...)"},
+    {.name = "prompt",
+     .metavar = "TEXT",
+     .help = "prompt text (needs --tokenizer; replaces --ids)"},
     {.name = "bos", .metavar = NULL, .help = "prepend the tokenizer's BOS token to --prompt"},
     {.name = "quiet", .metavar = NULL, .help = "do not print tokens/s to stderr"},
 };
 
 #define N_GEN_OPTS ((int)(sizeof gen_opts / sizeof gen_opts[0]))
 
-static int opt_id(cb_cmd_spec *spec, const char *name, const cb_model *m, int64_t def, int64_t *out) {
+static int opt_id(cb_cmd_spec *spec, const char *name, const cb_model *m, int64_t def,
+                  int64_t *out) {
     cb_opt *o = cb_args_get(spec, name);
     if (!o->present) {
         *out = def;
@@ -81,11 +115,13 @@ static int opt_id(cb_cmd_spec *spec, const char *name, const cb_model *m, int64_
     return 0;
 }
 
-static int fopt(cb_cmd_spec *spec, const char *name, double def, double lo, double hi, double *out) {
+static int fopt(cb_cmd_spec *spec, const char *name, double def, double lo, double hi,
+                double *out) {
     return cb_args_float(spec, name, def, lo, hi, out);
 }
 
-static int iopt(cb_cmd_spec *spec, const char *name, long long def, long long lo, long long hi, long long *out) {
+static int iopt(cb_cmd_spec *spec, const char *name, long long def, long long lo, long long hi,
+                long long *out) {
     return cb_args_int(spec, name, def, lo, hi, out);
 }
 
@@ -101,14 +137,18 @@ int cb_cmd_generate(int argc, char **argv) {
                         "Generates tokens with the KV cache: greedy by default, or sampled "
                         "(temperature -> top-k -> top-p), optionally with a speculative draft "
                         "model. Writes prompt + new ids; prints tokens/s to stderr.",
-                        gen_opts, N_GEN_OPTS, 0, 0};
+                        gen_opts,
+                        N_GEN_OPTS,
+                        0,
+                        0};
     const char *pos[1];
     int np, r = cb_args_parse(&spec, argc, argv, pos, &np);
     if (r) return r == CB_ARGS_HELP ? 0 : 1;
     const char *model = cb_args_require(&spec, "model");
     if (!model) return 1;
     const char *idsp = cb_args_get(&spec, "ids")->value, *outp = cb_args_get(&spec, "out")->value;
-    const char *tokp = cb_args_get(&spec, "tokenizer")->value, *prompt = cb_args_get(&spec, "prompt")->value;
+    const char *tokp = cb_args_get(&spec, "tokenizer")->value,
+               *prompt = cb_args_get(&spec, "prompt")->value;
     if (prompt && !tokp) {
         fprintf(stderr, "error: caramba generate: --prompt needs --tokenizer\n");
         return 1;
@@ -118,29 +158,40 @@ int cb_cmd_generate(int argc, char **argv) {
         return 1;
     }
     if (!prompt && !idsp) {
-        fprintf(stderr, "error: caramba generate: --ids PROMPT.npy (or --tokenizer with --prompt TEXT) is required\n");
+        fprintf(stderr, "error: caramba generate: --ids PROMPT.npy (or --tokenizer with --prompt "
+                        "TEXT) is required\n");
         return 1;
     }
     if (!tokp && !outp) {
-        fprintf(stderr, "error: caramba generate: --out IDS_OUT.npy is required without --tokenizer\n");
+        fprintf(stderr,
+                "error: caramba generate: --out IDS_OUT.npy is required without --tokenizer\n");
         return 1;
     }
     long long max_new, top_k, seed, resid, prefix, qchunk, lwin, pchunk, speck, maxlen;
     double temp, top_p, budget, dnll, ppl, kl, interval, sdis;
-    if (iopt(&spec, "max-new-tokens", 64, 0, 1 << 24, &max_new) || fopt(&spec, "temperature", 0, 0, 1e6, &temp) ||
+    if (iopt(&spec, "max-new-tokens", 64, 0, 1 << 24, &max_new) ||
+        fopt(&spec, "temperature", 0, 0, 1e6, &temp) ||
         iopt(&spec, "top-k", 0, 0, 1 << 30, &top_k) || fopt(&spec, "top-p", 0, 0, 1, &top_p) ||
-        iopt(&spec, "seed", 0, 0, INT64_MAX, &seed) || iopt(&spec, "cache-residual-len", 0, 0, 1 << 24, &resid) ||
+        iopt(&spec, "seed", 0, 0, INT64_MAX, &seed) ||
+        iopt(&spec, "cache-residual-len", 0, 0, 1 << 24, &resid) ||
         iopt(&spec, "cache-fp16-prefix-layers", 0, 0, 1 << 20, &prefix) ||
-        fopt(&spec, "cache-budget-mb", -1, 0, 1e12, &budget) || fopt(&spec, "cache-max-delta-nll", -1, 0, 1e9, &dnll) ||
-        fopt(&spec, "cache-max-ppl-ratio", -1, 0, 1e9, &ppl) || fopt(&spec, "cache-max-mean-kl", -1, 0, 1e9, &kl) ||
+        fopt(&spec, "cache-budget-mb", -1, 0, 1e12, &budget) ||
+        fopt(&spec, "cache-max-delta-nll", -1, 0, 1e9, &dnll) ||
+        fopt(&spec, "cache-max-ppl-ratio", -1, 0, 1e9, &ppl) ||
+        fopt(&spec, "cache-max-mean-kl", -1, 0, 1e9, &kl) ||
         fopt(&spec, "cache-plan-interval", 3600, 0, 1e12, &interval) ||
-        iopt(&spec, "decode-q-chunk", 0, 0, 1 << 24, &qchunk) || iopt(&spec, "decode-local-window", 0, 0, 1 << 24, &lwin) ||
-        iopt(&spec, "prefill-chunk", 0, 0, 1 << 24, &pchunk) || iopt(&spec, "spec-k", 4, 1, 64, &speck) ||
-        fopt(&spec, "spec-disable-below", 0, 0, 1, &sdis) || iopt(&spec, "max-seq-len", 0, 1, 1 << 24, &maxlen))
+        iopt(&spec, "decode-q-chunk", 0, 0, 1 << 24, &qchunk) ||
+        iopt(&spec, "decode-local-window", 0, 0, 1 << 24, &lwin) ||
+        iopt(&spec, "prefill-chunk", 0, 0, 1 << 24, &pchunk) ||
+        iopt(&spec, "spec-k", 4, 1, 64, &speck) ||
+        fopt(&spec, "spec-disable-below", 0, 0, 1, &sdis) ||
+        iopt(&spec, "max-seq-len", 0, 1, 1 << 24, &maxlen))
         return 1;
     const char *draftp = cb_args_get(&spec, "draft")->value;
-    if (!draftp && (cb_args_get(&spec, "spec-k")->present || cb_args_get(&spec, "spec-adaptive")->present ||
-                    cb_args_get(&spec, "spec-method")->present || cb_args_get(&spec, "spec-disable-below")->present)) {
+    if (!draftp &&
+        (cb_args_get(&spec, "spec-k")->present || cb_args_get(&spec, "spec-adaptive")->present ||
+         cb_args_get(&spec, "spec-method")->present ||
+         cb_args_get(&spec, "spec-disable-below")->present)) {
         fprintf(stderr, "error: caramba generate: --spec-* options need --draft MODEL\n");
         return 1;
     }
@@ -203,7 +254,8 @@ int cb_cmd_generate(int argc, char **argv) {
         }
         for (size_t i = 0; i < enc.n; i++)
             if (enc.data[i] >= m->vocab_size) {
-                fprintf(stderr, "error: --prompt: token id %d is outside the model's vocabulary of %lld\n",
+                fprintf(stderr,
+                        "error: --prompt: token id %d is outside the model's vocabulary of %lld\n",
                         enc.data[i], (long long)m->vocab_size);
                 goto done;
             }
@@ -222,11 +274,13 @@ int cb_cmd_generate(int argc, char **argv) {
         prompt_ids = malloc(sizeof(int32_t) * (size_t)(B * S));
         if (!prompt_ids) goto oom;
         for (int64_t i = 0; i < B * S; i++)
-            prompt_ids[i] = ids.dtype == CB_I64 ? (int32_t)((const int64_t *)ids.data)[i] : ((const int32_t *)ids.data)[i];
+            prompt_ids[i] = ids.dtype == CB_I64 ? (int32_t)((const int64_t *)ids.data)[i]
+                                                : ((const int32_t *)ids.data)[i];
     }
     int64_t eos;
     if (opt_id(&spec, "eos-id", m, prompt ? m->eos_id : -1, &eos)) goto done;
-    if (eos < 0 && prompt && tok && cb_tokenizer_eot_id(tok) >= 0 && !cb_args_get(&spec, "eos-id")->present)
+    if (eos < 0 && prompt && tok && cb_tokenizer_eot_id(tok) >= 0 &&
+        !cb_args_get(&spec, "eos-id")->present)
         eos = cb_tokenizer_eot_id(tok);
     int64_t pad;
     if (opt_id(&spec, "pad-id", m, -1, &pad)) goto done;
@@ -255,30 +309,33 @@ int cb_cmd_generate(int argc, char **argv) {
         st = cb_speculative_generate(m, dm, &sc, prompt_ids, B, S, out, &len, &ss,
                                      streaming ? cb_cli_stream_token : NULL, &stream);
         if (st == CB_OK && !quiet)
-            fprintf(stderr,
-                    "generate: %lld x %lld new tokens in %.3f s (%.1f tokens/s), speculative k=%d%s: "
-                    "acceptance %.3f (%lld/%lld), %lld target / %lld draft forwards%s\n",
-                    (long long)B, (long long)(len - S), ss.seconds,
-                    ss.seconds > 0 ? (double)(B * (len - S)) / ss.seconds : 0.0, ss.k_final,
-                    sc.spec_k_adaptive ? " (adaptive)" : "", ss.acceptance_rate, (long long)ss.accept_total,
-                    (long long)ss.propose_total, (long long)ss.target_forwards, (long long)ss.draft_forwards,
-                    ss.fell_back ? ", fell back to plain decoding" : "");
+            fprintf(
+                stderr,
+                "generate: %lld x %lld new tokens in %.3f s (%.1f tokens/s), speculative k=%d%s: "
+                "acceptance %.3f (%lld/%lld), %lld target / %lld draft forwards%s\n",
+                (long long)B, (long long)(len - S), ss.seconds,
+                ss.seconds > 0 ? (double)(B * (len - S)) / ss.seconds : 0.0, ss.k_final,
+                sc.spec_k_adaptive ? " (adaptive)" : "", ss.acceptance_rate,
+                (long long)ss.accept_total, (long long)ss.propose_total,
+                (long long)ss.target_forwards, (long long)ss.draft_forwards,
+                ss.fell_back ? ", fell back to plain decoding" : "");
     } else {
         cb_generator *g = NULL;
         st = cb_generator_new(&g, m, &cfg);
         if (st == CB_OK)
-            st = cb_generator_generate(g, prompt_ids, B, S, out, &len, streaming ? cb_cli_stream_token : NULL,
-                                       &stream);
+            st = cb_generator_generate(g, prompt_ids, B, S, out, &len,
+                                       streaming ? cb_cli_stream_token : NULL, &stream);
         if (st == CB_OK && !quiet) {
             cb_generate_stats gs = cb_generator_stats(g);
             double dec = gs.decode_s + gs.sample_s;
-            fprintf(stderr,
-                    "generate: %lld x %lld new tokens; prefill %lld tokens in %.3f s (%.1f tokens/s); "
-                    "decode %.1f tokens/s; cache %s, %.2f MiB\n",
-                    (long long)B, (long long)(len - S), (long long)(B * S), gs.prefill_s,
-                    gs.prefill_s > 0 ? (double)(B * S) / gs.prefill_s : 0.0,
-                    dec > 0 ? (double)(B * gs.decode_tokens) / dec : 0.0, cb_generator_cache_policy(g),
-                    (double)cb_generator_cache_bytes(g) / 1048576.0);
+            fprintf(
+                stderr,
+                "generate: %lld x %lld new tokens; prefill %lld tokens in %.3f s (%.1f tokens/s); "
+                "decode %.1f tokens/s; cache %s, %.2f MiB\n",
+                (long long)B, (long long)(len - S), (long long)(B * S), gs.prefill_s,
+                gs.prefill_s > 0 ? (double)(B * S) / gs.prefill_s : 0.0,
+                dec > 0 ? (double)(B * gs.decode_tokens) / dec : 0.0, cb_generator_cache_policy(g),
+                (double)cb_generator_cache_bytes(g) / 1048576.0);
         }
         cb_generator_free(g);
     }
@@ -292,7 +349,8 @@ int cb_cmd_generate(int argc, char **argv) {
     }
     if (outp) {
         /* compact rows of the final length */
-        for (int64_t b = 1; b < B; b++) memmove(out + b * len, out + b * stride, sizeof(int32_t) * (size_t)len);
+        for (int64_t b = 1; b < B; b++)
+            memmove(out + b * len, out + b * stride, sizeof(int32_t) * (size_t)len);
         cb_tensor t;
         int64_t sh2[2] = {B, len}, sh1[1] = {len};
         cb_tensor_init(&t, CB_I32, CB_CPU, in_rank == 1 ? 1 : 2, in_rank == 1 ? sh1 : sh2, out);

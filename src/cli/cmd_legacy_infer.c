@@ -35,8 +35,10 @@ int cb_cli_stream_token(void *user, int64_t step, const int32_t *tokens, int64_t
     if (s->tok) {
         const char *bytes;
         size_t n;
-        if (cb_tokenizer_token_bytes(s->tok, t, &bytes, &n) == CB_OK) fwrite(bytes, 1, n, s->out);
-        else fprintf(s->out, "<%d>", t); /* an id the tokenizer has no bytes for */
+        if (cb_tokenizer_token_bytes(s->tok, t, &bytes, &n) == CB_OK)
+            fwrite(bytes, 1, n, s->out);
+        else
+            fprintf(s->out, "<%d>", t); /* an id the tokenizer has no bytes for */
     } else {
         fprintf(s->out, "%s%d", s->printed ? " " : "", t);
     }
@@ -65,8 +67,10 @@ static void ckpt_dir(const char *ckpt, char *dir, size_t n) {
     }
     snprintf(dir, n, "%s", resolved);
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, n, ".");
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, n, ".");
 }
 
 static int open_model(const cb_legacy_infer_opts *o, FILE *err, cb_model **owned, cb_model **m) {
@@ -88,8 +92,9 @@ static int open_model(const cb_legacy_infer_opts *o, FILE *err, cb_model **owned
         return 0;
     }
     if (!o->ckpt) {
-        fprintf(err, "error: --mode sample/chat needs --ckpt (a Hugging Face directory, hf://org/name, "
-                     "or a .safetensors file with config.json beside it)\n");
+        fprintf(err,
+                "error: --mode sample/chat needs --ckpt (a Hugging Face directory, hf://org/name, "
+                "or a .safetensors file with config.json beside it)\n");
         return 1;
     }
     cb_device dev = CB_CPU;
@@ -121,7 +126,8 @@ static int open_model(const cb_legacy_infer_opts *o, FILE *err, cb_model **owned
     return 0;
 }
 
-static int open_tokenizer(const cb_legacy_infer_opts *o, const cb_model *m, FILE *err, cb_tokenizer **tok) {
+static int open_tokenizer(const cb_legacy_infer_opts *o, const cb_model *m, FILE *err,
+                          cb_tokenizer **tok) {
     *tok = NULL;
     char path[4200];
     const char *p = o->tokenizer;
@@ -141,8 +147,8 @@ static int open_tokenizer(const cb_legacy_infer_opts *o, const cb_model *m, FILE
 }
 
 /* Text -> ids: the tokenizer, or decimal numbers separated by spaces/commas. */
-static int encode(cb_tokenizer *tok, const cb_model *m, const char *text, size_t len, unsigned flags,
-                  cb_ids *ids, FILE *err) {
+static int encode(cb_tokenizer *tok, const cb_model *m, const char *text, size_t len,
+                  unsigned flags, cb_ids *ids, FILE *err) {
     ids->n = 0;
     if (tok) {
         if (cb_tokenizer_encode(tok, text, len, flags, ids) != CB_OK) {
@@ -157,7 +163,8 @@ static int encode(cb_tokenizer *tok, const cb_model *m, const char *text, size_t
             errno = 0;
             long v = strtol(t, &end, 10);
             if (errno || *end || v < 0 || v >= m->vocab_size) {
-                fprintf(err, "error: '%s' is not a token id in [0, %lld) (no tokenizer: type ids)\n", t,
+                fprintf(err,
+                        "error: '%s' is not a token id in [0, %lld) (no tokenizer: type ids)\n", t,
                         (long long)m->vocab_size);
                 free(buf);
                 return 1;
@@ -168,8 +175,8 @@ static int encode(cb_tokenizer *tok, const cb_model *m, const char *text, size_t
     }
     for (size_t i = 0; i < ids->n; i++)
         if (ids->data[i] >= m->vocab_size) {
-            fprintf(err, "error: token id %d is outside the model's vocabulary of %lld\n", ids->data[i],
-                    (long long)m->vocab_size);
+            fprintf(err, "error: token id %d is outside the model's vocabulary of %lld\n",
+                    ids->data[i], (long long)m->vocab_size);
             return 1;
         }
     return 0;
@@ -190,7 +197,8 @@ static void gen_config(const cb_legacy_infer_opts *o, const cb_model *m, cb_toke
 }
 
 static int32_t start_token(cb_tokenizer *tok, const cb_model *m) {
-    if (tok && cb_tokenizer_bos_id(tok) >= 0 && cb_tokenizer_bos_id(tok) < m->vocab_size) return cb_tokenizer_bos_id(tok);
+    if (tok && cb_tokenizer_bos_id(tok) >= 0 && cb_tokenizer_bos_id(tok) < m->vocab_size)
+        return cb_tokenizer_bos_id(tok);
     if (m->bos_id >= 0 && m->bos_id < m->vocab_size) return (int32_t)m->bos_id;
     return 0;
 }
@@ -212,16 +220,19 @@ int cb_legacy_sample(const cb_legacy_infer_opts *o) {
     if (ids.n == 0) cb_ids_push(&ids, start_token(tok, m));
     cb_generate_config c;
     gen_config(o, m, tok, &c);
-    if ((int64_t)ids.n + c.max_new_tokens > c.max_seq_len) c.max_seq_len = (int64_t)ids.n + c.max_new_tokens;
+    if ((int64_t)ids.n + c.max_new_tokens > c.max_seq_len)
+        c.max_seq_len = (int64_t)ids.n + c.max_new_tokens;
     buf = malloc(sizeof(int32_t) * (ids.n + (size_t)c.max_new_tokens));
     if (!buf) goto done;
     if (o->prompt) {
         fputs(o->prompt, out);
         fflush(out);
     }
-    cb_cli_stream s = {.tok = tok, .out = out, .skip_id = c.eos_token_id, .printed = o->prompt && !tok ? 1 : 0};
+    cb_cli_stream s = {
+        .tok = tok, .out = out, .skip_id = c.eos_token_id, .printed = o->prompt && !tok ? 1 : 0};
     int64_t len;
-    if (cb_generate(m, &c, ids.data, 1, (int64_t)ids.n, buf, &len, cb_cli_stream_token, &s) != CB_OK) {
+    if (cb_generate(m, &c, ids.data, 1, (int64_t)ids.n, buf, &len, cb_cli_stream_token, &s) !=
+        CB_OK) {
         fprintf(err, "error: %s\n", cb_last_error());
         goto done;
     }
@@ -255,7 +266,8 @@ static int chat_token(void *user, int64_t step, const int32_t *tokens, int64_t b
 }
 
 int cb_legacy_chat(const cb_legacy_infer_opts *o) {
-    FILE *in = o->in ? o->in : stdin, *out = o->out ? o->out : stdout, *err = o->err ? o->err : stderr;
+    FILE *in = o->in ? o->in : stdin, *out = o->out ? o->out : stdout,
+         *err = o->err ? o->err : stderr;
     cb_model *owned = NULL, *m;
     cb_tokenizer *tok = NULL;
     cb_generator *g = NULL;
@@ -305,8 +317,9 @@ int cb_legacy_chat(const cb_legacy_infer_opts *o) {
         int64_t pending = cb_generator_has_pending(g) ? 1 : 0;
         if (cb_generator_pos(g) + pending + (int64_t)ids.n + c.max_new_tokens - 1 > c.max_seq_len) {
             if ((int64_t)ids.n + c.max_new_tokens - 1 > c.max_seq_len) {
-                fprintf(err, "error: this turn (%zu tokens) does not fit the context of %lld tokens\n", ids.n,
-                        (long long)c.max_seq_len);
+                fprintf(err,
+                        "error: this turn (%zu tokens) does not fit the context of %lld tokens\n",
+                        ids.n, (long long)c.max_seq_len);
                 continue;
             }
             fprintf(err, "(context full: conversation reset)\n");
@@ -317,17 +330,19 @@ int cb_legacy_chat(const cb_legacy_infer_opts *o) {
             }
         }
         first = false;
-        chat_stream cs = {.s = {.tok = tok, .out = out, .skip_id = c.eos_token_id}, .stop_at_newline = true};
+        chat_stream cs = {.s = {.tok = tok, .out = out, .skip_id = c.eos_token_id},
+                          .stop_at_newline = true};
         int64_t got;
-        if (cb_generator_continue(g, ids.data, 1, (int64_t)ids.n, c.max_new_tokens, reply, &got, chat_token, &cs) !=
-            CB_OK) {
+        if (cb_generator_continue(g, ids.data, 1, (int64_t)ids.n, c.max_new_tokens, reply, &got,
+                                  chat_token, &cs) != CB_OK) {
             fprintf(err, "error: %s\n", cb_last_error());
             goto done;
         }
         /* end the reply's line unless the model did */
         const char *bytes;
         size_t nb;
-        bool ended = got > 0 && tok && cb_tokenizer_token_bytes(tok, reply[got - 1], &bytes, &nb) == CB_OK &&
+        bool ended = got > 0 && tok &&
+                     cb_tokenizer_token_bytes(tok, reply[got - 1], &bytes, &nb) == CB_OK &&
                      nb > 0 && bytes[nb - 1] == '\n';
         if (!ended) fputc('\n', out);
         fflush(out);
@@ -343,7 +358,8 @@ done:
     return rc;
 }
 
-/* ---- argv entry point ------------------------------------------------------------------------- */
+/* ---- argv entry point -------------------------------------------------------------------------
+ */
 
 int cb_legacy_infer_main(int argc, char **argv) {
     cb_legacy_infer_opts o;
@@ -362,32 +378,50 @@ int cb_legacy_infer_main(int argc, char **argv) {
         if (nl >= sizeof name) nl = sizeof name - 1;
         memcpy(name, a + 2, nl);
         name[nl] = 0;
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
+        if (eq)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
         else {
             fprintf(stderr, "error: --%s needs a value\n", name);
             return 2;
         }
         char *end;
         errno = 0;
-        if (strcmp(name, "mode") == 0) mode = val;
-        else if (strcmp(name, "ckpt") == 0) o.ckpt = val;
-        else if (strcmp(name, "manifest") == 0) o.manifest = val;
-        else if (strcmp(name, "exp") == 0) o.exp = val;
-        else if (strcmp(name, "device") == 0) o.device = val;
-        else if (strcmp(name, "tokenizer") == 0) o.tokenizer = val;
-        else if (strcmp(name, "encoding") == 0) o.encoding = val;
-        else if (strcmp(name, "prompt") == 0) o.prompt = val;
-        else if (strcmp(name, "cache-kind") == 0) o.cache_kind = val;
-        else if (strcmp(name, "seed") == 0) o.seed = strtoull(val, &end, 10);
-        else if (strcmp(name, "max-new-tokens") == 0) o.max_new_tokens = strtoll(val, &end, 10);
-        else if (strcmp(name, "max-seq-len") == 0) o.max_seq_len = strtoll(val, &end, 10);
-        else if (strcmp(name, "top-k") == 0) o.top_k = (int)strtol(val, &end, 10);
-        else if (strcmp(name, "temperature") == 0) o.temperature = strtod(val, &end);
-        else if (strcmp(name, "top-p") == 0) o.top_p = strtod(val, &end);
+        if (strcmp(name, "mode") == 0)
+            mode = val;
+        else if (strcmp(name, "ckpt") == 0)
+            o.ckpt = val;
+        else if (strcmp(name, "manifest") == 0)
+            o.manifest = val;
+        else if (strcmp(name, "exp") == 0)
+            o.exp = val;
+        else if (strcmp(name, "device") == 0)
+            o.device = val;
+        else if (strcmp(name, "tokenizer") == 0)
+            o.tokenizer = val;
+        else if (strcmp(name, "encoding") == 0)
+            o.encoding = val;
+        else if (strcmp(name, "prompt") == 0)
+            o.prompt = val;
+        else if (strcmp(name, "cache-kind") == 0)
+            o.cache_kind = val;
+        else if (strcmp(name, "seed") == 0)
+            o.seed = strtoull(val, &end, 10);
+        else if (strcmp(name, "max-new-tokens") == 0)
+            o.max_new_tokens = strtoll(val, &end, 10);
+        else if (strcmp(name, "max-seq-len") == 0)
+            o.max_seq_len = strtoll(val, &end, 10);
+        else if (strcmp(name, "top-k") == 0)
+            o.top_k = (int)strtol(val, &end, 10);
+        else if (strcmp(name, "temperature") == 0)
+            o.temperature = strtod(val, &end);
+        else if (strcmp(name, "top-p") == 0)
+            o.top_p = strtod(val, &end);
         else {
             bool ign = false;
-            for (size_t k = 0; k < sizeof ignored / sizeof *ignored; k++) ign |= strcmp(name, ignored[k]) == 0;
+            for (size_t k = 0; k < sizeof ignored / sizeof *ignored; k++)
+                ign |= strcmp(name, ignored[k]) == 0;
             if (!ign) {
                 fprintf(stderr, "error: unknown legacy option '--%s'\n", name);
                 return 2;
@@ -404,13 +438,17 @@ int cb_legacy_infer_main(int argc, char **argv) {
         }
     }
     if (o.max_new_tokens < 0 || o.top_k < 0 || o.top_p < 0 || o.top_p > 1 || o.max_seq_len < 0) {
-        fprintf(stderr, "error: --max-new-tokens, --top-k, --max-seq-len must be >= 0 and --top-p in [0, 1]\n");
+        fprintf(
+            stderr,
+            "error: --max-new-tokens, --top-k, --max-seq-len must be >= 0 and --top-p in [0, 1]\n");
         return 2;
     }
     if (!mode || (strcmp(mode, "sample") != 0 && strcmp(mode, "chat") != 0)) {
         fprintf(stderr, "error: --mode must be sample or chat here (train runs a manifest)\n");
         return 2;
     }
-    if (o.exp) fprintf(stderr, "note: --exp %s: the architecture comes from the checkpoint's config\n", o.exp);
+    if (o.exp)
+        fprintf(stderr, "note: --exp %s: the architecture comes from the checkpoint's config\n",
+                o.exp);
     return strcmp(mode, "sample") == 0 ? cb_legacy_sample(&o) : cb_legacy_chat(&o);
 }

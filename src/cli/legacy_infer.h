@@ -22,7 +22,7 @@ typedef struct cb_legacy_infer_opts {
     const char *tokenizer; /* NULL: tokenizer.json beside the checkpoint, else ids are read and
                               written as decimal numbers */
     const char *encoding;
-    const char *prompt;    /* sample: the prompt text (NULL: the model's BOS token, else token 0) */
+    const char *prompt; /* sample: the prompt text (NULL: the model's BOS token, else token 0) */
     int64_t max_new_tokens; /* 128 (sample), per reply (chat) */
     double temperature;     /* 0.8 */
     int top_k;              /* 0 */

@@ -17,21 +17,27 @@
 
 /* ---- SHA-1 (FIPS 180-4 §6.1) ----------------------------------------------------------------- */
 
-static uint32_t rol32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+static uint32_t rol32(uint32_t x, int k) {
+    return (x << k) | (x >> (32 - k));
+}
 
 static void sha1_block(uint32_t h[5], const uint8_t *p) {
     uint32_t w[80];
     for (int t = 0; t < 16; t++)
-        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 | (uint32_t)p[4 * t + 2] << 8 |
-               (uint32_t)p[4 * t + 3];
+        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
+               (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
     for (int t = 16; t < 80; t++) w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
     for (int t = 0; t < 80; t++) {
         uint32_t f, k;
-        if (t < 20) f = (b & c) | (~b & d), k = 0x5a827999u;
-        else if (t < 40) f = b ^ c ^ d, k = 0x6ed9eba1u;
-        else if (t < 60) f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdcu;
-        else f = b ^ c ^ d, k = 0xca62c1d6u;
+        if (t < 20)
+            f = (b & c) | (~b & d), k = 0x5a827999u;
+        else if (t < 40)
+            f = b ^ c ^ d, k = 0x6ed9eba1u;
+        else if (t < 60)
+            f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdcu;
+        else
+            f = b ^ c ^ d, k = 0xca62c1d6u;
         uint32_t tmp = rol32(a, 5) + f + e + k + w[t];
         e = d;
         d = c;
@@ -94,20 +100,36 @@ static void put(sbuf *b, const char *s, size_t n) {
     b->n += n;
     b->p[b->n] = 0;
 }
-static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(sbuf *b, const char *s) {
+    put(b, s, strlen(s));
+}
 
 static void put_string(sbuf *b, const char *s) {
     puts_(b, "\"");
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         char esc[8];
         switch (*c) {
-        case '"': puts_(b, "\\\""); break;
-        case '\\': puts_(b, "\\\\"); break;
-        case '\n': puts_(b, "\\n"); break;
-        case '\r': puts_(b, "\\r"); break;
-        case '\t': puts_(b, "\\t"); break;
-        case '\b': puts_(b, "\\b"); break;
-        case '\f': puts_(b, "\\f"); break;
+        case '"':
+            puts_(b, "\\\"");
+            break;
+        case '\\':
+            puts_(b, "\\\\");
+            break;
+        case '\n':
+            puts_(b, "\\n");
+            break;
+        case '\r':
+            puts_(b, "\\r");
+            break;
+        case '\t':
+            puts_(b, "\\t");
+            break;
+        case '\b':
+            puts_(b, "\\b");
+            break;
+        case '\f':
+            puts_(b, "\\f");
+            break;
         default:
             if (*c < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *c);
@@ -122,8 +144,10 @@ static void put_string(sbuf *b, const char *s) {
 
 static void put_number(sbuf *b, double v) {
     char s[40];
-    if (!isfinite(v)) snprintf(s, sizeof s, "null"); /* JSON has no inf/nan */
-    else if (v == floor(v) && fabs(v) < 1e15) snprintf(s, sizeof s, "%lld", (long long)v);
+    if (!isfinite(v))
+        snprintf(s, sizeof s, "null"); /* JSON has no inf/nan */
+    else if (v == floor(v) && fabs(v) < 1e15)
+        snprintf(s, sizeof s, "%lld", (long long)v);
     else {
         for (int p = 1; p <= 17; p++) { /* shortest text that reads back to the same double */
             snprintf(s, sizeof s, "%.*g", p, v);
@@ -138,11 +162,16 @@ static int cmp_key(const void *a, const void *b) {
 }
 
 static void put_value(sbuf *b, const cJSON *v) {
-    if (cJSON_IsNull(v) || cJSON_IsInvalid(v)) puts_(b, "null");
-    else if (cJSON_IsTrue(v)) puts_(b, "true");
-    else if (cJSON_IsFalse(v)) puts_(b, "false");
-    else if (cJSON_IsNumber(v)) put_number(b, v->valuedouble);
-    else if (cJSON_IsString(v)) put_string(b, v->valuestring ? v->valuestring : "");
+    if (cJSON_IsNull(v) || cJSON_IsInvalid(v))
+        puts_(b, "null");
+    else if (cJSON_IsTrue(v))
+        puts_(b, "true");
+    else if (cJSON_IsFalse(v))
+        puts_(b, "false");
+    else if (cJSON_IsNumber(v))
+        put_number(b, v->valuedouble);
+    else if (cJSON_IsString(v))
+        put_string(b, v->valuestring ? v->valuestring : "");
     else if (cJSON_IsArray(v)) {
         puts_(b, "[");
         int i = 0;
@@ -188,7 +217,9 @@ static char *canonical(const cJSON *v) {
 cb_status cb_json_canonicalize(const char *json, char **out) {
     *out = NULL;
     cJSON *v = cJSON_Parse(json);
-    if (!v) return cb_fail(CB_ERR_FORMAT, "JSON: malformed text near '%.20s'", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    if (!v)
+        return cb_fail(CB_ERR_FORMAT, "JSON: malformed text near '%.20s'",
+                       cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
     *out = canonical(v);
     cJSON_Delete(v);
     return *out ? CB_OK : cb_fail(CB_ERR_NOMEM, "JSON: canonical text");
@@ -206,16 +237,20 @@ cb_status cb_cache_plan_key_of_json(const char *json, char key[17]) {
 
 /* ---- payload -------------------------------------------------------------------------------- */
 
-static cJSON *num_or_null(double v) { return v >= 0 ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+static cJSON *num_or_null(double v) {
+    return v >= 0 ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
 
 static void model_shape(const cb_model *m, char *s, size_t n) {
-    size_t o = (size_t)snprintf(s, n, "vocab=%lld,d=%d,params=%lld,tied=%d,attn=", (long long)m->vocab_size,
-                                m->d_model, (long long)cb_model_param_count(m), m->tied ? 1 : 0);
+    size_t o = (size_t)snprintf(
+        s, n, "vocab=%lld,d=%d,params=%lld,tied=%d,attn=", (long long)m->vocab_size, m->d_model,
+        (long long)cb_model_param_count(m), m->tied ? 1 : 0);
     for (int i = 0; i < m->n_attn && o < n; i++) {
         const cb_attention_cfg *a = &m->attn[i]->attn;
         o += (size_t)snprintf(s + o, n - o, "%s%s:%d/%d:%d:%d:%d:%d", i ? ";" : "",
-                              a->mode == CB_ATTN_DECOUPLED ? "dba" : "std", a->n_heads, a->n_kv_heads,
-                              a->head_dim, a->sem_head_dim, a->geo_head_dim, a->v_head_dim);
+                              a->mode == CB_ATTN_DECOUPLED ? "dba" : "std", a->n_heads,
+                              a->n_kv_heads, a->head_dim, a->sem_head_dim, a->geo_head_dim,
+                              a->v_head_dim);
     }
 }
 
@@ -251,7 +286,8 @@ char *cb_cache_plan_payload(const cb_model *m, int64_t batch, const cb_generate_
     char shape[1024], fp[17];
     model_shape(m, shape, sizeof shape);
     weight_fingerprint(m, fp);
-    cJSON_AddStringToObject(o, "model", cfg->cache_plan_model_id ? cfg->cache_plan_model_id : "caramba");
+    cJSON_AddStringToObject(o, "model",
+                            cfg->cache_plan_model_id ? cfg->cache_plan_model_id : "caramba");
     cJSON_AddStringToObject(o, "model_shape", shape);
     cJSON_AddStringToObject(o, "weights", fp);
     cJSON_AddStringToObject(o, "device", cb_device_name(m->device));
@@ -259,12 +295,15 @@ char *cb_cache_plan_payload(const cb_model *m, int64_t batch, const cb_generate_
     cJSON_AddStringToObject(o, "dtype", cb_dtype_name(wdt));
     cJSON *cands = cJSON_AddArrayToObject(o, "candidates");
     char buf[512];
-    snprintf(buf, sizeof buf, "%s", cfg->cache_auto_candidates ? cfg->cache_auto_candidates : CB_CACHE_DEFAULT_CANDIDATES);
+    snprintf(buf, sizeof buf, "%s",
+             cfg->cache_auto_candidates ? cfg->cache_auto_candidates : CB_CACHE_DEFAULT_CANDIDATES);
     char *save = NULL;
     for (char *t = strtok_r(buf, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
         cb_kv_policy p;
         char canon[96];
-        if (cb_kv_policy_parse(t, &p) == CB_OK) cJSON_AddItemToArray(cands, cJSON_CreateString(cb_kv_policy_str(&p, canon, sizeof canon)));
+        if (cb_kv_policy_parse(t, &p) == CB_OK)
+            cJSON_AddItemToArray(cands,
+                                 cJSON_CreateString(cb_kv_policy_str(&p, canon, sizeof canon)));
     }
     cJSON_AddNumberToObject(o, "batch_size", (double)batch);
     cJSON_AddNumberToObject(o, "max_seq_len", (double)cfg->max_seq_len);
@@ -288,12 +327,14 @@ char *cb_cache_plan_payload(const cb_model *m, int64_t batch, const cb_generate_
 
 /* ---- plan file ------------------------------------------------------------------------------ */
 
-cb_status cb_cache_plan_load(const char *path, const char *key, cb_cache_plan_entry *e, bool *found) {
+cb_status cb_cache_plan_load(const char *path, const char *key, cb_cache_plan_entry *e,
+                             bool *found) {
     *found = false;
     memset(e, 0, sizeof *e);
     char *text = NULL;
     size_t n;
-    if (!path || !cb_file_exists(path) || cb_read_file(path, (size_t)64 << 20, &text, &n) != CB_OK) {
+    if (!path || !cb_file_exists(path) ||
+        cb_read_file(path, (size_t)64 << 20, &text, &n) != CB_OK) {
         cb_clear_error();
         return CB_OK;
     }
@@ -301,7 +342,8 @@ cb_status cb_cache_plan_load(const char *path, const char *key, cb_cache_plan_en
     free(text);
     const cJSON *plans = root ? cJSON_GetObjectItemCaseSensitive(root, "plans") : NULL;
     const cJSON *ent = cJSON_IsObject(plans) ? cJSON_GetObjectItemCaseSensitive(plans, key) : NULL;
-    const cJSON *kind = cJSON_IsObject(ent) ? cJSON_GetObjectItemCaseSensitive(ent, "cache_kind") : NULL;
+    const cJSON *kind =
+        cJSON_IsObject(ent) ? cJSON_GetObjectItemCaseSensitive(ent, "cache_kind") : NULL;
     cb_kv_policy p;
     if (cJSON_IsString(kind) && strlen(kind->valuestring) < sizeof e->cache_kind &&
         cb_kv_policy_parse(kind->valuestring, &p) == CB_OK && !p.is_auto) {
@@ -309,8 +351,10 @@ cb_status cb_cache_plan_load(const char *path, const char *key, cb_cache_plan_en
         const cJSON *ts = cJSON_GetObjectItemCaseSensitive(ent, "ts");
         const cJSON *tps = cJSON_GetObjectItemCaseSensitive(ent, "tps");
         const cJSON *src = cJSON_GetObjectItemCaseSensitive(ent, "source");
-        if (cJSON_IsNumber(ts) && isfinite(ts->valuedouble)) e->has_ts = true, e->ts = ts->valuedouble;
-        if (cJSON_IsNumber(tps) && isfinite(tps->valuedouble)) e->has_tps = true, e->tps = tps->valuedouble;
+        if (cJSON_IsNumber(ts) && isfinite(ts->valuedouble))
+            e->has_ts = true, e->ts = ts->valuedouble;
+        if (cJSON_IsNumber(tps) && isfinite(tps->valuedouble))
+            e->has_tps = true, e->tps = tps->valuedouble;
         if (cJSON_IsString(src)) snprintf(e->source, sizeof e->source, "%s", src->valuestring);
         *found = true;
     }

@@ -70,7 +70,8 @@ static cb_status teacher_forced_nll(cb_model *m, const cb_generate_config *cfg, 
     const int64_t V = m->vocab_size;
     int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (P > 1 ? P : 1)));
     cb_status st = buf ? CB_OK : cb_fail(CB_ERR_NOMEM, "fidelity check");
-    for (int64_t b = 0; st == CB_OK && b < B; b++) memcpy(buf + b * P, tokens + b * T, sizeof(int32_t) * (size_t)P);
+    for (int64_t b = 0; st == CB_OK && b < B; b++)
+        memcpy(buf + b * P, tokens + b * T, sizeof(int32_t) * (size_t)P);
     if (st == CB_OK) st = cb_generator_feed(g, buf, B, P, NULL);
     double total = 0;
     int64_t steps = 0;
@@ -96,7 +97,9 @@ static cb_status teacher_forced_nll(cb_model *m, const cb_generate_config *cfg, 
 static cb_status fidelity(cb_model *m, const cb_generate_config *cfg, const char *baseline,
                           const char *candidate, const int32_t *tokens, int64_t B, int64_t T,
                           int64_t prompt_len, cb_cache_fidelity *out) {
-    if (T < 2) return cb_fail(CB_ERR_ARG, "fidelity check: needs at least 2 tokens, got %lld", (long long)T);
+    if (T < 2)
+        return cb_fail(CB_ERR_ARG, "fidelity check: needs at least 2 tokens, got %lld",
+                       (long long)T);
     int64_t P = prompt_len < 1 ? 1 : prompt_len > T - 1 ? T - 1 : prompt_len;
     CB_TRY(teacher_forced_nll(m, cfg, baseline, tokens, B, T, P, &out->baseline_nll));
     CB_TRY(teacher_forced_nll(m, cfg, candidate, tokens, B, T, P, &out->candidate_nll));
@@ -116,7 +119,8 @@ cb_status cb_cache_long_context_check(cb_model *m, const cb_generate_config *cfg
                                       const int32_t *tokens, int64_t B, int64_t T,
                                       int64_t prompt_len, cb_cache_fidelity *out) {
     if (T < prompt_len + 1)
-        return cb_fail(CB_ERR_ARG, "long-context check: %lld tokens, needs at least prompt_len + 1 = %lld",
+        return cb_fail(CB_ERR_ARG,
+                       "long-context check: %lld tokens, needs at least prompt_len + 1 = %lld",
                        (long long)T, (long long)prompt_len + 1);
     return fidelity(m, cfg, baseline, candidate, tokens, B, T, prompt_len, out);
 }
@@ -133,13 +137,18 @@ static int32_t draw_not(cb_rng *r, int64_t vocab, int32_t a, int32_t b) {
 cb_status cb_cache_needle_prompt(uint64_t seed, int64_t vocab, int64_t B, int64_t P, int steps,
                                  int32_t *prompt, int32_t *value, int64_t *needle_pos) {
     if (steps < 1 || P < steps + 5)
-        return cb_fail(CB_ERR_ARG, "needle prompt: %lld tokens cannot hold a key of 2, a value of %d and the question",
-                       (long long)P, steps);
-    if (vocab < 3) return cb_fail(CB_ERR_ARG, "needle prompt: vocabulary of %lld is too small", (long long)vocab);
+        return cb_fail(
+            CB_ERR_ARG,
+            "needle prompt: %lld tokens cannot hold a key of 2, a value of %d and the question",
+            (long long)P, steps);
+    if (vocab < 3)
+        return cb_fail(CB_ERR_ARG, "needle prompt: vocabulary of %lld is too small",
+                       (long long)vocab);
     cb_rng r;
     cb_rng_seed(&r, seed);
     int64_t at = P / 5;
-    if (at + 2 + steps > P - 3) at = P - 3 - 2 - steps; /* keep haystack between needle and question */
+    if (at + 2 + steps > P - 3)
+        at = P - 3 - 2 - steps; /* keep haystack between needle and question */
     if (at < 0) at = 0;
     for (int64_t b = 0; b < B; b++) {
         int32_t *row = prompt + b * P;
@@ -169,7 +178,8 @@ static cb_status needle_run(cb_model *m, const cb_generate_config *cfg, const ch
     CB_TRY(probe_gen(m, cfg, policy, P + steps, &g));
     const int64_t V = m->vocab_size;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B);
-    cb_status st = tok ? cb_generator_feed(g, prompt, B, P, NULL) : cb_fail(CB_ERR_NOMEM, "needle gate");
+    cb_status st =
+        tok ? cb_generator_feed(g, prompt, B, P, NULL) : cb_fail(CB_ERR_NOMEM, "needle gate");
     int64_t hits = 0;
     for (int s = 0; st == CB_OK && s < steps; s++) {
         const float *lg = cb_generator_logits(g);
@@ -198,7 +208,8 @@ static void needle_kl(const float *base, const float *cand, int64_t B, int64_t V
         for (int64_t b = 0; b < B; b++) {
             const float *pb = base + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
             const float *pc = cand + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
-            for (int64_t v = 0; v < V; v++) kl += exp((double)pb[v]) * ((double)pb[v] - (double)pc[v]);
+            for (int64_t v = 0; v < V; v++)
+                kl += exp((double)pb[v]) * ((double)pb[v] - (double)pc[v]);
         }
         kl /= (double)B;
         r->mean_kl += kl / steps;
@@ -212,8 +223,10 @@ static cb_status needle_sizes(const cb_generate_config *cfg, int64_t prompt_len,
     *P = prompt_len;
     if (*P + *S > cfg->max_seq_len) *P = cfg->max_seq_len - *S;
     if (*P < *S + 5)
-        return cb_fail(CB_ERR_ARG, "needle gate: max_seq_len %lld is too small for a needle prompt and %d steps",
-                       (long long)cfg->max_seq_len, *S);
+        return cb_fail(
+            CB_ERR_ARG,
+            "needle gate: max_seq_len %lld is too small for a needle prompt and %d steps",
+            (long long)cfg->max_seq_len, *S);
     return CB_OK;
 }
 
@@ -244,10 +257,11 @@ cb_status cb_cache_needle_gate(cb_model *m, const cb_generate_config *cfg, const
     return st;
 }
 
-/* ---- micro-benchmark --------------------------------------------------------------------------- */
+/* ---- micro-benchmark ---------------------------------------------------------------------------
+ */
 
-cb_status cb_cache_bench(cb_model *m, const cb_generate_config *cfg, const char *policy,
-                         int64_t B, int64_t prompt_len, int steps, uint64_t seed, double *tps) {
+cb_status cb_cache_bench(cb_model *m, const cb_generate_config *cfg, const char *policy, int64_t B,
+                         int64_t prompt_len, int steps, uint64_t seed, double *tps) {
     int N = steps < 1 ? 1 : steps;
     int64_t P = prompt_len;
     if (P + 1 + N > cfg->max_seq_len) P = cfg->max_seq_len - 1 - N;
@@ -256,7 +270,8 @@ cb_status cb_cache_bench(cb_model *m, const cb_generate_config *cfg, const char 
                        (long long)cfg->max_seq_len, N);
     cb_generator *g;
     CB_TRY(probe_gen(m, cfg, policy, P + 1 + N, &g));
-    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(B * P)), *tok = malloc(sizeof(int32_t) * (size_t)B);
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(B * P)),
+            *tok = malloc(sizeof(int32_t) * (size_t)B);
     cb_status st = prompt && tok ? CB_OK : cb_fail(CB_ERR_NOMEM, "cache benchmark");
     cb_rng r;
     cb_rng_seed(&r, seed);
@@ -285,17 +300,22 @@ cb_status cb_cache_bench(cb_model *m, const cb_generate_config *cfg, const char 
 static cb_status parse_candidates(const cb_model *m, int64_t batch, const cb_generate_config *cfg,
                                   cb_cache_decision *d) {
     char buf[1024];
-    const char *list = cfg->cache_auto_candidates ? cfg->cache_auto_candidates : CB_CACHE_DEFAULT_CANDIDATES;
-    if (strlen(list) >= sizeof buf) return cb_fail(CB_ERR_ARG, "cache auto: candidate list too long");
+    const char *list =
+        cfg->cache_auto_candidates ? cfg->cache_auto_candidates : CB_CACHE_DEFAULT_CANDIDATES;
+    if (strlen(list) >= sizeof buf)
+        return cb_fail(CB_ERR_ARG, "cache auto: candidate list too long");
     snprintf(buf, sizeof buf, "%s", list);
     char *save = NULL;
     d->n_candidates = 0;
     for (char *t = strtok_r(buf, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
         cb_kv_policy p;
-        if (cb_kv_policy_parse(t, &p) != CB_OK) return cb_fail_context(CB_ERR_ARG, "cache auto candidates");
-        if (p.is_auto) return cb_fail(CB_ERR_ARG, "cache auto candidates: 'auto' cannot be a candidate");
+        if (cb_kv_policy_parse(t, &p) != CB_OK)
+            return cb_fail_context(CB_ERR_ARG, "cache auto candidates");
+        if (p.is_auto)
+            return cb_fail(CB_ERR_ARG, "cache auto candidates: 'auto' cannot be a candidate");
         if (d->n_candidates == CB_CACHE_MAX_CANDIDATES)
-            return cb_fail(CB_ERR_ARG, "cache auto candidates: at most %d", CB_CACHE_MAX_CANDIDATES);
+            return cb_fail(CB_ERR_ARG, "cache auto candidates: at most %d",
+                           CB_CACHE_MAX_CANDIDATES);
         cb_cache_candidate *c = &d->cand[d->n_candidates++];
         memset(c, 0, sizeof *c);
         cb_kv_policy_str(&p, c->policy, sizeof c->policy);
@@ -333,10 +353,12 @@ cb_status cb_cache_choose_by_budget(const cb_model *m, int64_t batch, const cb_g
         if (best < 0 && d->cand[i].fits) best = i;
         if (d->cand[i].bytes <= d->cand[smallest].bytes) smallest = i; /* ties: the later one */
     }
-    if (best >= 0) choose(d, best, "default");
+    if (best >= 0)
+        choose(d, best, "default");
     else {
         choose(d, smallest, "budget");
-        add_note(d, "no candidate fits the budget; using the smallest, %s", d->cand[smallest].policy);
+        add_note(d, "no candidate fits the budget; using the smallest, %s",
+                 d->cand[smallest].policy);
     }
     return CB_OK;
 }
@@ -396,7 +418,8 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
     cb_status st = CB_OK;
     const char *source = budget_fallback ? "budget" : "default";
     /* (3) quality gates */
-    bool gate_nll = cfg->cache_quality_max_delta_nll >= 0, gate_ppl = cfg->cache_quality_max_ppl_ratio >= 0,
+    bool gate_nll = cfg->cache_quality_max_delta_nll >= 0,
+         gate_ppl = cfg->cache_quality_max_ppl_ratio >= 0,
          gate_kl = cfg->cache_quality_max_mean_kl >= 0;
     if (gate_nll || gate_ppl || gate_kl) {
         const int64_t V = m->vocab_size, P = cfg->cache_quality_prompt_len;
@@ -427,8 +450,12 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
                 lc = malloc(sizeof(float) * (size_t)(NS * batch * V));
                 if (!nprompt || !nvalue || !lb || !lc) st = cb_fail(CB_ERR_NOMEM, "needle gate");
             }
-            if (st == CB_OK) st = cb_cache_needle_prompt(PROBE_SEED + 1, V, batch, NP, NS, nprompt, nvalue, &npos);
-            if (st == CB_OK) st = needle_run(m, cfg, CB_CACHE_BASELINE, nprompt, nvalue, batch, NP, NS, lb, &base_hit);
+            if (st == CB_OK)
+                st = cb_cache_needle_prompt(PROBE_SEED + 1, V, batch, NP, NS, nprompt, nvalue,
+                                            &npos);
+            if (st == CB_OK)
+                st = needle_run(m, cfg, CB_CACHE_BASELINE, nprompt, nvalue, batch, NP, NS, lb,
+                                &base_hit);
         }
         int n_passed = 0, first_alive = -1;
         for (int i = 0; st == CB_OK && i < n; i++) {
@@ -447,7 +474,8 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
             }
             if (ps == CB_OK && gate_kl) {
                 cb_needle_result nr = {0};
-                ps = needle_run(m, cfg, c->policy, nprompt, nvalue, batch, NP, NS, lc, &nr.cand_hit);
+                ps =
+                    needle_run(m, cfg, c->policy, nprompt, nvalue, batch, NP, NS, lc, &nr.cand_hit);
                 if (ps == CB_OK) {
                     needle_kl(lb, lc, batch, V, NS, &nr);
                     c->mean_kl = nr.mean_kl;
@@ -471,7 +499,8 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
             if (n_passed == 0) {
                 for (int i = 0; i < n; i++) alive[i] = i == first_alive;
                 source = "gates_failed";
-                add_note(d, "no candidate passed the quality gates; using %s", d->cand[first_alive].policy);
+                add_note(d, "no candidate passed the quality gates; using %s",
+                         d->cand[first_alive].policy);
             } else {
                 for (int i = 0; i < n; i++) alive[i] = alive[i] && d->cand[i].passed;
             }
@@ -495,8 +524,8 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
             cb_cache_candidate *c = &d->cand[i];
             double tps;
             int64_t steps_p = cfg->cache_auto_bench_prompt_len;
-            if (cb_cache_bench(m, cfg, c->policy, batch, steps_p, cfg->cache_auto_bench_steps, PROBE_SEED + 2,
-                               &tps) != CB_OK) {
+            if (cb_cache_bench(m, cfg, c->policy, batch, steps_p, cfg->cache_auto_bench_steps,
+                               PROBE_SEED + 2, &tps) != CB_OK) {
                 snprintf(c->error, sizeof c->error, "%s", cb_last_error());
                 add_note(d, "benchmark of %s failed (see its error)", c->policy);
                 cb_clear_error();
@@ -512,7 +541,8 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
     choose(d, chosen, source);
 
     if (cfg->cache_plan_path) {
-        cb_cache_plan_entry e = {.has_ts = true, .ts = wall_s(), .has_tps = isfinite(d->tps), .tps = d->tps};
+        cb_cache_plan_entry e = {
+            .has_ts = true, .ts = wall_s(), .has_tps = isfinite(d->tps), .tps = d->tps};
         snprintf(e.cache_kind, sizeof e.cache_kind, "%s", d->policy);
         snprintf(e.source, sizeof e.source, "%s", d->source);
         if (cb_cache_plan_save(cfg->cache_plan_path, d->key, &e, payload) != CB_OK) {

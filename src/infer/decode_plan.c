@@ -9,8 +9,10 @@
 #include "caramba/generate.h"
 
 cb_status cb_decode_plan_mode_parse(const char *text, cb_decode_plan_mode *out) {
-    if (!text || strcasecmp(text, "auto") == 0) *out = CB_DECODE_PLAN_AUTO;
-    else if (strcasecmp(text, "fixed") == 0) *out = CB_DECODE_PLAN_FIXED;
+    if (!text || strcasecmp(text, "auto") == 0)
+        *out = CB_DECODE_PLAN_AUTO;
+    else if (strcasecmp(text, "fixed") == 0)
+        *out = CB_DECODE_PLAN_FIXED;
     else if (strcasecmp(text, "none") == 0 || strcasecmp(text, "off") == 0 ||
              strcasecmp(text, "disabled") == 0)
         *out = CB_DECODE_PLAN_NONE;

@@ -131,7 +131,9 @@ void cb_generator_reset(cb_generator *g) {
     g->last_valid = false;
 }
 
-void cb_generator_seed(cb_generator *g, uint64_t seed) { cb_rng_seed(&g->rng, seed); }
+void cb_generator_seed(cb_generator *g, uint64_t seed) {
+    cb_rng_seed(&g->rng, seed);
+}
 
 static cb_status resolve_policy(cb_generator *g, int64_t B, cb_kv_policy *p) {
     const char *text = g->cfg.cache_kind ? g->cfg.cache_kind : "fp32";
@@ -151,9 +153,10 @@ static cb_status ensure_caches(cb_generator *g, int64_t B) {
     if (B <= 0) return cb_fail(CB_ERR_ARG, "generator: batch must be >= 1, got %lld", (long long)B);
     if (g->have_caches && g->B == B) return CB_OK;
     if (g->have_caches && g->pos > 0)
-        return cb_fail(CB_ERR_ARG,
-                       "generator: batch %lld does not match the %lld rows in the cache (reset first)",
-                       (long long)B, (long long)g->B);
+        return cb_fail(
+            CB_ERR_ARG,
+            "generator: batch %lld does not match the %lld rows in the cache (reset first)",
+            (long long)B, (long long)g->B);
     free_batch_state(g);
     cb_kv_policy p;
     CB_TRY(resolve_policy(g, B, &p));
@@ -178,7 +181,8 @@ static cb_status ensure_caches(cb_generator *g, int64_t B) {
 static cb_status forward(cb_generator *g, const int32_t *ids, int64_t T, const float **all) {
     const int64_t B = g->B, V = g->V;
     if (g->pos + T > g->cfg.max_seq_len)
-        return cb_fail(CB_ERR_ARG, "generate: %lld tokens in the cache + %lld new exceed max_seq_len %lld",
+        return cb_fail(CB_ERR_ARG,
+                       "generate: %lld tokens in the cache + %lld new exceed max_seq_len %lld",
                        (long long)g->pos, (long long)T, (long long)g->cfg.max_seq_len);
     double t0 = now_s();
     cb_graph_reset(&g->g);
@@ -238,10 +242,13 @@ cb_status cb_generator_feed(cb_generator *g, const int32_t *ids, int64_t B, int6
     CB_TRY(ensure_caches(g, B));
     for (int64_t i = 0; i < B * T; i++)
         if (ids[i] < 0 || ids[i] >= g->V)
-            return cb_fail(CB_ERR_ARG, "generator: token id %d at index %lld is outside the vocabulary [0, %lld)",
-                           ids[i], (long long)i, (long long)g->V);
+            return cb_fail(
+                CB_ERR_ARG,
+                "generator: token id %d at index %lld is outside the vocabulary [0, %lld)", ids[i],
+                (long long)i, (long long)g->V);
     if (g->pos + T > g->cfg.max_seq_len)
-        return cb_fail(CB_ERR_ARG, "generate: %lld tokens in the cache + %lld new exceed max_seq_len %lld",
+        return cb_fail(CB_ERR_ARG,
+                       "generate: %lld tokens in the cache + %lld new exceed max_seq_len %lld",
                        (long long)g->pos, (long long)T, (long long)g->cfg.max_seq_len);
     CB_TRY(cb_model_ensure_positions(g->m, g->pos + T));
     g->has_pending = false;
@@ -270,15 +277,19 @@ cb_status cb_generator_feed(cb_generator *g, const int32_t *ids, int64_t B, int6
     return CB_OK;
 }
 
-const float *cb_generator_logits(const cb_generator *g) { return g->last_valid ? g->last : NULL; }
+const float *cb_generator_logits(const cb_generator *g) {
+    return g->last_valid ? g->last : NULL;
+}
 
 cb_status cb_generator_sample(cb_generator *g, int32_t *tokens) {
-    if (!g->last_valid) return cb_fail(CB_ERR_ARG, "generator: nothing fed yet (no logits to sample from)");
+    if (!g->last_valid)
+        return cb_fail(CB_ERR_ARG, "generator: nothing fed yet (no logits to sample from)");
     double t0 = now_s();
     for (int64_t b = 0; b < g->B; b++) {
         const float *row = g->last + b * g->V;
         if (g->cfg.temperature > 0)
-            CB_TRY(cb_token_sampler_probs(&g->sampler, row, g->cfg.temperature, g->cfg.top_k, g->cfg.top_p));
+            CB_TRY(cb_token_sampler_probs(&g->sampler, row, g->cfg.temperature, g->cfg.top_k,
+                                          g->cfg.top_p));
         tokens[b] = g->cfg.temperature > 0 ? cb_sample_from(g->sampler.probs, g->V, &g->rng)
                                            : cb_argmax(row, g->V);
     }
@@ -297,17 +308,33 @@ cb_status cb_generator_rollback(cb_generator *g, int64_t n) {
     return CB_OK;
 }
 
-int64_t cb_generator_pos(const cb_generator *g) { return g->pos; }
-int64_t cb_generator_batch(const cb_generator *g) { return g->have_caches ? g->B : 0; }
-bool cb_generator_has_pending(const cb_generator *g) { return g->has_pending; }
-const char *cb_generator_cache_policy(const cb_generator *g) { return g->policy_text; }
+int64_t cb_generator_pos(const cb_generator *g) {
+    return g->pos;
+}
+int64_t cb_generator_batch(const cb_generator *g) {
+    return g->have_caches ? g->B : 0;
+}
+bool cb_generator_has_pending(const cb_generator *g) {
+    return g->has_pending;
+}
+const char *cb_generator_cache_policy(const cb_generator *g) {
+    return g->policy_text;
+}
 size_t cb_generator_cache_bytes(const cb_generator *g) {
     return g->have_caches ? cb_infer_caches_bytes(&g->ctx) : 0;
 }
-cb_infer_ctx *cb_generator_ctx(cb_generator *g) { return g->have_caches ? &g->ctx : NULL; }
-const cb_generate_config *cb_generator_config(const cb_generator *g) { return &g->cfg; }
-cb_generate_stats cb_generator_stats(const cb_generator *g) { return g->stats; }
-void cb_generator_stats_clear(cb_generator *g) { g->stats = (cb_generate_stats){0}; }
+cb_infer_ctx *cb_generator_ctx(cb_generator *g) {
+    return g->have_caches ? &g->ctx : NULL;
+}
+const cb_generate_config *cb_generator_config(const cb_generator *g) {
+    return &g->cfg;
+}
+cb_generate_stats cb_generator_stats(const cb_generator *g) {
+    return g->stats;
+}
+void cb_generator_stats_clear(cb_generator *g) {
+    g->stats = (cb_generate_stats){0};
+}
 
 /* Feeds pending + ids, then samples up to max_new tokens into out[b * stride + col0 + i]. */
 static cb_status run(cb_generator *g, const int32_t *ids, int64_t B, int64_t T, int64_t max_new,
@@ -318,17 +345,19 @@ static cb_status run(cb_generator *g, const int32_t *ids, int64_t B, int64_t T, 
     CB_TRY(ensure_caches(g, B));
     const int32_t pad = cb_generate_pad_id(&g->cfg);
     const int64_t eos = g->cfg.eos_token_id;
-    if (pad >= g->V) return cb_fail(CB_ERR_ARG, "generate: pad/eos id %d is outside the vocabulary", pad);
+    if (pad >= g->V)
+        return cb_fail(CB_ERR_ARG, "generate: pad/eos id %d is outside the vocabulary", pad);
     int64_t n_feed = (g->has_pending ? 1 : 0) + T;
     if (n_feed == 0 && !g->last_valid)
         return cb_fail(CB_ERR_ARG, "generate: no prompt and no context to continue from");
     int64_t need = g->pos + n_feed + (max_new > 0 ? max_new - 1 : 0);
     if (need > g->cfg.max_seq_len)
-        return cb_fail(CB_ERR_ARG,
-                       "generate: %lld cached + %lld prompt tokens + %lld new tokens need %lld positions, "
-                       "more than max_seq_len %lld",
-                       (long long)g->pos, (long long)n_feed, (long long)max_new, (long long)need,
-                       (long long)g->cfg.max_seq_len);
+        return cb_fail(
+            CB_ERR_ARG,
+            "generate: %lld cached + %lld prompt tokens + %lld new tokens need %lld positions, "
+            "more than max_seq_len %lld",
+            (long long)g->pos, (long long)n_feed, (long long)max_new, (long long)need,
+            (long long)g->cfg.max_seq_len);
     CB_TRY(cb_infer_caches_reserve(&g->ctx, need));
     CB_TRY(cb_model_ensure_positions(g->m, need));
     if (n_feed > 0) {
@@ -343,7 +372,8 @@ static cb_status run(cb_generator *g, const int32_t *ids, int64_t B, int64_t T, 
             }
             for (int64_t b = 0; b < B; b++) {
                 g->feedbuf[b * n_feed] = g->pending[b];
-                if (T) memcpy(g->feedbuf + b * n_feed + 1, ids + b * T, sizeof(int32_t) * (size_t)T);
+                if (T)
+                    memcpy(g->feedbuf + b * n_feed + 1, ids + b * T, sizeof(int32_t) * (size_t)T);
             }
             feed = g->feedbuf;
         }
@@ -355,8 +385,10 @@ static cb_status run(cb_generator *g, const int32_t *ids, int64_t B, int64_t T, 
         CB_TRY(cb_generator_sample(g, g->tok));
         bool all_done = eos >= 0;
         for (int64_t b = 0; b < B; b++) {
-            if (g->finished[b]) g->tok[b] = pad;
-            else if (eos >= 0 && g->tok[b] == eos) g->finished[b] = true;
+            if (g->finished[b])
+                g->tok[b] = pad;
+            else if (eos >= 0 && g->tok[b] == eos)
+                g->finished[b] = true;
             all_done = all_done && g->finished[b];
             out[b * stride + col0 + i] = g->tok[b];
         }
@@ -396,9 +428,8 @@ cb_status cb_generator_continue(cb_generator *g, const int32_t *ids, int64_t B, 
     return run(g, ids, B, T, max_new, out_new, max_new, 0, n_new, fn, user);
 }
 
-cb_status cb_generate(cb_model *m, const cb_generate_config *cfg, const int32_t *prompt,
-                      int64_t B, int64_t S, int32_t *out, int64_t *out_len, cb_token_fn fn,
-                      void *user) {
+cb_status cb_generate(cb_model *m, const cb_generate_config *cfg, const int32_t *prompt, int64_t B,
+                      int64_t S, int32_t *out, int64_t *out_len, cb_token_fn fn, void *user) {
     cb_generator *g;
     CB_TRY(cb_generator_new(&g, m, cfg));
     cb_status st = cb_generator_generate(g, prompt, B, S, out, out_len, fn, user);

@@ -49,11 +49,10 @@ cb_status cb_infer_caches_new(const cb_model *m, int64_t batch, int64_t max_len,
     for (int i = 0; i < m->n_attn; i++) {
         layer_cfgs l = layer_cfg(m, i, policy, residual_len, fp16_prefix_layers);
         cb_status st =
-            l.decoupled
-                ? cb_layer_cache_init_decoupled(&ctx->caches[i], batch, max_len, l.w[0], l.w[1],
-                                                l.w[2], &l.c[0], &l.c[1], &l.c[2])
-                : cb_layer_cache_init(&ctx->caches[i], batch, max_len, l.w[0], l.w[2], &l.c[0],
-                                      &l.c[2]);
+            l.decoupled ? cb_layer_cache_init_decoupled(&ctx->caches[i], batch, max_len, l.w[0],
+                                                        l.w[1], l.w[2], &l.c[0], &l.c[1], &l.c[2])
+                        : cb_layer_cache_init(&ctx->caches[i], batch, max_len, l.w[0], l.w[2],
+                                              &l.c[0], &l.c[2]);
         if (st != CB_OK) {
             ctx->n_caches = i;
             cb_model_caches_free(ctx);

@@ -32,7 +32,9 @@ void cb_token_sampler_free(cb_token_sampler *s) {
     *s = (cb_token_sampler){0};
 }
 
-double cb_rng_uniform53(cb_rng *r) { return (double)(cb_rng_next(r) >> 11) * 0x1.0p-53; }
+double cb_rng_uniform53(cb_rng *r) {
+    return (double)(cb_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 int32_t cb_argmax(const float *x, int64_t n) {
     int64_t best = 0;
@@ -77,9 +79,12 @@ static void select_desc(int32_t *idx, const float *z, int64_t n, int64_t k) {
                 j--;
             }
         }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return;
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
     }
 }
 
@@ -92,8 +97,8 @@ static int cmp_desc(const void *a, const void *b, void *key) {
     return (x > y) - (x < y); /* ties: lower index first (deterministic) */
 }
 
-cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature, int top_k,
-                           float top_p) {
+cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature,
+                                 int top_k, float top_p) {
     const int64_t V = s->vocab;
     float *z = s->probs;
     if (!(temperature > 0)) {
@@ -112,8 +117,10 @@ cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float
         float kth = z[s->order[top_k - 1]];
         n = 0;
         for (int64_t i = 0; i < V; i++) /* ties with the k-th value are kept */
-            if (z[i] >= kth) s->order[n++] = (int32_t)i;
-            else z[i] = -INFINITY;
+            if (z[i] >= kth)
+                s->order[n++] = (int32_t)i;
+            else
+                z[i] = -INFINITY;
     }
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, z[s->order[j]]);
@@ -146,8 +153,8 @@ cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float
     return CB_OK;
 }
 
-int32_t cb_token_sampler_sample(cb_token_sampler *s, const float *logits, float temperature, int top_k,
-                          float top_p, cb_rng *rng) {
+int32_t cb_token_sampler_sample(cb_token_sampler *s, const float *logits, float temperature,
+                                int top_k, float top_p, cb_rng *rng) {
     if (!(temperature > 0)) return cb_argmax(logits, s->vocab);
     if (cb_token_sampler_probs(s, logits, temperature, top_k, top_p) != CB_OK)
         return cb_argmax(logits, s->vocab);

@@ -37,9 +37,13 @@ void cb_spec_config_default(cb_spec_config *c) {
 }
 
 static cb_status method_greedy(const char *m, bool *greedy) {
-    if (!m || strcasecmp(m, "reject_sampling") == 0 || strcasecmp(m, "rejection") == 0) *greedy = false;
-    else if (strcasecmp(m, "greedy") == 0) *greedy = true;
-    else return cb_fail(CB_ERR_ARG, "speculative: spec_method '%s' is not reject_sampling or greedy", m);
+    if (!m || strcasecmp(m, "reject_sampling") == 0 || strcasecmp(m, "rejection") == 0)
+        *greedy = false;
+    else if (strcasecmp(m, "greedy") == 0)
+        *greedy = true;
+    else
+        return cb_fail(CB_ERR_ARG, "speculative: spec_method '%s' is not reject_sampling or greedy",
+                       m);
     return CB_OK;
 }
 
@@ -47,12 +51,14 @@ cb_status cb_spec_config_validate(const cb_spec_config *c) {
     CB_TRY(cb_generate_config_validate(&c->gen));
     bool g;
     CB_TRY(method_greedy(c->spec_method, &g));
-    if (c->spec_k < 1) return cb_fail(CB_ERR_ARG, "speculative: spec_k must be >= 1, got %d", c->spec_k);
+    if (c->spec_k < 1)
+        return cb_fail(CB_ERR_ARG, "speculative: spec_k must be >= 1, got %d", c->spec_k);
     if (c->spec_k_min < 1 || c->spec_k_max < c->spec_k_min)
-        return cb_fail(CB_ERR_ARG, "speculative: need 1 <= spec_k_min (%d) <= spec_k_max (%d)", c->spec_k_min,
-                       c->spec_k_max);
+        return cb_fail(CB_ERR_ARG, "speculative: need 1 <= spec_k_min (%d) <= spec_k_max (%d)",
+                       c->spec_k_min, c->spec_k_max);
     if (c->spec_k_adjust_interval < 1 || c->spec_k_step < 1)
-        return cb_fail(CB_ERR_ARG, "speculative: spec_k_adjust_interval and spec_k_step must be >= 1");
+        return cb_fail(CB_ERR_ARG,
+                       "speculative: spec_k_adjust_interval and spec_k_step must be >= 1");
     if (!(c->spec_disable_below_accept >= 0 && c->spec_disable_below_accept <= 1))
         return cb_fail(CB_ERR_ARG, "speculative: spec_disable_below_accept must be in [0, 1]");
     if (!(c->spec_k_target_accept >= 0 && c->spec_k_target_accept <= 1))
@@ -87,7 +93,8 @@ int cb_spec_verify(const float *p, const float *q, const int32_t *draft, int k, 
             scratch[v] = r > 0 ? r : 0;
             mass += scratch[v];
         }
-        *next = mass > 1e-12 && isfinite(mass) ? cb_sample_from(scratch, V, rng) : cb_sample_from(pi, V, rng);
+        *next = mass > 1e-12 && isfinite(mass) ? cb_sample_from(scratch, V, rng)
+                                               : cb_sample_from(pi, V, rng);
         return i;
     }
     if (!extra_token) {
@@ -133,8 +140,10 @@ static void adapt_k(spec_state *S) {
         return;
     double r = rate(s), hi = fmin(0.99, c->spec_k_target_accept + 0.1),
            lo = fmax(0.0, c->spec_k_target_accept - 0.1);
-    if (r >= hi) S->k = S->k + c->spec_k_step > c->spec_k_max ? c->spec_k_max : S->k + c->spec_k_step;
-    else if (r <= lo) S->k = S->k - c->spec_k_step < c->spec_k_min ? c->spec_k_min : S->k - c->spec_k_step;
+    if (r >= hi)
+        S->k = S->k + c->spec_k_step > c->spec_k_max ? c->spec_k_max : S->k + c->spec_k_step;
+    else if (r <= lo)
+        S->k = S->k - c->spec_k_step < c->spec_k_min ? c->spec_k_min : S->k - c->spec_k_step;
     S->last_adjust = s->propose_total;
 }
 
@@ -224,7 +233,8 @@ static cb_status run_row(spec_state *S, int32_t *seq, int64_t S0, int64_t N, int
             CB_TRY(cb_generator_feed(S->tg, S->blk, 1, k + 1, &all));
             st->target_forwards++;
             for (int i = 0; i <= k; i++)
-                CB_TRY(probs_of(S, all + (size_t)i * (size_t)S->V, S->p + (size_t)i * (size_t)S->V));
+                CB_TRY(
+                    probs_of(S, all + (size_t)i * (size_t)S->V, S->p + (size_t)i * (size_t)S->V));
             int32_t next;
             bool has_next;
             int a = cb_spec_verify(S->p, S->q, d, k, S->V, S->greedy, c->spec_extra_token, &S->rng,
@@ -273,9 +283,11 @@ cb_status cb_spec_decoder_new(cb_spec_decoder **out, cb_model *target, cb_model 
                               const cb_spec_config *cfg) {
     *out = NULL;
     CB_TRY(cb_spec_config_validate(cfg));
-    if (!target || !draft) return cb_fail(CB_ERR_ARG, "speculative: target and draft models are required");
+    if (!target || !draft)
+        return cb_fail(CB_ERR_ARG, "speculative: target and draft models are required");
     if (target->vocab_size != draft->vocab_size)
-        return cb_fail(CB_ERR_ARG, "speculative: target vocabulary %lld differs from the draft's %lld",
+        return cb_fail(CB_ERR_ARG,
+                       "speculative: target vocabulary %lld differs from the draft's %lld",
                        (long long)target->vocab_size, (long long)draft->vocab_size);
     const int kmax = cfg->spec_k_max > cfg->spec_k ? cfg->spec_k_max : cfg->spec_k;
     if (kmax > 64) return cb_fail(CB_ERR_ARG, "speculative: k above 64 is not supported");
@@ -304,14 +316,17 @@ cb_status cb_spec_decoder_new(cb_spec_decoder **out, cb_model *target, cb_model 
         S->q = malloc(sizeof(float) * (size_t)kmax * (size_t)S->V);
         S->scratch = malloc(sizeof(float) * (size_t)S->V);
         S->blk = malloc(sizeof(int32_t) * (size_t)(kmax + 1));
-        if (!S->p || !S->q || !S->scratch || !S->blk) s = cb_fail(CB_ERR_NOMEM, "speculative: buffers");
+        if (!S->p || !S->q || !S->scratch || !S->blk)
+            s = cb_fail(CB_ERR_NOMEM, "speculative: buffers");
     }
     /* the config's strings are the caller's; keep copies of the two read later */
-    if (s == CB_OK && cfg->spec_method && !(sd->own[0] = strdup(cfg->spec_method))) s = cb_fail(CB_ERR_NOMEM, "speculative");
+    if (s == CB_OK && cfg->spec_method && !(sd->own[0] = strdup(cfg->spec_method)))
+        s = cb_fail(CB_ERR_NOMEM, "speculative");
     sd->cfg.spec_method = sd->own[0];
     sd->cfg.draft_cache_kind = NULL;
     sd->cfg.gen.cache_kind = NULL; /* resolved above; the generators hold their own copies */
-    sd->cfg.gen.cache_plan_path = sd->cfg.gen.cache_auto_candidates = sd->cfg.gen.cache_plan_model_id = NULL;
+    sd->cfg.gen.cache_plan_path = sd->cfg.gen.cache_auto_candidates =
+        sd->cfg.gen.cache_plan_model_id = NULL;
     sd->cfg.gen.decode_plan = NULL;
     if (s != CB_OK) {
         cb_spec_decoder_free(sd);
@@ -336,10 +351,12 @@ void cb_spec_decoder_free(cb_spec_decoder *sd) {
     free(sd);
 }
 
-void cb_spec_decoder_seed(cb_spec_decoder *sd, uint64_t seed) { cb_rng_seed(&sd->S.rng, seed); }
+void cb_spec_decoder_seed(cb_spec_decoder *sd, uint64_t seed) {
+    cb_rng_seed(&sd->S.rng, seed);
+}
 
-cb_status cb_spec_decoder_generate(cb_spec_decoder *sd, const int32_t *prompt, int64_t B, int64_t S0,
-                                   int32_t *out, int64_t *out_len, cb_spec_stats *stats,
+cb_status cb_spec_decoder_generate(cb_spec_decoder *sd, const int32_t *prompt, int64_t B,
+                                   int64_t S0, int32_t *out, int64_t *out_len, cb_spec_stats *stats,
                                    cb_token_fn fn, void *user) {
     *out_len = 0;
     cb_spec_stats local;
@@ -347,11 +364,16 @@ cb_status cb_spec_decoder_generate(cb_spec_decoder *sd, const int32_t *prompt, i
     memset(st, 0, sizeof *st);
     spec_state *S = &sd->S;
     const cb_spec_config *cfg = &sd->cfg;
-    if (B < 1 || S0 < 1) return cb_fail(CB_ERR_ARG, "speculative: empty prompt (%lld x %lld)", (long long)B, (long long)S0);
+    if (B < 1 || S0 < 1)
+        return cb_fail(CB_ERR_ARG, "speculative: empty prompt (%lld x %lld)", (long long)B,
+                       (long long)S0);
     const int64_t N = cfg->gen.max_new_tokens, stride = S0 + N;
     if (S0 + N - 1 > cfg->gen.max_seq_len)
-        return cb_fail(CB_ERR_ARG, "speculative: %lld prompt + %lld new tokens need %lld positions, more than max_seq_len %lld",
-                       (long long)S0, (long long)N, (long long)(S0 + N - 1), (long long)cfg->gen.max_seq_len);
+        return cb_fail(CB_ERR_ARG,
+                       "speculative: %lld prompt + %lld new tokens need %lld positions, more than "
+                       "max_seq_len %lld",
+                       (long long)S0, (long long)N, (long long)(S0 + N - 1),
+                       (long long)cfg->gen.max_seq_len);
     double t0 = now_s();
     S->st = st;
     S->k = cfg->spec_k;

@@ -85,7 +85,9 @@ mkdir -p "$tmp/dir.yml"
 timeout 20 "$BIN" compile "$tmp/dir.yml" >/dev/null 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q '^error: .*dir.yml:1:1:' "$tmp/err" || fail "directory as manifest: $(cat "$tmp/err")"
 
-# every preset compiles, prints its plan and is reported by `run`
+# every preset compiles, prints its plan and is reported by `run` (a dry run once `run` trains)
+dry=""
+"$BIN" run --help 2>/dev/null | grep -q -- '--dry-run' && dry="--dry-run"
 npresets=0
 for p in presets/*.yml; do
     name=$(basename "$p" .yml)
@@ -99,7 +101,7 @@ for p in presets/*.yml; do
     printf '%s\n' "$out" | grep -q '^total parameters: ' || fail "$p: plan has no parameter total"
     printf '%s\n' "$out" | grep -q "^compiled: $name\$" || fail "$p: plan run did not end compiled"
     if grep -q '^groups:' "$p"; then
-        out=$(timeout 60 "$BIN" run "$p" 2>&1)
+        out=$(timeout 60 "$BIN" run "$p" $dry 2>&1)
         [ $? -eq 0 ] || fail "$p: caramba run failed: $out"
         printf '%s\n' "$out" | grep -q "^group '" || fail "$p: run did not report a group"
     fi
@@ -107,7 +109,7 @@ done
 [ "$npresets" -ge 7 ] || fail "only $npresets presets"
 
 # run: unknown group
-timeout 20 "$BIN" run presets/tiny.yml --group nope >/dev/null 2>"$tmp/err"
+timeout 20 "$BIN" run presets/tiny.yml --group nope $dry >/dev/null 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q "no group 'nope'" "$tmp/err" || fail "run --group nope: $(cat "$tmp/err")"
 # help is accurate enough to mention the flags
 "$BIN" compile --help | grep -q -- '--print-plan' || fail "compile --help lacks --print-plan"

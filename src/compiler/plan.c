@@ -128,8 +128,8 @@ static void print_node(const cb_cfg_node *m, void *ud) {
     char shp[128], par[32], det[160];
     shape_of(shp, sizeof shp, m->n_lead, m->lead, m->d_out, p->o);
     detail(det, sizeof det, m);
-    fprintf(p->f, "  %-*s  %-18s  %-20s %14s  %s\n", p->wpath, m->path, cb_cfg_kind_name(m->kind),
-            shp, grouped(m->n_params, par), det);
+    fprintf(p->f, "  %-*s  %-18s  %-20s %14s%s%s\n", p->wpath, m->path, cb_cfg_kind_name(m->kind),
+            shp, grouped(m->n_params, par), det[0] ? "  " : "", det);
 }
 
 void cb_plan_print(FILE *f, const cb_manifest *m, const cb_plan_opts *opts) {

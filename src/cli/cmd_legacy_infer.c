@@ -365,7 +365,7 @@ int cb_legacy_infer_main(int argc, char **argv) {
     cb_legacy_infer_opts o;
     cb_legacy_infer_opts_default(&o);
     const char *mode = NULL;
-    static const char *ignored[] = {"data", "resume", "entity", "project"};
+    static const char *ignored[] = {"data", "resume", "entity", "project", "group", "out"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {
@@ -426,7 +426,7 @@ int cb_legacy_infer_main(int argc, char **argv) {
                 fprintf(stderr, "error: unknown legacy option '--%s'\n", name);
                 return 2;
             }
-            fprintf(stderr, "note: --%s is a training option; ignored in sample/chat mode\n", name);
+            fprintf(stderr, "note: --%s is not used in sample/chat mode; ignored\n", name);
             continue;
         }
         bool numeric = strcmp(name, "seed") == 0 || strcmp(name, "max-new-tokens") == 0 ||
@@ -451,4 +451,8 @@ int cb_legacy_infer_main(int argc, char **argv) {
         fprintf(stderr, "note: --exp %s: the architecture comes from the checkpoint's config\n",
                 o.exp);
     return strcmp(mode, "sample") == 0 ? cb_legacy_sample(&o) : cb_legacy_chat(&o);
+}
+
+int cb_cli_legacy_infer(int argc, char **argv) {
+    return cb_legacy_infer_main(argc, argv);
 }

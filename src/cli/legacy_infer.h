@@ -42,10 +42,12 @@ int cb_legacy_sample(const cb_legacy_infer_opts *o);
 int cb_legacy_chat(const cb_legacy_infer_opts *o);
 /* Parses the legacy flags itself (argv[0] is the program): --mode sample|chat, --ckpt,
  * --manifest, --exp, --seed, --device, --tokenizer, --encoding, --prompt, --max-new-tokens,
- * --temperature, --top-k, --top-p, --cache-kind, --max-seq-len; the training-only flags (--data,
- * --resume, --entity, --project) are accepted and ignored with a note. Returns the exit status
- * (2 on a usage error). */
+ * --temperature, --top-k, --top-p, --cache-kind, --max-seq-len; the other legacy flags (--data,
+ * --resume, --entity, --project, --group, --out) are accepted and ignored with a note. Returns the
+ * exit status (2 on a usage error). */
 int cb_legacy_infer_main(int argc, char **argv);
+/* The name the legacy router (src/cli/legacy.c) calls: the same as cb_legacy_infer_main. */
+int cb_cli_legacy_infer(int argc, char **argv);
 
 /* ---- streaming (shared with caramba generate) ------------------------------------------------ */
 

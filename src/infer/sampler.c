@@ -6,6 +6,7 @@
  * so the decode loop never allocates. Softmax sums and the cumulative top-p mass are accumulated
  * in double so that the cut does not depend on summation order within float precision. */
 #include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,13 +89,23 @@ static void select_desc(int32_t *idx, const float *z, int64_t n, int64_t k) {
     }
 }
 
-static int cmp_desc(const void *a, const void *b, void *key) {
-    const float *z = key;
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    float zx = z[x], zy = z[y];
-    if (zx > zy) return -1;
-    if (zx < zy) return 1;
-    return (x > y) - (x < y); /* ties: lower index first (deterministic) */
+/* Max-heap over idx[0..n) ordered by z descending, ties by lower index (deterministic); used to
+ * pop candidates in probability order without sorting them all (and without qsort's buffer). */
+static inline bool before(const float *z, int32_t a, int32_t b) {
+    return z[a] > z[b] || (z[a] == z[b] && a < b);
+}
+
+static void sift_down(int32_t *h, int64_t n, int64_t i, const float *z) {
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && before(z, h[l], h[top])) top = l;
+        if (r < n && before(z, h[r], h[top])) top = r;
+        if (top == i) return;
+        int32_t t = h[i];
+        h[i] = h[top];
+        h[top] = t;
+        i = top;
+    }
 }
 
 cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float temperature,
@@ -127,20 +138,24 @@ cb_status cb_token_sampler_probs(cb_token_sampler *s, const float *logits, float
     if (!isfinite(mx))
         return cb_fail(CB_ERR_ARG, "sampler: logits are not finite (max %g)", (double)mx);
     if (top_p > 0 && top_p < 1 && n > 1) {
-        qsort_r(s->order, (size_t)n, sizeof(int32_t), cmp_desc, z);
+        int32_t *h = s->order;
         double tot = 0;
-        for (int64_t j = 0; j < n; j++) tot += exp((double)z[s->order[j]] - mx);
+        for (int64_t j = 0; j < n; j++) tot += exp((double)z[h[j]] - mx);
+        for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down(h, n, i, z);
+        /* pop in descending order; popped entries collect at the end of the array */
         double c = 0;
-        int64_t keep = n;
-        for (int64_t j = 0; j < n; j++) {
-            c += exp((double)z[s->order[j]] - mx) / tot;
-            if (c > (double)top_p) {
-                keep = j + 1;
-                break;
-            }
+        int64_t left = n;
+        while (left > 0) {
+            int32_t top = h[0];
+            h[0] = h[left - 1];
+            h[left - 1] = top;
+            left--;
+            sift_down(h, left, 0, z);
+            c += exp((double)z[top] - mx) / tot;
+            if (c > (double)top_p) break;
         }
-        for (int64_t j = keep; j < n; j++) z[s->order[j]] = -INFINITY;
-        n = keep;
+        for (int64_t j = 0; j < left; j++) z[h[j]] = -INFINITY;
+        n -= left;
     }
     double tot = 0;
     for (int64_t i = 0; i < V; i++) {

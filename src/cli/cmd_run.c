@@ -1,14 +1,17 @@
-/* caramba run MANIFEST [--group NAME]: load (parse, lower, validate) a manifest and run one group.
+/* caramba run MANIFEST [--group NAME] [--resume PATH] [--out DIR] [--data FILE] [--seed S]
+ *                      [--dry-run] [--no-progress] [--stop-after N]
  *
- * The boundary for the pipeline is cb_run_validated(): it receives the validated manifest and the
- * selected group. For now it reports what would run (runs in order with their modes, phases and
- * verify blocks; the group's benchmarks); training, verification and benchmarks plug in there. */
+ * Loads (parses, lowers, validates) a manifest and runs one group: its training runs in order
+ * (src/trainer/group.c: checkpoints, metrics, resume). --dry-run only reports what would run
+ * (cb_run_validated). Verification and benchmarks are reported, not run, by this build. */
 #include <stdio.h>
 #include <string.h>
 
 #include "caramba/manifest.h"
+#include "caramba/trainer.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_cli.h"
 
 void cb_cli_print_manifest_errors(const cb_diags *errs); /* cmd_compile.c */
 int cb_run_validated(const cb_manifest *m, const cb_group_cfg *g);
@@ -47,22 +50,80 @@ int cb_run_validated(const cb_manifest *m, const cb_group_cfg *g) {
         for (int k = 0; k < b->models.n; k++) printf("%s%s", k ? ", " : " ", b->models.v[k]);
         printf(", %lld repeat%s\n", (long long)b->repeats, b->repeats == 1 ? "" : "s");
     }
-    printf("nothing was run: this build validates and plans; training, verification and "
-           "benchmarks are not wired in yet\n");
+    printf("dry run: nothing was trained\n");
     return 0;
+}
+
+int cb_cli_run_manifest(const char *path, const cb_run_cli_opts *ro) {
+    cb_diags errs = {0};
+    cb_manifest *m = NULL;
+    if (cb_manifest_load_ex(path, NULL, &m, &errs) != CB_OK) {
+        cb_cli_print_manifest_errors(&errs);
+        cb_diags_free(&errs);
+        return 1;
+    }
+    if (m->n_groups == 0) {
+        fprintf(stderr, "error: %s: the manifest has no groups to run\n", path);
+        cb_manifest_free(m);
+        return 1;
+    }
+    const cb_group_cfg *g = cb_manifest_group(m, ro->group);
+    if (!g) {
+        fprintf(stderr, "error: %s: no group '%s'; groups:", path, ro->group);
+        for (int i = 0; i < m->n_groups; i++)
+            fprintf(stderr, "%s %s", i ? "," : "", m->groups[i].name);
+        fprintf(stderr, "\n");
+        cb_manifest_free(m);
+        return 1;
+    }
+    int rc;
+    if (ro->dry_run) {
+        rc = cb_run_validated(m, g);
+    } else {
+        cb_group_opts go = {
+            .out_dir = ro->out,
+            .resume = ro->resume,
+            .data = ro->data,
+            .has_seed = ro->has_seed,
+            .seed = ro->seed,
+            .progress = ro->no_progress ? 0 : -1,
+            .stop_after = ro->stop_after,
+            .out = stdout,
+        };
+        rc = 0;
+        if (cb_train_group(m, g, &go) != CB_OK) {
+            fflush(stdout);
+            fprintf(stderr, "error: %s\n", cb_last_error());
+            rc = 1;
+        }
+    }
+    cb_manifest_free(m);
+    return rc;
 }
 
 int cb_cmd_run(int argc, char **argv) {
     cb_opt opts[] = {
         {.name = "group", .metavar = "NAME", .help = "the group to run (default: the first)"},
+        {.name = "resume", .metavar = "PATH",
+         .help = "continue from a checkpoint directory (or a run directory: its 'latest'); the "
+                 "checkpoint's run id picks the run, earlier runs are skipped"},
+        {.name = "out", .metavar = "DIR", .help = "output directory (default: runs/<group>)"},
+        {.name = "data", .metavar = "FILE", .help = "token file instead of the group's data"},
+        {.name = "seed", .metavar = "S", .help = "seed for every run instead of each run's seed"},
+        {.name = "dry-run", .help = "validate and report what would run; train nothing"},
+        {.name = "no-progress", .help = "no progress bar (final lines only)"},
+        {.name = "stop-after", .metavar = "N",
+         .help = "stop each run after step N with a checkpoint (resume it later)"},
     };
     cb_cmd_spec spec = {
         .name = "run",
-        .synopsis = "MANIFEST [--group NAME]",
-        .summary = "Load (parse, lower, validate) a manifest and run one of its groups: its runs in "
-                   "order, then its benchmarks.\nFor now it reports what it would run.",
+        .synopsis = "MANIFEST [--group NAME] [--resume PATH] [--out DIR] [--data FILE] [--seed S] "
+                    "[--dry-run]",
+        .summary = "Load (parse, lower, validate) a manifest and run one of its groups: its training "
+                   "runs in order, with checkpoints (<out>/<run>/final), JSONL metrics "
+                   "(<out>/<run>/metrics.jsonl) and bit-exact resume. See docs/training.md.",
         .opts = opts,
-        .n_opts = 1,
+        .n_opts = sizeof opts / sizeof opts[0],
         .min_pos = 1,
         .max_pos = 1,
     };
@@ -71,29 +132,21 @@ int cb_cmd_run(int argc, char **argv) {
     int rc = cb_args_parse(&spec, argc, argv, pos, &n_pos);
     if (rc == CB_ARGS_HELP) return 0;
     if (rc != CB_ARGS_OK) return 1;
-    cb_diags errs = {0};
-    cb_manifest *m = NULL;
-    if (cb_manifest_load_ex(pos[0], NULL, &m, &errs) != CB_OK) {
-        cb_cli_print_manifest_errors(&errs);
-        cb_diags_free(&errs);
-        return 1;
+    cb_run_cli_opts ro = {
+        .group = cb_args_get(&spec, "group")->value,
+        .resume = cb_args_get(&spec, "resume")->value,
+        .out = cb_args_get(&spec, "out")->value,
+        .data = cb_args_get(&spec, "data")->value,
+        .dry_run = cb_args_get(&spec, "dry-run")->present,
+        .no_progress = cb_args_get(&spec, "no-progress")->present,
+    };
+    long long v;
+    if (cb_args_get(&spec, "seed")->present) {
+        if (cb_args_int(&spec, "seed", 0, -(1LL << 62), 1LL << 62, &v)) return 1;
+        ro.has_seed = true;
+        ro.seed = v;
     }
-    const char *gname = cb_args_get(&spec, "group")->value;
-    if (m->n_groups == 0) {
-        fprintf(stderr, "error: %s: the manifest has no groups to run\n", pos[0]);
-        cb_manifest_free(m);
-        return 1;
-    }
-    const cb_group_cfg *g = cb_manifest_group(m, gname);
-    if (!g) {
-        fprintf(stderr, "error: %s: no group '%s'; groups:", pos[0], gname);
-        for (int i = 0; i < m->n_groups; i++)
-            fprintf(stderr, "%s %s", i ? "," : "", m->groups[i].name);
-        fprintf(stderr, "\n");
-        cb_manifest_free(m);
-        return 1;
-    }
-    rc = cb_run_validated(m, g);
-    cb_manifest_free(m);
-    return rc;
+    if (cb_args_int(&spec, "stop-after", 0, 0, 1LL << 50, &v)) return 1;
+    ro.stop_after = v;
+    return cb_cli_run_manifest(pos[0], &ro);
 }

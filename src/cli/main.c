@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/run_cli.h"
 
 static const cb_command commands[] = {
     {"version", cb_cmd_version, "print the version and the compiled-in backends"},
@@ -40,6 +41,8 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    /* legacy top-level flags: caramba --manifest M --mode train --data D --resume R --seed S */
+    if (cb_cli_is_legacy_flag(argv[1])) return cb_cli_legacy(argc, argv);
     fprintf(stderr, "error: unknown command '%s' (see caramba --help)\n", argv[1]);
     return 1;
 }

@@ -173,7 +173,7 @@ cb_status cb_cache_needle_prompt(uint64_t seed, int64_t vocab, int64_t B, int64_
 /* Baseline distributions are computed once per resolve; base_lp [steps][B][V] log-probs. */
 static cb_status needle_run(cb_model *m, const cb_generate_config *cfg, const char *policy,
                             const int32_t *prompt, const int32_t *value, int64_t B, int64_t P,
-                            int steps, float *lp, double *hit) {
+                            int steps, double *lp, double *hit) {
     cb_generator *g;
     CB_TRY(probe_gen(m, cfg, policy, P + steps, &g));
     const int64_t V = m->vocab_size;
@@ -186,8 +186,8 @@ static cb_status needle_run(cb_model *m, const cb_generate_config *cfg, const ch
         for (int64_t b = 0; b < B; b++) {
             const float *row = lg + b * V;
             double lse = logsumexp(row, V);
-            float *dst = lp + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
-            for (int64_t v = 0; v < V; v++) dst[v] = (float)(row[v] - lse);
+            double *dst = lp + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
+            for (int64_t v = 0; v < V; v++) dst[v] = (double)row[v] - lse;
             hits += cb_argmax(row, V) == value[b * steps + s];
             tok[b] = value[b * steps + s];
         }
@@ -199,19 +199,20 @@ static cb_status needle_run(cb_model *m, const cb_generate_config *cfg, const ch
     return st;
 }
 
-static void needle_kl(const float *base, const float *cand, int64_t B, int64_t V, int steps,
+static void needle_kl(const double *base, const double *cand, int64_t B, int64_t V, int steps,
                       cb_needle_result *r) {
     r->mean_kl = 0;
     r->max_kl = 0;
     for (int s = 0; s < steps; s++) {
         double kl = 0;
         for (int64_t b = 0; b < B; b++) {
-            const float *pb = base + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
-            const float *pc = cand + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
+            const double *pb = base + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
+            const double *pc = cand + ((size_t)s * (size_t)B + (size_t)b) * (size_t)V;
             for (int64_t v = 0; v < V; v++)
                 kl += exp((double)pb[v]) * ((double)pb[v] - (double)pc[v]);
         }
         kl /= (double)B;
+        if (kl < 0) kl = 0; /* >= 0 mathematically; rounding of equal distributions */
         r->mean_kl += kl / steps;
         if (kl > r->max_kl) r->max_kl = kl;
     }
@@ -240,8 +241,8 @@ cb_status cb_cache_needle_gate(cb_model *m, const cb_generate_config *cfg, const
     const int64_t V = m->vocab_size;
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(B * P));
     int32_t *value = malloc(sizeof(int32_t) * (size_t)(B * S));
-    float *lb = malloc(sizeof(float) * (size_t)(S * B * V));
-    float *lc = malloc(sizeof(float) * (size_t)(S * B * V));
+    double *lb = malloc(sizeof(double) * (size_t)(S * B * V));
+    double *lc = malloc(sizeof(double) * (size_t)(S * B * V));
     cb_status st = prompt && value && lb && lc ? CB_OK : cb_fail(CB_ERR_NOMEM, "needle gate");
     if (st == CB_OK) st = cb_cache_needle_prompt(seed, V, B, P, S, prompt, value, &out->needle_pos);
     if (st == CB_OK) st = needle_run(m, cfg, baseline, prompt, value, B, P, S, lb, &out->base_hit);
@@ -438,7 +439,7 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
         int64_t NP = 0;
         int NS = 0;
         int32_t *nprompt = NULL, *nvalue = NULL;
-        float *lb = NULL, *lc = NULL;
+        double *lb = NULL, *lc = NULL;
         double base_hit = 0;
         int64_t npos = 0;
         if (st == CB_OK && gate_kl) {
@@ -446,8 +447,8 @@ cb_status cb_cache_policy_resolve(cb_model *m, int64_t batch, const cb_generate_
             if (st == CB_OK) {
                 nprompt = malloc(sizeof(int32_t) * (size_t)(batch * NP));
                 nvalue = malloc(sizeof(int32_t) * (size_t)(batch * NS));
-                lb = malloc(sizeof(float) * (size_t)(NS * batch * V));
-                lc = malloc(sizeof(float) * (size_t)(NS * batch * V));
+                lb = malloc(sizeof(double) * (size_t)(NS * batch * V));
+                lc = malloc(sizeof(double) * (size_t)(NS * batch * V));
                 if (!nprompt || !nvalue || !lb || !lc) st = cb_fail(CB_ERR_NOMEM, "needle gate");
             }
             if (st == CB_OK)

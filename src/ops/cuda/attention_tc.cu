@@ -98,11 +98,14 @@ template <int D>
 __device__ __forceinline__ void cp_tile(bf16 *dst, const bf16 *src, int64_t rows_per_b, int64_t b,
                                         int nheads, int head, int64_t t0, int nrows) {
     constexpr int V8 = D / 8, LD = D + 8;
+    /* row t of (b, head) starts at base + t * rs: one wide multiply-add per 16-byte chunk */
+    const bf16 *base = src + (b * rows_per_b * nheads + head) * (int64_t)D;
+    const int64_t rs = (int64_t)nheads * D;
     for (int c = threadIdx.x; c < nrows * V8; c += blockDim.x) {
         int r = c / V8, vv = c % V8;
         int64_t t = t0 + r;
         bool ok = t < rows_per_b;
-        const bf16 *g = ok ? src + ((b * rows_per_b + t) * nheads + head) * D + vv * 8 : src;
+        const bf16 *g = base + (ok ? t : 0) * rs + vv * 8;
         uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst + r * LD + vv * 8);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(g),
                      "r"(ok ? 16 : 0));
@@ -151,14 +154,15 @@ __device__ __forceinline__ void tc_key_range(const cb_attn_dims &d, int64_t p_lo
 
 /* Grid (ceil(T/64), H, B), 128 threads. Shared: Qs, Ks, Vs [64][D+8] bf16. */
 template <int D>
-__global__ void __launch_bounds__(TC_THREADS) k_attn_fwd_tc(cb_attn_dims d, const bf16 *q,
+__global__ void __launch_bounds__(TC_THREADS, D == 64 ? 4 : 3) k_attn_fwd_tc(cb_attn_dims d, const bf16 *q,
                                                             const bf16 *k, const bf16 *v,
                                                             cb_tv out, float *lse) {
     constexpr int LD = D + 8, NB = D / 8;
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *Qs = (bf16 *)smraw; /* then two (K, V) buffers */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
-    const int64_t t0 = (int64_t)blockIdx.x * TC_BQ;
+    /* last query tiles first: under a causal mask they have the most keys (shorter tail) */
+    const int64_t t0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * TC_BQ;
     const int h = blockIdx.y, kh = h / (d.H / d.Hkv);
     const int64_t b = blockIdx.z;
     const int nq = (int)(d.T - t0 < TC_BQ ? d.T - t0 : TC_BQ);
@@ -174,6 +178,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_fwd_tc(cb_attn_dims d, cons
     int64_t kb, ke;
     tc_key_range(d, d.q_pos0 + t0, d.q_pos0 + t0 + nq - 1, &kb, &ke);
     const int64_t wp_lo = d.q_pos0 + t0 + warp * 16, wp_hi = wp_lo + 15;
+    const float sl2 = d.scale * 1.4426950408889634f;
     if (kb < ke) {
         cp_tile<D>(Qs + 64 * LD, k, d.S, b, d.Hkv, kh, kb, 64);
         cp_tile<D>(Qs + 128 * LD, v, d.S, b, d.Hkv, kh, kb, 64);
@@ -207,35 +212,39 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_fwd_tc(cb_attn_dims d, cons
                 mma16816(s[nb + 1], a, bf[2], bf[3]);
             }
         }
-        /* scale, mask, online softmax (rows g and g+8 of the warp's 16) */
+        /* mask, online softmax (rows g and g+8 of the warp's 16). Statistics live in the log2
+         * domain (m = max * scale * log2 e), so p = exp2(s * sl2 - m) is one FFMA + one MUFU;
+         * masked scores are -inf and give exp2(-inf) = 0 without a select. */
+        if (!tile_clear(d, wp_lo, wp_hi, k0)) {
+#pragma unroll
+            for (int nb = 0; nb < 8; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (!tc_visible(d, e < 2 ? p0 : p1, k0 + nb * 8 + tg * 2 + (e & 1)))
+                        s[nb][e] = -INFINITY;
+        }
         float mt[2] = {-INFINITY, -INFINITY};
-        const bool clear = tile_clear(d, wp_lo, wp_hi, k0);
 #pragma unroll
-        for (int nb = 0; nb < 8; nb++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = s[nb][e] * d.scale;
-                if (!clear && !tc_visible(d, e < 2 ? p0 : p1, k0 + nb * 8 + tg * 2 + (e & 1)))
-                    x = -INFINITY;
-                s[nb][e] = x;
-                mt[e >> 1] = fmaxf(mt[e >> 1], x);
-            }
-        float alpha[2];
+        for (int nb = 0; nb < 8; nb++) {
+            mt[0] = fmaxf(mt[0], fmaxf(s[nb][0], s[nb][1]));
+            mt[1] = fmaxf(mt[1], fmaxf(s[nb][2], s[nb][3]));
+        }
+        float alpha[2], mneg[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
             mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
-            float mn = fmaxf(m[r], mt[r]);
-            alpha[r] = m[r] == mn ? 1.f : __expf(m[r] - mn);
+            float mn = fmaxf(m[r], mt[r] * sl2);
+            alpha[r] = m[r] == mn ? 1.f : exp2f(m[r] - mn);
             m[r] = mn;
+            mneg[r] = mn == -INFINITY ? 0.f : -mn; /* a row with nothing visible yet: p = 0 */
         }
         float ls[2] = {0.f, 0.f};
 #pragma unroll
         for (int nb = 0; nb < 8; nb++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float x = s[nb][e];
-                float p = x == -INFINITY ? 0.f : __expf(x - m[e >> 1]);
+                float p = exp2f(fmaf(s[nb][e], sl2, mneg[e >> 1]));
                 s[nb][e] = p;
                 ls[e >> 1] += p;
             }
@@ -290,7 +299,9 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_fwd_tc(cb_attn_dims d, cons
                 cb_st(out, base + c + 1, o[nb][2 * r + 1] * inv);
             }
         }
-        if (tg == 0) lse[(b * d.H + h) * d.T + t] = l[r] > 0.f ? m[r] + logf(l[r]) : -INFINITY;
+        if (tg == 0)
+            lse[(b * d.H + h) * d.T + t] =
+                l[r] > 0.f ? m[r] * 0.69314718055994531f + logf(l[r]) : -INFINITY;
     }
 }
 
@@ -307,7 +318,8 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, c
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *Qs = (bf16 *)smraw, *Gs = Qs + 64 * LD; /* then two (K, V) buffers */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
-    const int64_t t0 = (int64_t)blockIdx.x * TC_BQ;
+    /* last query tiles first: under a causal mask they have the most keys (shorter tail) */
+    const int64_t t0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * TC_BQ;
     const int h = blockIdx.y, kh = h / (d.H / d.Hkv);
     const int64_t b = blockIdx.z;
     const int nq = (int)(d.T - t0 < TC_BQ ? d.T - t0 : TC_BQ);
@@ -320,7 +332,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, c
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         int64_t t = row0 + 8 * r;
-        lr[r] = t < d.T ? lse[(b * d.H + h) * d.T + t] : -INFINITY;
+        lr[r] = t < d.T ? lse[(b * d.H + h) * d.T + t] * 1.4426950408889634f : -INFINITY;
         Dr[r] = t < d.T ? Dv[(b * d.H + h) * d.T + t] : 0.f;
     }
     float acc[NB][4];
@@ -330,6 +342,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, c
     int64_t kb, ke;
     tc_key_range(d, d.q_pos0 + t0, d.q_pos0 + t0 + nq - 1, &kb, &ke);
     const int64_t wp_lo = d.q_pos0 + t0 + warp * 16, wp_hi = wp_lo + 15;
+    const float sl2 = d.scale * 1.4426950408889634f;
     if (kb < ke) {
         cp_tile<D>(Qs + 128 * LD, k, d.S, b, d.Hkv, kh, kb, 64);
         cp_tile<D>(Qs + 192 * LD, v, d.S, b, d.Hkv, kh, kb, 64);
@@ -379,7 +392,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, c
                 int64_t j = k0 + nb * 8 + tg * 2 + (e & 1);
                 float p = 0.f;
                 if (lr[r] != -INFINITY && (clear || tc_visible(d, r ? p1 : p0, j)))
-                    p = __expf(s[nb][e] * d.scale - lr[r]);
+                    p = exp2f(s[nb][e] * sl2 - lr[r]);
                 s[nb][e] = p * (dp[nb][e] - Dr[r]);
             }
         /* dQ += dS K: B[k = key][n = dim] = K[key][dim] */
@@ -445,6 +458,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d,
 #pragma unroll
         for (int e = 0; e < 4; e++) dka[i][e] = dva[i][e] = 0.f;
     const int64_t key0 = j0 + warp * 16 + g; /* this thread's keys: key0, key0 + 8 */
+    const float sl2 = d.scale * 1.4426950408889634f; /* exp(x) = exp2(x log2 e) */
 
     /* queries that can see a key of this block */
     int64_t i_lo = 0, i_hi = d.T - 1;
@@ -465,7 +479,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d,
         float *Ln = LDs + bi * 2 * BQI;
         for (int r = threadIdx.x; r < BQI; r += blockDim.x) {
             int64_t t = t0 + r;
-            Ln[r] = t < d.T ? lse[(b * d.H + h) * d.T + t] : -INFINITY;
+            Ln[r] = t < d.T ? lse[(b * d.H + h) * d.T + t] * 1.4426950408889634f : -INFINITY;
             Ln[BQI + r] = t < d.T ? Dv[(b * d.H + h) * d.T + t] : 0.f;
         }
     };
@@ -518,7 +532,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d,
                     float lq = ls[qi];
                     float p = 0.f;
                     if (lq != -INFINITY && tc_visible(d, d.q_pos0 + t0 + qi, key))
-                        p = __expf(st[nb][e] * d.scale - lq);
+                        p = exp2f(st[nb][e] * sl2 - lq);
                     st[nb][e] = p;
                     dpt[nb][e] = p * (dpt[nb][e] - Ds[qi]);
                 }

@@ -70,7 +70,8 @@ __global__ void k_emb_keys(int64_t N, int64_t V, const void *ids, int idt, int *
 }
 
 /* skeys, spos [N] sorted by id; dout [N, D]; dW [V, D]. Block s works only when s starts a run
- * of equal ids: dW[id, :] += sum over the run of dout[pos, :], in position order. */
+ * of equal ids: dW[id, :] += sum over the run of dout[pos, :], in position order. (Fallback when
+ * the segment scratch below does not fit.) */
 __global__ void k_emb_bwd(int64_t N, int64_t V, int64_t D, const int *skeys, const int *spos,
                           cb_tv dout, cb_tv dW) {
     for (int64_t s = blockIdx.x; s < N; s += gridDim.x) {
@@ -81,6 +82,58 @@ __global__ void k_emb_bwd(int64_t N, int64_t V, int64_t D, const int *skeys, con
         for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
             float acc = 0.f;
             for (int64_t k = s; k < e; k++) acc += cb_ld(dout, (int64_t)spos[k] * D + d);
+            cb_acc(dW, (int64_t)key * D + d, acc);
+        }
+    }
+}
+
+#define EMB_SEG 32
+
+/* First index in sorted keys[0, n) not less than (or, upper, greater than) key. */
+__device__ __forceinline__ int64_t bound(const int *keys, int64_t n, int key, bool upper) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = (lo + hi) >> 1;
+        if (keys[mid] < key || (upper && keys[mid] == key)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* A frequent id (padding, "the") makes one long run; it is cut into segments of EMB_SEG positions
+ * so many blocks share it. Block s works when s starts a segment: a run of at most EMB_SEG adds
+ * straight into dW; a longer run leaves its segment sum in partial[s, :] for k_emb_runs.
+ *   skeys, spos [N]; dout [N, D]; dW [V, D]; partial [N, D] f32 */
+__global__ void k_emb_segments(int64_t N, int64_t V, int64_t D, const int *skeys, const int *spos,
+                               cb_tv dout, cb_tv dW, float *partial) {
+    for (int64_t s = blockIdx.x; s < N; s += gridDim.x) {
+        int key = skeys[s];
+        if (key >= V) continue;
+        int64_t rs = (s > 0 && skeys[s - 1] == key) ? bound(skeys, s, key, false) : s;
+        if ((s - rs) % EMB_SEG) continue;
+        int64_t re = bound(skeys, N, key, true);
+        int64_t e = s + EMB_SEG < re ? s + EMB_SEG : re;
+        bool direct = re - rs <= EMB_SEG;
+        for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+            float acc = 0.f;
+            for (int64_t k = s; k < e; k++) acc += cb_ld(dout, (int64_t)spos[k] * D + d);
+            if (direct) cb_acc(dW, (int64_t)key * D + d, acc);
+            else partial[s * D + d] = acc;
+        }
+    }
+}
+
+/* Block s works when s starts a run longer than EMB_SEG: dW[id, :] += its segment sums in order. */
+__global__ void k_emb_runs(int64_t N, int64_t V, int64_t D, const int *skeys, const float *partial,
+                           cb_tv dW) {
+    for (int64_t s = blockIdx.x; s < N; s += gridDim.x) {
+        int key = skeys[s];
+        if (key >= V || (s > 0 && skeys[s - 1] == key)) continue;
+        int64_t re = bound(skeys, N, key, true);
+        if (re - s <= EMB_SEG) continue;
+        for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+            float acc = 0.f;
+            for (int64_t k = s; k < re; k += EMB_SEG) acc += partial[k * D + d];
             cb_acc(dW, (int64_t)key * D + d, acc);
         }
     }
@@ -103,7 +156,10 @@ extern "C" cb_status cb_cuda_embedding_bwd(const cb_tensor *ids, const cb_tensor
                                     (const int *)nullptr, (int *)nullptr, (int)N, 0, end_bit,
                                     c->stream);
     size_t arr = ((size_t)N * sizeof(int) + 255) & ~(size_t)255;
-    char *scr = (char *)cb_cu_scratch(4 * arr + temp);
+    size_t tmpb = (temp + 255) & ~(size_t)255;
+    size_t part = (size_t)N * (size_t)D * sizeof(float);
+    bool segmented = part <= ((size_t)512 << 20);
+    char *scr = (char *)cb_cu_scratch(4 * arr + tmpb + (segmented ? part : 0));
     if (!scr) return CB_ERR_NOMEM;
     int *keys = (int *)scr, *vals = (int *)(scr + arr), *skeys = (int *)(scr + 2 * arr),
         *svals = (int *)(scr + 3 * arr);
@@ -115,8 +171,17 @@ extern "C" cb_status cb_cuda_embedding_bwd(const cb_tensor *ids, const cb_tensor
     CB_TRY(cb_cu_check(e, "embedding_bwd radix sort"));
     int threads = D >= 256 ? 256 : D >= 128 ? 128 : 64;
     unsigned blocks = (unsigned)(N < 65535LL * 32 ? N : 65535LL * 32);
-    k_emb_bwd<<<blocks, threads, 0, c->stream>>>(N, V, D, skeys, svals, cb_view(dout),
-                                                 cb_view(dW));
-    CB_CU_LAUNCHED("embedding_bwd");
+    if (!segmented) {
+        k_emb_bwd<<<blocks, threads, 0, c->stream>>>(N, V, D, skeys, svals, cb_view(dout),
+                                                     cb_view(dW));
+        CB_CU_LAUNCHED("embedding_bwd");
+        return CB_OK;
+    }
+    float *partial = (float *)(scr + 4 * arr + tmpb);
+    k_emb_segments<<<blocks, threads, 0, c->stream>>>(N, V, D, skeys, svals, cb_view(dout),
+                                                      cb_view(dW), partial);
+    CB_CU_LAUNCHED("embedding_bwd_segments");
+    k_emb_runs<<<blocks, threads, 0, c->stream>>>(N, V, D, skeys, partial, cb_view(dW));
+    CB_CU_LAUNCHED("embedding_bwd_runs");
     return CB_OK;
 }

@@ -46,6 +46,11 @@ __device__ __forceinline__ void row_max_sumexp(cb_tv x, int64_t base, int64_t N,
     *so = s;
 }
 
+static bool norm_bwd_fused(cb_cuda_ctx *c, bool ln, int64_t R, int64_t D, const cb_tensor *x,
+                           const cb_tensor *w, const cb_tensor *mean, const cb_tensor *rstd,
+                           const cb_tensor *dy, cb_tensor *dx, cb_tensor *dw, cb_tensor *db,
+                           cb_status *st);
+
 /* ---- RMSNorm --------------------------------------------------------------------------------- */
 
 /* x, y [R, D]; w [D] or none; rstd [R] or none. One block per row. y may alias x. */
@@ -107,6 +112,8 @@ extern "C" cb_status cb_cuda_rmsnorm_bwd(const cb_tensor *x, const cb_tensor *w,
     int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
     if (R == 0 || D == 0) return CB_OK;
     if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda rmsnorm: too many rows");
+    cb_status fst = CB_OK;
+    if (norm_bwd_fused(c, false, R, D, x, w, nullptr, rstd, dy, dx, dw, nullptr, &fst)) return fst;
     if (dx) {
         k_rmsnorm_bwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
             D, cb_view(x), cb_view(w), cb_view(rstd), cb_view(dy), cb_view(dx));
@@ -196,6 +203,8 @@ extern "C" cb_status cb_cuda_layernorm_bwd(const cb_tensor *x, const cb_tensor *
     int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
     if (R == 0 || D == 0) return CB_OK;
     if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda layernorm: too many rows");
+    cb_status fst = CB_OK;
+    if (norm_bwd_fused(c, true, R, D, x, w, mean, rstd, dy, dx, dw, db, &fst)) return fst;
     if (dx) {
         k_layernorm_bwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
             D, cb_view(x), cb_view(w), cb_view(mean), cb_view(rstd), cb_view(dy), cb_view(dx));
@@ -207,6 +216,94 @@ extern "C" cb_status cb_cuda_layernorm_bwd(const cb_tensor *x, const cb_tensor *
                             cb_view(dw)));
     if (db) CB_TRY(cb_cu_colsum(0, R, D, 1.f, cb_view(dy), none, none, none, cb_view(db)));
     return CB_OK;
+}
+
+/* ---- fused norm backward -----------------------------------------------------------------------
+ * One pass over x and dy produces dx and the per-block partial sums of dw (and db): block k takes
+ * rows k, k + G, k + 2G, ... and thread t owns columns t, t + blockDim, ... of its shared-memory
+ * accumulators, so no two threads ever add into the same place; the G partial rows are then summed
+ * by the deterministic column reduction. One read of x and dy instead of three. */
+
+/* x, dy, dx [R, D]; w [D] or none; mean (LN only), rstd [R]; pw, pb [G, D] f32 partials or NULL */
+template <bool LN>
+__global__ void k_norm_bwd_fused(int64_t R, int64_t D, cb_tv x, cb_tv w, cb_tv mean, cb_tv rstd,
+                                 cb_tv dy, cb_tv dx, float *pw, float *pb) {
+    extern __shared__ float accs[]; /* [D] dw partial, then [D] db partial (LN) */
+    __shared__ float sh[32];
+    float *aw = accs, *ab = accs + D;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        if (pw) aw[d] = 0.f;
+        if (LN && pb) ab[d] = 0.f;
+    }
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+        int64_t base = r * D;
+        float rs = cb_ld(rstd, r), mu = LN ? cb_ld(mean, r) : 0.f;
+        float s1 = 0.f, s2 = 0.f;
+        if (dx.p) {
+            for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+                float g = cb_ld(dy, base + d) * (w.p ? cb_ld(w, d) : 1.f);
+                if (LN) s1 += g;
+                s2 += g * (cb_ld(x, base + d) - mu) * rs;
+            }
+            if (LN) s1 = cb_block_sum(s1, sh) / (float)D;
+            s2 = cb_block_sum(s2, sh) / (float)D;
+        }
+        for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+            float gy = cb_ld(dy, base + d);
+            float xh = (cb_ld(x, base + d) - mu) * rs;
+            if (dx.p) {
+                float g = gy * (w.p ? cb_ld(w, d) : 1.f);
+                cb_acc(dx, base + d, rs * (g - s1 - xh * s2));
+            }
+            if (pw) aw[d] += gy * xh;
+            if (LN && pb) ab[d] += gy;
+        }
+    }
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        if (pw) pw[(int64_t)blockIdx.x * D + d] = aw[d];
+        if (LN && pb) pb[(int64_t)blockIdx.x * D + d] = ab[d];
+    }
+}
+
+/* Returns false (nothing launched) when the accumulators do not fit in shared memory. */
+static bool norm_bwd_fused(cb_cuda_ctx *c, bool ln, int64_t R, int64_t D, const cb_tensor *x,
+                           const cb_tensor *w, const cb_tensor *mean, const cb_tensor *rstd,
+                           const cb_tensor *dy, cb_tensor *dx, cb_tensor *dw, cb_tensor *db,
+                           cb_status *st) {
+    size_t smem = (size_t)D * sizeof(float) * (ln ? 2 : 1);
+    if (smem > 40 * 1024) return false;
+    /* enough blocks to fill the GPU (8 of 256 threads per SM); each takes every G-th row */
+    int64_t G = 8LL * c->num_sms;
+    if (G > R) G = R;
+    bool want_w = dw && (ln || w), want_b = ln && db;
+    float *pw = nullptr, *pb = nullptr, *part = nullptr;
+    if (want_w || want_b) {
+        /* not the scratch buffer: the column reduction below needs that one */
+        part = (float *)cb_cuda_alloc((size_t)(2 * G * D) * sizeof(float));
+        if (!part) {
+            *st = CB_ERR_NOMEM;
+            return true;
+        }
+        if (want_w) pw = part;
+        if (want_b) pb = part + G * D;
+    }
+    int threads = cb_cu_row_threads(D);
+    if (ln)
+        k_norm_bwd_fused<true><<<(unsigned)G, threads, smem, c->stream>>>(
+            R, D, cb_view(x), cb_view(w), cb_view(mean), cb_view(rstd), cb_view(dy), cb_view(dx),
+            pw, pb);
+    else
+        k_norm_bwd_fused<false><<<(unsigned)G, threads, smem, c->stream>>>(
+            R, D, cb_view(x), cb_view(w), cb_view(mean), cb_view(rstd), cb_view(dy), cb_view(dx),
+            pw, pb);
+    *st = cb_cu_launch_check("norm_bwd_fused");
+    cb_tv none = {nullptr, CB_F32};
+    if (*st == CB_OK && pw)
+        *st = cb_cu_colsum(0, G, D, 1.f, cb_tv{pw, CB_F32}, none, none, none, cb_view(dw));
+    if (*st == CB_OK && pb)
+        *st = cb_cu_colsum(0, G, D, 1.f, cb_tv{pb, CB_F32}, none, none, none, cb_view(db));
+    cb_cuda_free(part); /* stream-ordered reuse: safe while the kernels above are queued */
+    return true;
 }
 
 /* ---- softmax --------------------------------------------------------------------------------- */

@@ -33,6 +33,8 @@ out=$("$BIN" tokenize --tokenizer bytes --text-file "$T/s.txt" --allow-special)
 [ "$out" = '{"ids": [97, 256]}' ] || fail "bytes/allow-special: $out"
 out=$("$BIN" tokenize --tokenizer bytes --text-file "$T/s.txt")
 [ "$(echo "$out" | tr -cd ',' | wc -c)" -eq 13 ] || fail "specials must be plain text by default"
+out=$(printf 'hi\n' | "$BIN" tokenize --tokenizer bytes --text-file -)
+[ "$out" = '{"ids": [104, 105, 10]}' ] || fail "text-file from stdin: $out"
 printf '' > "$T/empty.txt"
 out=$("$BIN" tokenize --tokenizer bytes --text-file "$T/empty.txt")
 [ "$out" = '{"ids": []}' ] || fail "empty file: $out"

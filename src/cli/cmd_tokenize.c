@@ -91,7 +91,7 @@ int cb_cmd_tokenize(int argc, char **argv) {
          .help = "for a .tiktoken file: cl100k_base, o200k_base, p50k_base, r50k_base, llama3, or "
                  "an encoding .json (default: FILE.json beside it, else the file's name)"},
         {.name = "text-file", .metavar = "FILE",
-         .help = "encode the whole file (any bytes); prints one line {\"ids\": [...]}"},
+         .help = "encode the whole file (any bytes; '-' = stdin); prints one line {\"ids\": [...]}"},
         {.name = "jsonl", .metavar = "FILE",
          .help = "one {\"text\": ...} object per line ('-' = stdin): one {\"ids\": [...]} line "
                  "per input line, in order; blank lines are skipped"},
@@ -126,17 +126,36 @@ int cb_cmd_tokenize(int argc, char **argv) {
     if (jsonl) {
         rc = encode_jsonl(tok, jsonl, flags);
     } else {
-        void *map;
-        size_t size;
+        void *map = NULL;
+        char *buf = NULL;
+        size_t size = 0;
         cb_ids ids = {0};
-        if (cb_map_file(text_file, &map, &size) != CB_OK) {
-            rc = fail(cb_last_error());
-        } else if (cb_tokenizer_encode(tok, map, size, flags, &ids) != CB_OK) {
-            rc = fail(cb_last_error());
+        cb_status st = CB_OK;
+        if (strcmp(text_file, "-") == 0) { /* all of stdin */
+            size_t cap = 0;
+            for (;;) {
+                if (size == cap) {
+                    char *p = realloc(buf, cap = cap ? cap * 2 : 1 << 16);
+                    if (!p) {
+                        st = cb_fail(CB_ERR_NOMEM, "out of memory reading stdin");
+                        break;
+                    }
+                    buf = p;
+                }
+                size_t got = fread(buf + size, 1, cap - size, stdin);
+                size += got;
+                if (got == 0) break;
+            }
+            if (st == CB_OK && ferror(stdin)) st = cb_fail(CB_ERR_IO, "cannot read stdin");
         } else {
-            print_ids(stdout, &ids);
+            st = cb_map_file(text_file, &map, &size);
         }
-        cb_unmap_file(map, size);
+        if (st == CB_OK)
+            st = cb_tokenizer_encode(tok, buf ? buf : map, size, flags, &ids);
+        if (st == CB_OK) print_ids(stdout, &ids);
+        else rc = fail(cb_last_error());
+        if (map) cb_unmap_file(map, size);
+        free(buf);
         cb_ids_free(&ids);
     }
     cb_tokenizer_free(tok);

@@ -511,6 +511,23 @@ static void test_bad_tokenizer_json(void **state) {
     char *ok = mini_json("\"ab\": 256", "\"a b\"", BL, "");
     assert_int_equal(open_text(dir, "ok.json", ok, strlen(ok), NULL), CB_OK);
     assert_int_equal(open_text(dir, "ok.json", ok, strlen(ok), "cl100k_base"), CB_ERR_ARG);
+    /* a model directory holding tokenizer.json */
+    char model[4200];
+    snprintf(model, sizeof model, "%s/model", dir);
+    assert_int_equal(cb_mkdirs(model), CB_OK);
+    cb_tokenizer *tok;
+    assert_int_equal(cb_tokenizer_open(&tok, model, NULL), CB_ERR_NOTFOUND);
+    expect_msg("directory has no tokenizer.json");
+    assert_int_equal(open_text(model, "tokenizer.json", ok, strlen(ok), NULL), CB_OK);
+    assert_int_equal(cb_tokenizer_open(&tok, model, NULL), CB_OK);
+    assert_string_equal(cb_tokenizer_name(tok), "tokenizer.json");
+    cb_ids ids = {0};
+    assert_int_equal(cb_tokenizer_encode(tok, "abab", 4, 0, &ids), CB_OK);
+    assert_int_equal(ids.n, 2);
+    assert_int_equal(ids.data[0], 256);
+    assert_int_equal(ids.data[1], 256);
+    cb_ids_free(&ids);
+    cb_tokenizer_free(tok);
     free(ok);
     const struct {
         const char *vocab, *merges, *pre, *extra, *needle;

@@ -201,10 +201,9 @@ static cb_status forward(cb_generator *g, const int32_t *ids, int64_t T, const f
                      cb_shape_str(logits, s, sizeof s), (long long)B, (long long)T, (long long)V);
     }
     if (st != CB_OK) {
-        cb_status keep = st == CB_ERR_ARG && !logits ? CB_ERR_ARG : st;
         cb_infer_caches_truncate(&g->ctx, g->pos); /* undo the layers that did append */
         g->last_valid = false;
-        return cb_fail_context(keep, "generate: forward of %lld x %lld tokens at position %lld",
+        return cb_fail_context(st, "generate: forward of %lld x %lld tokens at position %lld",
                                (long long)B, (long long)T, (long long)g->pos);
     }
     const float *data = cb_f32(logits);

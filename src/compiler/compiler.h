@@ -19,8 +19,9 @@
  *    lists/mappings in flow style ([1, 2], {a: 1}); the result is a string;
  *  - variables may refer to variables (resolved once, memoised); a name is [A-Za-z0-9_]+;
  *    anything else (`$x`, `${ x }`) is literal text;
- *  - unknown variables and cycles are errors naming the key path; unused variables are checked
- *    too (their errors name vars.NAME).
+ *  - unknown variables and cycles are errors naming the key path; resolution is lazy (as in
+ *    spec-core §1.2), so a variable nobody references is not checked; without a top-level `vars`
+ *    section nothing is substituted.
  * Returns 0, or nonzero after recording one error. */
 int cb_lower_vars(cb_doc *doc, cb_diags *errs);
 

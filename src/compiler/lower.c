@@ -325,13 +325,12 @@ int cb_lower_vars(cb_doc *doc, cb_diags *errs) {
         }
         v.n = (int)vars->n;
     }
-    subst(&v, root, "", 1);
-    for (int i = 0; i < v.n && !v.failed; i++)
-        if (v.vars[i].state == 0) {
-            char vp[160];
-            snprintf(vp, sizeof vp, "vars.%.120s", v.vars[i].name);
-            resolve(&v, i, v.vars[i].def, vp);
-        }
+    /* spec-core §1.2: without a vars section nothing is substituted (a "${x}" stays text and
+     * fails type checks with a hint); resolution is lazy, so unused variables are not checked */
+    if (vi >= 0) {
+        doc->had_vars = 1;
+        subst(&v, root, "", 1);
+    }
     free(v.vars);
     cb_strset_free(&v.index);
     return v.failed;

@@ -70,7 +70,10 @@ const char *cb_sc_describe(cb_sctx *c, const cb_doc_node *v) {
     case CB_SCALAR_INT: r = cb_pool_printf(c->pool, "the integer %.40s", v->text); break;
     case CB_SCALAR_FLOAT: r = cb_pool_printf(c->pool, "the float %.40s", v->text); break;
     case CB_SCALAR_STR:
-        r = cb_pool_printf(c->pool, "the string \"%.40s%s\"", v->text, v->len > 40 ? "..." : "");
+        r = cb_pool_printf(c->pool, "the string \"%.40s%s\"%s", v->text, v->len > 40 ? "..." : "",
+                           strstr(v->text, "${") && c->doc && !c->doc->had_vars
+                               ? " (the manifest has no vars section, so ${...} is not substituted)"
+                               : "");
         break;
     }
     return r ? r : "a value";

@@ -62,7 +62,7 @@ add('bad_enum_mode.yml', sub('                bias: false\n', '                b
 add('bad_enum_phase.yml', sub('phase: standard', 'phase: finetune'))
 add('bad_enum_cache_kind.yml', BASE + '    benchmarks:\n      - id: mem\n        config: {type: memory, quantization_modes: [fp16, q8, q4]}\n')
 add('bad_enum_model_type.yml', sub('  type: TransformerModel', '  type: Transformer'))
-add('var_cycle.yml', sub('vars:\n  d: 64\n', 'vars:\n  d: 64\n  a: ${b}\n  b: ${c}\n  c: ${a}\n'))
+add('var_cycle.yml', sub('vars:\n  d: 64\n', 'vars:\n  d: 64\n  a: ${b}\n  b: ${c}\n  c: ${a}\n').replace('name: bad', 'name: ${a}'))
 add('var_self_cycle.yml', sub('vars:\n  d: 64\n', 'vars:\n  d: "${d}"\n').replace('d_ff: 128', 'd_ff: "${d}"'))
 add('var_unknown.yml', sub('d_ff: 128', 'd_ff: "${dff}"'))
 add('vars_not_mapping.yml', sub('vars:\n  d: 64\n', 'vars: [d, 64]\n'))
@@ -178,7 +178,7 @@ print(len(files) + 5, 'files')
 
 # ---- expectations: a "# expect:" first line for YAML text files, NAME.expect sidecars otherwise
 import subprocess
-BIN = os.environ.get('CARAMBA_BIN', 'build/caramba')
+BIN = os.path.abspath(os.environ.get('CARAMBA_BIN', 'build/caramba'))
 sidecar = {'empty.yml', 'binary_junk.yml', 'nul_byte.yml', 'invalid_utf8.yml', 'utf16_bom.yml'}
 def first_error(name):
     r = subprocess.run(['timeout', '10', BIN, 'compile', name], cwd=D, capture_output=True)

@@ -380,7 +380,7 @@ static void test_vars(void **state) {
     assert_int_equal(cb_doc_get(cb_doc_root(doc), "m")->i, 1);
     cb_doc_free(doc);
     /* ... but a used one is, through the chain */
-    doc = lower_vars("vars:\n  a: 1\n  b: ${zz}\nm: [${a}, x${b}]\n", &errs, &rc);
+    doc = lower_vars("vars:\n  a: 1\n  b: ${zz}\nm: [\"${a}\", \"x${b}\"]\n", &errs, &rc);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(errs.msg[0], "v.yml:3:6: vars.b: unknown variable 'zz'"));
     cb_diags_free(&errs);

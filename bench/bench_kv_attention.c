@@ -207,16 +207,17 @@ int main(int argc, char **argv) {
                 }
                 const double bytes =
                     (double)ctx * (double)(lcs[0].k.row_bytes + lcs[0].v.row_bytes);
-                result r = {s->name,
-                            ctx,
-                            cb_kv_kind_name((cb_kv_kind)kind),
-                            t * 1e6,
-                            tmed * 1e6,
-                            (double)cb_layer_cache_bytes(&lcs[0]) / 1048576.0,
-                            bytes / t / 1e9,
-                            bytes / t / 1e9 / bw,
-                            1.0 / (t * s->model_layers),
-                            ref_us};
+                result r = {.shape = s->name,
+                            .ctx = ctx,
+                            .kind = cb_kv_kind_name((cb_kv_kind)kind),
+                            .us_per_call = t * 1e6,
+                            .us_median = tmed * 1e6,
+                            .cpu_us = cpu_best * 1e6,
+                            .cache_mib = (double)cb_layer_cache_bytes(&lcs[0]) / 1048576.0,
+                            .gbps = bytes / t / 1e9,
+                            .frac = bytes / t / 1e9 / bw,
+                            .tok_s = 1.0 / (t * s->model_layers),
+                            .ref_us = ref_us};
                 res[nres++] = r;
                 printf("%-5s %6d %-5s %10.1f %10.1f %10.2f %9.1f %7.0f%% %11.0f", r.shape, r.ctx,
                        r.kind, r.us_per_call, r.us_median, r.cache_mib, r.gbps, 100.0 * r.frac,

@@ -11,6 +11,7 @@
 #include "caramba/fileio.h"
 #include "caramba/tokenizer.h"
 #include "testutil.h"
+#include "tokenizer/tok_json.h"
 
 #define TOKDIR "tests/data/tokenizers/"
 
@@ -303,14 +304,14 @@ static void test_roundtrip_edge_cases(void **state) {
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         check_all_roundtrip(texts[i], strlen(texts[i]));
     /* a very long piece (one run of letters) must not be quadratic or overflow */
-    size_t n = 200000;
+    size_t n = getenv("CARAMBA_SANITIZED") ? 50000 : 200000;
     char *big = malloc(n);
     for (size_t i = 0; i < n; i++) big[i] = (char)('a' + (i * 7 + i / 13) % 26);
     double t0 = now_s();
     check_all_roundtrip(big, n);
     for (size_t i = 0; i < n; i++) big[i] = ' ';
     check_all_roundtrip(big, n);
-    fprintf(stderr, "two 200 KB single-piece texts, both tokenizers, twice: %.2f s\n",
+    fprintf(stderr, "two %zu KB single-piece texts, both tokenizers, twice: %.2f s\n", n / 1000,
             now_s() - t0);
     free(big);
 }
@@ -638,6 +639,7 @@ static void test_long_whitespace(void **state) {
     free(j);
     cb_tokenizer *tok;
     if (cb_tokenizer_open(&tok, path, NULL) != CB_OK) fail_msg("%s", cb_last_error());
+    double t0 = now_s();
     size_t n = 12u << 20;
     char *text = malloc(n);
     memset(text, ' ', n - 1);
@@ -646,10 +648,66 @@ static void test_long_whitespace(void **state) {
     if (cb_tokenizer_encode(tok, text, n, 0, &ids) != CB_OK) fail_msg("%s", cb_last_error());
     assert_int_equal(ids.n, n);
     check_roundtrip(tok, &ids, text, n);
+    fprintf(stderr, "12 MB whitespace run: %.2f s\n", now_s() - t0);
     cb_ids_free(&ids);
     free(text);
     cb_tokenizer_free(tok);
     tu_rmtree(dir);
+}
+
+/* The tokenizer files' JSON reader (src/tokenizer/tok_json.c). */
+static void test_json_reader(void **state) {
+    (void)state;
+    const char *text = " {\"a\": [1, -2.5e1, true, false, null, \"x\\u0000y\", {}, []],\n"
+                       "  \"b\": {\"c\": \"\\ud83d\\ude00\\u00e9\\n\"}, \"a\": 7} ";
+    tj_doc d;
+    if (tj_parse(&d, text, strlen(text), "t.json") != CB_OK) fail_msg("%s", cb_last_error());
+    assert_int_equal(d.root.type, TJ_OBJ);
+    assert_int_equal(d.root.n, 3);
+    const tj_val *a = &d.root.mem[0].v;
+    assert_int_equal(a->type, TJ_ARR);
+    assert_int_equal(a->n, 8);
+    assert_true(a->items[0].type == TJ_NUM && a->items[0].num == 1);
+    assert_true(a->items[1].num == -25);
+    assert_true(a->items[2].type == TJ_BOOL && a->items[2].b);
+    assert_true(a->items[3].type == TJ_BOOL && !a->items[3].b);
+    assert_int_equal(a->items[4].type, TJ_NULL);
+    assert_int_equal(a->items[5].n, 3);
+    assert_memory_equal(a->items[5].s, "x\0y", 3);
+    assert_true(a->items[6].type == TJ_OBJ && a->items[6].n == 0);
+    assert_true(a->items[7].type == TJ_ARR && a->items[7].n == 0);
+    assert_true(tj_str_eq(tj_get(tj_get(&d.root, "b"), "c"), "\xf0\x9f\x98\x80\xc3\xa9\n"));
+    assert_true(tj_get(&d.root, "a")->type == TJ_NUM); /* the last duplicate wins */
+    assert_null(tj_get(&d.root, "zz"));
+    tj_free(&d);
+    const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"", "expected a value at line 1, column 1 (truncated?)"},
+        {"{\"a\": 1,}", "expected a member name"},
+        {"[1, 2,]", "expected a value"},
+        {"{\"a\" 1}", "expected ':'"},
+        {"[1 2]", "expected ',' or ']'"},
+        {"{\"a\": [1}", "expected ',' or ']'"},
+        {"{\"a\": \"b}", "unterminated string"},
+        {"\"\\x\"", "bad escape"},
+        {"\"\\u12g4\"", "bad \\u escape"},
+        {"{}\n{}", "trailing characters after the document at line 2, column 1"},
+        {"[tru]", "expected a value"},
+        {"-", "expected a value"},
+        {"1.2.3", "bad number"},
+        {"\"a\tb\\n\"", "control character"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(tj_parse(&d, bad[i].text, strlen(bad[i].text), "b.json"), CB_ERR_FORMAT);
+        if (!strstr(cb_last_error(), bad[i].needle))
+            fail_msg("'%s': message '%s' lacks '%s'", bad[i].text, cb_last_error(), bad[i].needle);
+        assert_null(d.blocks);
+    }
+    char deep[600];
+    memset(deep, '[', sizeof deep);
+    assert_int_equal(tj_parse(&d, deep, sizeof deep, "deep.json"), CB_ERR_FORMAT);
+    assert_non_null(strstr(cb_last_error(), "nested too deeply"));
 }
 
 int main(void) {
@@ -667,6 +725,7 @@ int main(void) {
         cmocka_unit_test(test_bad_tokenizer_json),
         cmocka_unit_test(test_split_behaviours),
         cmocka_unit_test(test_long_whitespace),
+        cmocka_unit_test(test_json_reader),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,12 +7,12 @@
  * engine works on the text's bytes directly and decode needs no mapping. A merge "a b" at index
  * r makes the pair (id(a), id(b)) merge into id(a+b) with rank r (later duplicates win, as in
  * `tokenizers`). */
-#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "caramba/fileio.h"
 #include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_json.h"
 
 /* GPT-2 bytes_to_unicode, inverted: printable Latin-1 bytes stand for themselves; the 68 others
  * (0..32, 127..160, 173) are drawn as U+0100 + k in increasing byte order. -1: not in the
@@ -50,41 +50,60 @@ static long byte_level_decode(const char *s, size_t n, uint8_t *out) {
     return (long)o;
 }
 
-static bool json_bool(const cJSON *obj, const char *key, bool def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+static bool json_bool(const tj_val *obj, const char *key, bool def) {
+    const tj_val *v = tj_get(obj, key);
+    return v && v->type == TJ_BOOL ? v->b : def;
 }
 
-static bool json_id(const cJSON *v, int32_t *id) {
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= (1 << 24) ||
-        v->valuedouble != (double)(int32_t)v->valuedouble)
+static bool json_id(const tj_val *v, int32_t *id) {
+    if (!v || v->type != TJ_NUM || !(v->num >= 0) || v->num >= (1 << 24) ||
+        v->num != (double)(int32_t)v->num)
         return false;
-    *id = (int32_t)v->valuedouble;
+    *id = (int32_t)v->num;
     return true;
 }
 
-static const char *json_type(const cJSON *obj) {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "type");
-    return cJSON_IsString(t) ? t->valuestring : NULL;
+static bool is_null(const tj_val *v) { return !v || v->type == TJ_NULL; }
+static bool is_str(const tj_val *v) { return v && v->type == TJ_STR; }
+
+/* "type" of an object, as a NUL-terminated copy in buf ("" when missing). */
+static const char *json_type(const tj_val *obj, char *buf, size_t cap) {
+    const tj_val *t = tj_get(obj, "type");
+    if (!is_str(t) || t->n >= cap || memchr(t->s, 0, t->n)) return "";
+    memcpy(buf, t->s, t->n);
+    buf[t->n] = 0;
+    return buf;
+}
+
+/* NUL-terminated heap copy of a string value (NULL when it holds a NUL byte). */
+static char *str_dup(const tj_val *v) {
+    if (memchr(v->s, 0, v->n)) return NULL;
+    char *p = malloc((size_t)v->n + 1);
+    if (p) {
+        memcpy(p, v->s, v->n);
+        p[v->n] = 0;
+    }
+    return p;
 }
 
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static cb_status add_pretokenizer(cb_tokenizer *t, const cJSON *pt, const char *src,
-                                  const char *key, bool *byte_level) {
-    if (!pt || cJSON_IsNull(pt)) return CB_OK;
-    const char *type = json_type(pt);
-    if (!type) return cb_fail(CB_ERR_FORMAT, "%s: %s: missing \"type\"", src, key);
+static cb_status add_pretokenizer(cb_tokenizer *t, const tj_val *pt, const char *src,
+                                  const char *key, bool *byte_level, int depth) {
+    if (is_null(pt)) return CB_OK;
+    char tb[64];
+    const char *type = json_type(pt, tb, sizeof tb);
+    if (!*type) return cb_fail(CB_ERR_FORMAT, "%s: %s: missing \"type\"", src, key);
     if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
-        if (!cJSON_IsArray(list))
+        const tj_val *list = tj_get(pt, "pretokenizers");
+        if (!list || list->type != TJ_ARR)
             return cb_fail(CB_ERR_FORMAT, "%s: %s.pretokenizers must be an array", src, key);
-        int i = 0;
-        for (const cJSON *e = list->child; e; e = e->next, i++) {
-            char sub[128];
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", key, i);
-            CB_TRY(add_pretokenizer(t, e, src, sub, byte_level));
+        if (depth > 4) return cb_fail(CB_ERR_UNSUPPORTED, "%s: %s: nested too deeply", src, key);
+        for (uint32_t i = 0; i < list->n; i++) {
+            char sub[256];
+            snprintf(sub, sizeof sub, "%s.pretokenizers[%u]", key, i);
+            CB_TRY(add_pretokenizer(t, &list->items[i], src, sub, byte_level, depth + 1));
         }
         return CB_OK;
     }
@@ -98,26 +117,28 @@ static cb_status add_pretokenizer(cb_tokenizer *t, const cJSON *pt, const char *
         return tok_add_stage(t, json_bool(pt, "individual_digits", false) ? "\\p{N}" : "\\p{N}+",
                              false, TOK_SPLIT_ISOLATED, false, false, src);
     if (strcmp(type, "Split") == 0) {
-        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(pt, "pattern");
-        const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
-        const cJSON *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
-        if (!cJSON_IsString(re) && !cJSON_IsString(str))
+        const tj_val *pat = tj_get(pt, "pattern");
+        const tj_val *re = tj_get(pat, "Regex"), *str = tj_get(pat, "String");
+        if (!is_str(re) && !is_str(str))
             return cb_fail(CB_ERR_FORMAT, "%s: %s.pattern must be {\"Regex\": ...} or "
                                           "{\"String\": ...}",
                            src, key);
-        const cJSON *beh = cJSON_GetObjectItemCaseSensitive(pt, "behavior");
+        const tj_val *beh = tj_get(pt, "behavior");
         static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious",
                                             "MergedWithNext", "Contiguous"};
         int behavior = -1;
-        for (int i = 0; i < 5 && cJSON_IsString(beh); i++)
-            if (strcmp(beh->valuestring, names[i]) == 0) behavior = i;
+        for (int i = 0; i < 5; i++)
+            if (tj_str_eq(beh, names[i])) behavior = i;
         if (behavior < 0)
             return cb_fail(CB_ERR_FORMAT, "%s: %s.behavior must be one of Isolated, Removed, "
                                           "MergedWithPrevious, MergedWithNext, Contiguous",
                            src, key);
-        cb_status st = tok_add_stage(t, cJSON_IsString(re) ? re->valuestring : str->valuestring,
-                                     !cJSON_IsString(re), behavior, json_bool(pt, "invert", false),
-                                     false, src);
+        char *pattern = str_dup(is_str(re) ? re : str);
+        if (!pattern)
+            return cb_fail(CB_ERR_UNSUPPORTED, "%s: %s.pattern holds a NUL character", src, key);
+        cb_status st = tok_add_stage(t, pattern, !is_str(re), behavior,
+                                     json_bool(pt, "invert", false), false, src);
+        free(pattern);
         return st == CB_OK ? st : cb_fail_context(st, "%s", key);
     }
     return cb_fail(CB_ERR_UNSUPPORTED, "%s: %s: pre-tokenizer type '%s' is not supported "
@@ -125,33 +146,35 @@ static cb_status add_pretokenizer(cb_tokenizer *t, const cJSON *pt, const char *
                    src, key, type);
 }
 
-static cb_status template_ids(cb_tokenizer *t, const cJSON *tp, const char *src) {
-    const cJSON *single = cJSON_GetObjectItemCaseSensitive(tp, "single");
-    const cJSON *specials = cJSON_GetObjectItemCaseSensitive(tp, "special_tokens");
-    if (!cJSON_IsArray(single))
+static cb_status template_ids(cb_tokenizer *t, const tj_val *tp, const char *src) {
+    const tj_val *single = tj_get(tp, "single");
+    const tj_val *specials = tj_get(tp, "special_tokens");
+    if (!single || single->type != TJ_ARR)
         return cb_fail(CB_ERR_FORMAT, "%s: post_processor.single must be an array", src);
     bool after = false;
-    for (const cJSON *e = single->child; e; e = e->next) {
-        if (cJSON_GetObjectItemCaseSensitive(e, "Sequence")) {
+    for (uint32_t k = 0; k < single->n; k++) {
+        const tj_val *e = &single->items[k];
+        if (tj_get(e, "Sequence")) {
             after = true;
             continue;
         }
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(st, "id");
-        if (!cJSON_IsString(name))
+        const tj_val *name = tj_get(tj_get(e, "SpecialToken"), "id");
+        char nb[256];
+        if (!is_str(name) || name->n >= sizeof nb || memchr(name->s, 0, name->n))
             return cb_fail(CB_ERR_FORMAT, "%s: post_processor.single: expected Sequence or "
                                           "SpecialToken items",
                            src);
-        const cJSON *entry = cJSON_GetObjectItemCaseSensitive(specials, name->valuestring);
-        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(entry, "ids");
-        if (!cJSON_IsArray(ids))
+        memcpy(nb, name->s, name->n);
+        nb[name->n] = 0;
+        const tj_val *ids = tj_get(tj_get(specials, nb), "ids");
+        if (!ids || ids->type != TJ_ARR)
             return cb_fail(CB_ERR_FORMAT, "%s: post_processor.special_tokens has no ids for '%s'",
-                           src, name->valuestring);
-        for (const cJSON *i = ids->child; i; i = i->next) {
+                           src, nb);
+        for (uint32_t i = 0; i < ids->n; i++) {
             int32_t id;
-            if (!json_id(i, &id))
+            if (!json_id(&ids->items[i], &id))
                 return cb_fail(CB_ERR_FORMAT, "%s: post_processor.special_tokens.%s: bad id", src,
-                               name->valuestring);
+                               nb);
             int *n = after ? &t->n_bos_post : &t->n_bos_pre;
             if (*n >= TOK_MAX_TEMPLATE)
                 return cb_fail(CB_ERR_UNSUPPORTED, "%s: post_processor template too long", src);
@@ -161,26 +184,28 @@ static cb_status template_ids(cb_tokenizer *t, const cJSON *tp, const char *src)
     return CB_OK;
 }
 
-static cb_status add_post_processor(cb_tokenizer *t, const cJSON *pp, const char *src) {
-    if (!pp || cJSON_IsNull(pp)) return CB_OK;
-    const char *type = json_type(pp);
-    if (!type) return cb_fail(CB_ERR_FORMAT, "%s: post_processor: missing \"type\"", src);
+static cb_status add_post_processor(cb_tokenizer *t, const tj_val *pp, const char *src,
+                                    int depth) {
+    if (is_null(pp)) return CB_OK;
+    char tb[64];
+    const char *type = json_type(pp, tb, sizeof tb);
+    if (!*type) return cb_fail(CB_ERR_FORMAT, "%s: post_processor: missing \"type\"", src);
     if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pp, "processors");
-        if (!cJSON_IsArray(list))
+        const tj_val *list = tj_get(pp, "processors");
+        if (!list || list->type != TJ_ARR)
             return cb_fail(CB_ERR_FORMAT, "%s: post_processor.processors must be an array", src);
-        for (const cJSON *e = list->child; e; e = e->next) CB_TRY(add_post_processor(t, e, src));
+        if (depth > 4) return cb_fail(CB_ERR_UNSUPPORTED, "%s: post_processor nested too deeply", src);
+        for (uint32_t i = 0; i < list->n; i++)
+            CB_TRY(add_post_processor(t, &list->items[i], src, depth + 1));
         return CB_OK;
     }
     if (strcmp(type, "ByteLevel") == 0) return CB_OK; /* offsets only */
     if (strcmp(type, "TemplateProcessing") == 0) return template_ids(t, pp, src);
     if (strcmp(type, "RobertaProcessing") == 0 || strcmp(type, "BertProcessing") == 0) {
-        const cJSON *cls = cJSON_GetObjectItemCaseSensitive(pp, "cls");
-        const cJSON *sep = cJSON_GetObjectItemCaseSensitive(pp, "sep");
+        const tj_val *cls = tj_get(pp, "cls"), *sep = tj_get(pp, "sep");
         int32_t a, b;
-        if (!cJSON_IsArray(cls) || !cJSON_IsArray(sep) || cJSON_GetArraySize(cls) != 2 ||
-            cJSON_GetArraySize(sep) != 2 || !json_id(cJSON_GetArrayItem(cls, 1), &a) ||
-            !json_id(cJSON_GetArrayItem(sep, 1), &b))
+        if (!cls || !sep || cls->type != TJ_ARR || sep->type != TJ_ARR || cls->n != 2 ||
+            sep->n != 2 || !json_id(&cls->items[1], &a) || !json_id(&sep->items[1], &b))
             return cb_fail(CB_ERR_FORMAT, "%s: post_processor.cls/sep must be [token, id]", src);
         t->bos_pre[0] = a;
         t->bos_post[0] = b;
@@ -190,50 +215,48 @@ static cb_status add_post_processor(cb_tokenizer *t, const cJSON *pp, const char
     return cb_fail(CB_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", src, type);
 }
 
-static cb_status load_added(cb_tokenizer *t, const cJSON *added, const char *src) {
-    if (!added || cJSON_IsNull(added)) return CB_OK;
-    if (!cJSON_IsArray(added))
+static cb_status load_added(cb_tokenizer *t, const tj_val *added, const char *src) {
+    if (is_null(added)) return CB_OK;
+    if (added->type != TJ_ARR)
         return cb_fail(CB_ERR_FORMAT, "%s: added_tokens must be an array", src);
-    int i = 0;
-    for (const cJSON *e = added->child; e; e = e->next, i++) {
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+    for (uint32_t i = 0; i < added->n; i++) {
+        const tj_val *e = &added->items[i];
+        const tj_val *content = tj_get(e, "content");
         int32_t id;
-        if (!json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) || !cJSON_IsString(content) ||
-            !content->valuestring[0])
-            return cb_fail(CB_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" and a "
+        if (!json_id(tj_get(e, "id"), &id) || !is_str(content) || content->n == 0)
+            return cb_fail(CB_ERR_FORMAT, "%s: added_tokens[%u] needs an integer \"id\" and a "
                                           "non-empty \"content\"",
                            src, i);
         bool special = json_bool(e, "special", false);
-        size_t len = strlen(content->valuestring);
-        cb_status st = tok_set_id(t, id, content->valuestring, len,
+        cb_status st = tok_set_id(t, id, content->s, content->n,
                                   TOK_ID_ADDED | (special ? TOK_ID_SPECIAL : 0));
         if (st == CB_OK)
-            st = tok_add_special(t, id, content->valuestring, len, special,
+            st = tok_add_special(t, id, content->s, content->n, special,
                                  json_bool(e, "lstrip", false), json_bool(e, "rstrip", false),
                                  json_bool(e, "single_word", false));
-        if (st != CB_OK) return cb_fail_context(st, "%s: added_tokens[%d]", src, i);
+        if (st != CB_OK) return cb_fail_context(st, "%s: added_tokens[%u]", src, i);
     }
     static const char *const eot_names[] = {"<|end_of_text|>", "<|endoftext|>", "</s>",
                                             "<eos>",           "<|im_end|>",    "<|eot_id|>"};
     for (size_t k = 0; k < sizeof eot_names / sizeof eot_names[0] && t->eot_id < 0; k++)
-        for (const cJSON *e = added->child; e; e = e->next) {
-            const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-            if (strcmp(content->valuestring, eot_names[k]) == 0) {
-                json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &t->eot_id);
+        for (uint32_t i = 0; i < added->n; i++)
+            if (tj_str_eq(tj_get(&added->items[i], "content"), eot_names[k])) {
+                json_id(tj_get(&added->items[i], "id"), &t->eot_id);
                 break;
             }
-        }
     return CB_OK;
 }
 
-static cb_status load_model(cb_tokenizer *t, const cJSON *model, const char *src) {
-    if (!cJSON_IsObject(model)) return cb_fail(CB_ERR_FORMAT, "%s: missing \"model\"", src);
-    const char *type = json_type(model);
-    if (type && strcmp(type, "BPE") != 0)
+static cb_status load_model(cb_tokenizer *t, const tj_val *model, const char *src) {
+    if (!model || model->type != TJ_OBJ)
+        return cb_fail(CB_ERR_FORMAT, "%s: missing \"model\"", src);
+    char tb[64];
+    const char *type = json_type(model, tb, sizeof tb);
+    if (tj_get(model, "type") && strcmp(type, "BPE") != 0)
         return cb_fail(CB_ERR_UNSUPPORTED, "%s: model.type '%s' is not supported (only BPE)", src,
                        type);
-    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
-    if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0))
+    const tj_val *dropout = tj_get(model, "dropout");
+    if (!is_null(dropout) && !(dropout->type == TJ_NUM && dropout->num == 0))
         return cb_fail(CB_ERR_UNSUPPORTED, "%s: model.dropout is not supported", src);
     if (json_bool(model, "byte_fallback", false))
         return cb_fail(CB_ERR_UNSUPPORTED, "%s: model.byte_fallback (SentencePiece-style BPE) is "
@@ -241,27 +264,29 @@ static cb_status load_model(cb_tokenizer *t, const cJSON *model, const char *src
                        src);
     static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(model, affixes[i]);
-        if (a && !cJSON_IsNull(a) && !(cJSON_IsString(a) && !a->valuestring[0]))
+        const tj_val *a = tj_get(model, affixes[i]);
+        if (!is_null(a) && !(is_str(a) && a->n == 0))
             return cb_fail(CB_ERR_UNSUPPORTED, "%s: model.%s is not supported", src, affixes[i]);
     }
     t->ignore_merges = json_bool(model, "ignore_merges", false);
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(vocab))
+    const tj_val *vocab = tj_get(model, "vocab");
+    if (!vocab || vocab->type != TJ_OBJ)
         return cb_fail(CB_ERR_FORMAT, "%s: model.vocab must be an object", src);
     uint8_t *buf = NULL;
     size_t cap = 0;
     cb_status st = CB_OK;
-    for (const cJSON *e = vocab->child; e && st == CB_OK; e = e->next) {
+    for (uint32_t k = 0; k < vocab->n && st == CB_OK; k++) {
+        const tj_mem *e = &vocab->mem[k];
         int32_t id;
-        if (!json_id(e, &id)) {
-            st = cb_fail(CB_ERR_FORMAT, "%s: model.vocab[\"%.80s\"] must be an id", src, e->string);
+        int show = (int)(e->klen < 80 ? e->klen : 80);
+        if (!json_id(&e->v, &id)) {
+            st = cb_fail(CB_ERR_FORMAT, "%s: model.vocab[\"%.*s\"] must be an id", src, show,
+                         e->key);
             break;
         }
-        size_t n = strlen(e->string);
         if (id < t->n_ids && (t->id_flags[id] & TOK_ID_ADDED)) continue; /* content wins */
-        if (n > cap) {
-            cap = n * 2 + 64;
+        if (e->klen > cap) {
+            cap = (size_t)e->klen * 2 + 64;
             uint8_t *p = realloc(buf, cap);
             if (!p) {
                 st = cb_fail(CB_ERR_NOMEM, "out of memory");
@@ -269,44 +294,45 @@ static cb_status load_model(cb_tokenizer *t, const cJSON *model, const char *src
             }
             buf = p;
         }
-        long nb = byte_level_decode(e->string, n, buf);
+        long nb = byte_level_decode(e->key, e->klen, buf);
         if (nb <= 0) {
-            st = cb_fail(CB_ERR_UNSUPPORTED, "%s: model.vocab: token '%.80s' (id %d) is not in the "
+            st = cb_fail(CB_ERR_UNSUPPORTED, "%s: model.vocab: token '%.*s' (id %d) is not in the "
                                              "byte-level alphabet; only byte-level BPE is supported",
-                         src, e->string, id);
+                         src, show, e->key, id);
             break;
         }
         st = tok_set_id(t, id, buf, (size_t)nb, 0);
-        if (st != CB_OK) cb_fail_context(st, "%s: model.vocab[\"%.80s\"]", src, e->string);
+        if (st != CB_OK) cb_fail_context(st, "%s: model.vocab[\"%.*s\"]", src, show, e->key);
     }
     if (st == CB_OK) st = tok_build_vocab(t, src);
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (st == CB_OK && merges && !cJSON_IsArray(merges))
+    const tj_val *merges = tj_get(model, "merges");
+    if (st == CB_OK && !is_null(merges) && merges->type != TJ_ARR)
         st = cb_fail(CB_ERR_FORMAT, "%s: model.merges must be an array", src);
-    if (st == CB_OK && merges && tok_pairmap_reserve(&t->merges, (size_t)cJSON_GetArraySize(merges)))
+    uint32_t n_merges = st == CB_OK && !is_null(merges) ? merges->n : 0;
+    if (n_merges && tok_pairmap_reserve(&t->merges, n_merges))
         st = cb_fail(CB_ERR_NOMEM, "%s: out of memory", src);
-    uint32_t rank = 0;
-    for (const cJSON *m = merges ? merges->child : NULL; m && st == CB_OK; m = m->next, rank++) {
+    for (uint32_t rank = 0; rank < n_merges && st == CB_OK; rank++) {
+        const tj_val *m = &merges->items[rank];
         const char *a, *b;
         size_t la, lb;
-        if (cJSON_IsString(m)) { /* "a b" */
-            a = m->valuestring;
-            const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                st = cb_fail(CB_ERR_FORMAT, "%s: model.merges[%u] '%.80s' is not two tokens "
+        if (is_str(m)) { /* "a b" */
+            a = m->s;
+            const char *sp = memchr(a, ' ', m->n);
+            if (!sp || memchr(sp + 1, ' ', (size_t)(a + m->n - sp - 1))) {
+                st = cb_fail(CB_ERR_FORMAT, "%s: model.merges[%u] '%.*s' is not two tokens "
                                             "separated by one space",
-                             src, rank, a);
+                             src, rank, (int)(m->n < 80 ? m->n : 80), a);
                 break;
             }
             la = (size_t)(sp - a);
             b = sp + 1;
-            lb = strlen(b);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-                   cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
-            a = m->child->valuestring;
-            b = m->child->next->valuestring;
-            la = strlen(a);
-            lb = strlen(b);
+            lb = (size_t)(a + m->n - b);
+        } else if (m->type == TJ_ARR && m->n == 2 && is_str(&m->items[0]) &&
+                   is_str(&m->items[1])) {
+            a = m->items[0].s;
+            la = m->items[0].n;
+            b = m->items[1].s;
+            lb = m->items[1].n;
         } else {
             st = cb_fail(CB_ERR_FORMAT, "%s: model.merges[%u] must be \"a b\" or [\"a\", \"b\"]",
                          src, rank);
@@ -346,44 +372,38 @@ static cb_status load_model(cb_tokenizer *t, const cJSON *model, const char *src
 
 cb_status tok_parse_hf(cb_tokenizer **out, const char *json, size_t len, const char *name) {
     *out = NULL;
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        size_t off = at && at >= json && at <= json + len ? (size_t)(at - json) : len;
-        size_t line = 1;
-        for (size_t i = 0; i < off; i++) line += json[i] == '\n';
-        return cb_fail(CB_ERR_FORMAT, "%s: not valid JSON (error near byte %zu, line %zu%s)", name,
-                       off, line, off + 2 >= len ? ": truncated?" : "");
-    }
+    tj_doc doc;
+    CB_TRY(tj_parse(&doc, json, len, name));
+    const tj_val *root = &doc.root;
     const char *base = strrchr(name, '/');
     cb_tokenizer *t = tok_new(TOK_HF, base ? base + 1 : name);
     cb_status st = t ? CB_OK : cb_fail(CB_ERR_NOMEM, "out of memory");
-    if (st == CB_OK && !cJSON_IsObject(root))
+    if (st == CB_OK && root->type != TJ_OBJ)
         st = cb_fail(CB_ERR_FORMAT, "%s: not a tokenizer.json object", name);
-    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    if (st == CB_OK && norm && !cJSON_IsNull(norm))
+    const tj_val *norm = tj_get(root, "normalizer");
+    char tb[64];
+    if (st == CB_OK && !is_null(norm))
         st = cb_fail(CB_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported (byte-level BPE "
                                          "tokenizers have none)",
-                     name, json_type(norm) ? json_type(norm) : "?");
-    if (st == CB_OK) st = load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), name);
-    if (st == CB_OK) st = load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), name);
+                     name, *json_type(norm, tb, sizeof tb) ? tb : "?");
+    if (st == CB_OK) st = load_added(t, tj_get(root, "added_tokens"), name);
+    if (st == CB_OK) st = load_model(t, tj_get(root, "model"), name);
     bool byte_level = false;
     if (st == CB_OK)
-        st = add_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), name,
-                              "pre_tokenizer", &byte_level);
+        st = add_pretokenizer(t, tj_get(root, "pre_tokenizer"), name, "pre_tokenizer",
+                              &byte_level, 0);
     if (st == CB_OK && !byte_level)
         st = cb_fail(CB_ERR_UNSUPPORTED, "%s: no ByteLevel pre-tokenizer: only byte-level BPE "
                                          "tokenizers are supported",
                      name);
-    if (st == CB_OK)
-        st = add_post_processor(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), name);
+    if (st == CB_OK) st = add_post_processor(t, tj_get(root, "post_processor"), name, 0);
     for (int i = 0; st == CB_OK && i < t->n_bos_pre + t->n_bos_post; i++) {
         int32_t id = i < t->n_bos_pre ? t->bos_pre[i] : t->bos_post[i - t->n_bos_pre];
         if (id >= t->n_ids || !(t->id_flags[id] & TOK_ID_PRESENT))
             st = cb_fail(CB_ERR_FORMAT, "%s: post_processor names id %d, which is not a token",
                          name, id);
     }
-    cJSON_Delete(root);
+    tj_free(&doc);
     if (st != CB_OK) {
         cb_tokenizer_free(t);
         return st;

@@ -1,12 +1,12 @@
 /* tiktoken rank files: one "BASE64 RANK" line per token; a token's rank is its id and its merge
  * priority. The split pattern and special tokens come from a built-in encoding or from a JSON
  * description {"pat_str": "...", "special_tokens": {"<|endoftext|>": 100257}, "n_vocab": N}. */
-#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "caramba/fileio.h"
 #include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_json.h"
 
 enum { TOK_MAX_FILE = 256 << 20 };
 
@@ -44,52 +44,64 @@ static long b64_decode(const char *s, size_t n, uint8_t *out) {
     return (long)o;
 }
 
-/* An encoding description from JSON (the layout of fixtures/tokenizers/cl100k_base.json). */
+/* An encoding description from JSON (the layout of tests/data/tokenizers/cl100k_base.json). */
 static cb_status apply_encoding_json(cb_tokenizer *t, const char *json_path, int64_t *n_ranks) {
     char *text;
     size_t len;
     CB_TRY(cb_read_file(json_path, 16 << 20, &text, &len));
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return cb_fail(CB_ERR_FORMAT, "%s: not a JSON object", json_path);
+    tj_doc doc;
+    cb_status st = tj_parse(&doc, text, len, json_path);
+    if (st != CB_OK) {
+        free(text);
+        return st;
     }
-    cb_status st = CB_OK;
-    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(root, "pat_str");
-    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(root, "special_tokens");
-    const cJSON *nv = cJSON_GetObjectItemCaseSensitive(root, "n_vocab");
-    if (!cJSON_IsString(pat)) st = cb_fail(CB_ERR_FORMAT, "%s: \"pat_str\" must be a string", json_path);
-    else if (sp && !cJSON_IsObject(sp))
+    const tj_val *root = &doc.root;
+    const tj_val *pat = tj_get(root, "pat_str");
+    const tj_val *sp = tj_get(root, "special_tokens");
+    const tj_val *nv = tj_get(root, "n_vocab");
+    char *pattern = NULL;
+    if (root->type != TJ_OBJ) st = cb_fail(CB_ERR_FORMAT, "%s: not a JSON object", json_path);
+    else if (!pat || pat->type != TJ_STR || memchr(pat->s, 0, pat->n))
+        st = cb_fail(CB_ERR_FORMAT, "%s: \"pat_str\" must be a string", json_path);
+    else if (sp && sp->type != TJ_OBJ)
         st = cb_fail(CB_ERR_FORMAT, "%s: \"special_tokens\" must be an object", json_path);
-    else if (nv && (!cJSON_IsNumber(nv) || nv->valuedouble < 1 || nv->valuedouble > 1 << 24))
+    else if (nv && (nv->type != TJ_NUM || !(nv->num >= 1) || nv->num > 1 << 24))
         st = cb_fail(CB_ERR_FORMAT, "%s: \"n_vocab\" must be a positive integer", json_path);
-    if (st == CB_OK && nv) *n_ranks = (int64_t)nv->valuedouble;
-    for (const cJSON *e = sp ? sp->child : NULL; e && st == CB_OK; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= 1 << 24 ||
-            e->valuedouble != (double)(int32_t)e->valuedouble) {
-            st = cb_fail(CB_ERR_FORMAT, "%s: special_tokens.%s must be a token id", json_path,
-                         e->string);
+    if (st == CB_OK && nv) *n_ranks = (int64_t)nv->num;
+    for (uint32_t i = 0; st == CB_OK && sp && i < sp->n; i++) {
+        const tj_mem *e = &sp->mem[i];
+        int show = (int)(e->klen < 80 ? e->klen : 80);
+        if (e->v.type != TJ_NUM || !(e->v.num >= 0) || e->v.num >= 1 << 24 ||
+            e->v.num != (double)(int32_t)e->v.num) {
+            st = cb_fail(CB_ERR_FORMAT, "%s: special_tokens.%.*s must be a token id", json_path,
+                         show, e->key);
             break;
         }
-        int32_t id = (int32_t)e->valuedouble;
-        size_t n = strlen(e->string);
-        st = tok_set_id(t, id, e->string, n, TOK_ID_SPECIAL | TOK_ID_ADDED);
-        if (st == CB_OK) st = tok_add_special(t, id, e->string, n, true, false, false, false);
+        int32_t id = (int32_t)e->v.num;
+        st = tok_set_id(t, id, e->key, e->klen, TOK_ID_SPECIAL | TOK_ID_ADDED);
+        if (st == CB_OK) st = tok_add_special(t, id, e->key, e->klen, true, false, false, false);
         if (st != CB_OK) {
-            cb_fail_context(st, "%s: special_tokens.%s", json_path, e->string);
+            cb_fail_context(st, "%s: special_tokens.%.*s", json_path, show, e->key);
             break;
         }
-        if (strcmp(e->string, "<|endoftext|>") == 0 || strcmp(e->string, "<|end_of_text|>") == 0)
+        if ((e->klen == 13 && memcmp(e->key, "<|endoftext|>", 13) == 0) ||
+            (e->klen == 15 && memcmp(e->key, "<|end_of_text|>", 15) == 0))
             t->eot_id = id;
-        if (strcmp(e->string, "<|begin_of_text|>") == 0) {
+        if (e->klen == 17 && memcmp(e->key, "<|begin_of_text|>", 17) == 0) {
             t->bos_pre[0] = id;
             t->n_bos_pre = 1;
         }
     }
-    if (st == CB_OK)
-        st = tok_add_stage(t, pat->valuestring, false, TOK_SPLIT_ISOLATED, false, false, json_path);
-    cJSON_Delete(root);
+    if (st == CB_OK && !(pattern = malloc((size_t)pat->n + 1)))
+        st = cb_fail(CB_ERR_NOMEM, "out of memory");
+    if (st == CB_OK) {
+        memcpy(pattern, pat->s, pat->n);
+        pattern[pat->n] = 0;
+        st = tok_add_stage(t, pattern, false, TOK_SPLIT_ISOLATED, false, false, json_path);
+    }
+    free(pattern);
+    tj_free(&doc);
+    free(text);
     return st;
 }
 

@@ -46,7 +46,7 @@ void tok_strmap_free(tok_strmap *m);
 
 /* (left id, right id) -> (rank << 32 | merged id). */
 typedef struct tok_pairent {
-    uint64_t key; /* UINT64_MAX = empty */
+    uint64_t key; /* the pair key + 1; 0 = empty */
     uint64_t val;
 } tok_pairent;
 typedef struct tok_pairmap {

@@ -157,16 +157,18 @@ void tok_strmap_free(tok_strmap *m) {
 
 /* ---- id pairs ----------------------------------------------------------------------------- */
 
+/* Keys are stored plus one so that a zeroed table (calloc: untouched pages cost nothing) is
+ * empty; real keys are below 2^56. Tables stay at most 3/4 full. */
+
 static inline uint32_t pair_slot(uint64_t key, uint32_t mask) { return (uint32_t)mix64(key) & mask; }
 
 static int pairmap_rehash(tok_pairmap *m, uint32_t cap) {
-    tok_pairent *e = malloc((size_t)cap * sizeof *e);
+    tok_pairent *e = calloc(cap, sizeof *e);
     if (!e) return -1;
-    for (uint32_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
     for (uint32_t i = 0; m->mask && i <= m->mask; i++) {
-        if (m->ents[i].key == UINT64_MAX) continue;
-        uint32_t j = pair_slot(m->ents[i].key, cap - 1);
-        while (e[j].key != UINT64_MAX) j = (j + 1) & (cap - 1);
+        if (!m->ents[i].key) continue;
+        uint32_t j = pair_slot(m->ents[i].key - 1, cap - 1);
+        while (e[j].key) j = (j + 1) & (cap - 1);
         e[j] = m->ents[i];
     }
     free(m->ents);
@@ -175,9 +177,13 @@ static int pairmap_rehash(tok_pairmap *m, uint32_t cap) {
     return 0;
 }
 
+static inline bool pairmap_full(const tok_pairmap *m, size_t n) {
+    return !m->mask || n * 4 > ((size_t)m->mask + 1) * 3;
+}
+
 int tok_pairmap_reserve(tok_pairmap *m, size_t n) {
     uint32_t cap = 1024;
-    while ((size_t)cap < 2 * n) {
+    while ((size_t)cap * 3 < n * 4) {
         if (cap >= (1u << 31)) return -1;
         cap *= 2;
     }
@@ -188,25 +194,25 @@ bool tok_pairmap_get(const tok_pairmap *m, uint64_t key, uint64_t *val) {
     if (!m->n) return false;
     for (uint32_t i = pair_slot(key, m->mask);; i = (i + 1) & m->mask) {
         uint64_t k = m->ents[i].key;
-        if (k == key) {
+        if (k == key + 1) {
             *val = m->ents[i].val;
             return true;
         }
-        if (k == UINT64_MAX) return false;
+        if (!k) return false;
     }
 }
 
 int tok_pairmap_insert(tok_pairmap *m, uint64_t key, uint64_t val, bool overwrite) {
-    if ((m->n + 1) * 2 > (m->mask ? m->mask + 1 : 0) &&
+    if (pairmap_full(m, (size_t)m->n + 1) &&
         pairmap_rehash(m, m->mask ? (m->mask + 1) * 2 : 1024) != 0)
         return -1;
     uint32_t i = pair_slot(key, m->mask);
-    for (; m->ents[i].key != UINT64_MAX; i = (i + 1) & m->mask)
-        if (m->ents[i].key == key) {
+    for (; m->ents[i].key; i = (i + 1) & m->mask)
+        if (m->ents[i].key == key + 1) {
             if (overwrite) m->ents[i].val = val;
             return 0;
         }
-    m->ents[i].key = key;
+    m->ents[i].key = key + 1;
     m->ents[i].val = val;
     m->n++;
     return 1;

@@ -30,8 +30,11 @@ test-asan: setup
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  CARAMBA_SANITIZED=1 ctest --output-on-failure -j $(JOBS) -LE slow
 
-# The project's main job: train the demo model on the Brown corpus (see README).
+# The project's main job: train the demo model on the Brown corpus (see README, docs/training.md):
+# tokenize data/brown.txt into bytes once, then train presets/demo.yml (runs/brown/scratch/).
 demo: build data
+	@test -s data/brown-bytes.npy || $(BUILD)/caramba prepare-data --tokenizer bytes \
+	  --docs blank-line --input data/brown.txt --output data/brown-bytes.npy
 	$(BUILD)/caramba run presets/demo.yml
 
 data: setup

@@ -261,6 +261,16 @@ static void scan(cb_module *m, void *user) {
     if (m->kind == CB_MOD_RMSNORM && !s->norm) s->norm = m;
 }
 
+/* The shortest decimal that reads back to the same float (1e-05, not 9.99999974737875e-06). */
+static double f32_decimal(float v) {
+    char b[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(b, sizeof b, "%.*g", prec, (double)v);
+        if ((float)strtod(b, NULL) == v) break;
+    }
+    return strtod(b, NULL);
+}
+
 cb_status cb_model_write_hf_config(const cb_model *m, const char *path) {
     hf_scan s = {0};
     cb_module_walk(m->root, scan, &s);
@@ -282,14 +292,14 @@ cb_status cb_model_write_hf_config(const cb_model *m, const char *path) {
     if (a->rope_rot > 0 && a->rope_rot != a->head_dim)
         cJSON_AddNumberToObject(o, "partial_rotary_factor", (double)a->rope_rot / a->head_dim);
     cJSON_AddNumberToObject(o, "max_position_embeddings", (double)m->max_seq_len);
-    cJSON_AddNumberToObject(o, "rms_norm_eps", s.norm->eps);
-    cJSON_AddNumberToObject(o, "rope_theta", a->rope.theta);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", f32_decimal(s.norm->eps));
+    cJSON_AddNumberToObject(o, "rope_theta", f32_decimal(a->rope.theta));
     if (a->rope.type == CB_ROPE_LLAMA3) {
         cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
         cJSON_AddStringToObject(rs, "rope_type", "llama3");
-        cJSON_AddNumberToObject(rs, "factor", a->rope.factor);
-        cJSON_AddNumberToObject(rs, "low_freq_factor", a->rope.low_freq_factor);
-        cJSON_AddNumberToObject(rs, "high_freq_factor", a->rope.high_freq_factor);
+        cJSON_AddNumberToObject(rs, "factor", f32_decimal(a->rope.factor));
+        cJSON_AddNumberToObject(rs, "low_freq_factor", f32_decimal(a->rope.low_freq_factor));
+        cJSON_AddNumberToObject(rs, "high_freq_factor", f32_decimal(a->rope.high_freq_factor));
         cJSON_AddNumberToObject(rs, "original_max_position_embeddings", a->rope.original_max_pos);
     } else {
         cJSON_AddNullToObject(o, "rope_scaling");

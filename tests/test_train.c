@@ -226,9 +226,22 @@ static void test_jsonl_and_tensorboard(void **state) {
                            "      - id: a\n        mode: train\n        steps: 10\n"
                            "        train: {phase: standard, batch_size: 2, block_size: 16, lr: 0.01, eval_batches: 2}\n"
                            "      - id: b\n        mode: train\n        steps: 4\n"
-                           "        train: {phase: global, batch_size: 2, block_size: 8, lr: 0.001, eval_every: 0}\n",
+                           "        train: {phase: global, batch_size: 2, block_size: 8, lr: 0.001, eval_every: 0}\n"
+                           "      - id: c\n        mode: train\n        steps: 1\n"
+                           "        train: {phase: standard, batch_size: 1, block_size: 4, lr: 1.0e-30, init_from: a}\n",
                            p("markov.npy"));
     assert_int_equal(train(m, "logs"), CB_OK);
+    /* c started from a's final weights (by run id) and barely moved them: the same bytes */
+    {
+        char *wa, *wc;
+        size_t na, nc;
+        assert_int_equal(cb_read_file(p("logs/a/final/model.safetensors"), 1 << 24, &wa, &na), CB_OK);
+        assert_int_equal(cb_read_file(p("logs/c/final/model.safetensors"), 1 << 24, &wc, &nc), CB_OK);
+        assert_int_equal(na, nc);
+        assert_memory_equal(wa, wc, na);
+        free(wa);
+        free(wc);
+    }
     char *txt;
     size_t n;
     assert_int_equal(cb_read_file(p("logs/a/metrics.jsonl"), 1 << 22, &txt, &n), CB_OK);
@@ -304,6 +317,9 @@ static void test_jsonl_and_tensorboard(void **state) {
     assert_int_equal(cb_read_file(p("logs/b/metrics.jsonl"), 1 << 22, &txt, &n), CB_OK);
     assert_null(strstr(txt, "val_loss"));
     assert_non_null(strstr(txt, "\"phase\": \"global\""));
+    /* b's own settings, not a's: batch 2 x block 8 */
+    assert_non_null(strstr(txt, "\"batch_size\": 2, \"block_size\": 8,"));
+    assert_non_null(strstr(txt, "\"tokens\": 16,"));
     free(txt);
     cb_manifest_free(m);
 

@@ -7,6 +7,7 @@
 
 #include "caramba/fileio.h"
 #include "caramba/manifest.h"
+#include "caramba/model.h"
 #include "caramba/module.h" /* the builder includes both: no name may clash */
 #include "caramba/node.h"
 #include "caramba/plan.h"
@@ -1081,6 +1082,37 @@ static void test_json_manifest(void **state) {
     cb_manifest_free(m);
 }
 
+/* The plan's parameter counts are what the model builder allocates (src/model/build.c). */
+static void test_plan_matches_built_model(void **state) {
+    (void)state;
+    const char *every = "version: 1\n"
+                        "model:\n"
+                        "  type: transformer\n"
+                        "  embedder: {type: token, vocab_size: 50, d_model: 16}\n"
+                        "  topology:\n"
+                        "    type: stacked\n"
+                        "    layers:\n"
+                        "      - {type: residual, layers: [{type: layer_norm, d_model: 16}, {type: attention, d_model: 16, n_heads: 4, n_kv_heads: 2, mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 12, bias: true}]}\n"
+                        "      - {type: residual, layers: [{type: rms_norm, d_model: 16, elementwise_affine: false}, {type: attention, d_model: 16, n_heads: 4, attn_dim: 24, bias: true}]}\n"
+                        "      - {type: sequential, layers: [{type: swiglu, d_model: 16, d_ff: 8}, {type: dropout, p: 0.1}]}\n"
+                        "      - {type: branching, layers: [{type: linear, d_in: 16, d_out: 6}, {type: linear, d_in: 16, d_out: 10, bias: false}]}\n"
+                        "      - {type: cyclic, repeat: 2, layers: [{type: linear, d_in: 16, d_out: 16}]}\n"
+                        "      - {type: recurrent, layers: [{type: rms_norm, d_model: 16}]}\n"
+                        "      - {type: nested, layers: [{type: rms_norm, d_model: 16}]}\n";
+    const char *presets[] = {"presets/tiny_llama3.yml", "presets/llama_block.yml", "presets/tiny.yml"};
+    for (int i = 0; i < 4; i++) {
+        cb_manifest *m;
+        if (i < 3) assert_int_equal(cb_manifest_load(tu_path(presets[i]), &m), CB_OK);
+        else m = load_ok(every);
+        cb_model *md = NULL;
+        if (cb_model_from_manifest(&md, &m->model, CB_CPU, 1, 32) != CB_OK)
+            fail_msg("%s: %s", i < 3 ? presets[i] : "every kind", cb_last_error());
+        assert_int_equal(cb_model_param_count(md), m->model.n_params);
+        cb_model_free(md);
+        cb_manifest_free(m);
+    }
+}
+
 static void test_docs_cover_schema(void **state) {
     (void)state;
     char *doc = NULL;
@@ -1126,6 +1158,7 @@ int main(void) {
         cmocka_unit_test(test_presets_load),
         cmocka_unit_test(test_eval_suite_file),
         cmocka_unit_test(test_json_manifest),
+        cmocka_unit_test(test_plan_matches_built_model),
         cmocka_unit_test(test_docs_cover_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,19 +84,32 @@ static void test_scalar_resolution(void **state) {
         cb_scalar_type ty;
         double v;
     } cases[] = {
-        {"", CB_SCALAR_NULL, 0},        {"~", CB_SCALAR_NULL, 0},
-        {"null", CB_SCALAR_NULL, 0},    {"NULL", CB_SCALAR_NULL, 0},
-        {"true", CB_SCALAR_BOOL, 1},    {"False", CB_SCALAR_BOOL, 0},
-        {"yes", CB_SCALAR_STR, 0},      {"off", CB_SCALAR_STR, 0},
-        {"42", CB_SCALAR_INT, 42},      {"-7", CB_SCALAR_INT, -7},
-        {"+3", CB_SCALAR_INT, 3},       {"007", CB_SCALAR_INT, 7},
-        {"0o17", CB_SCALAR_INT, 15},    {"0x1F", CB_SCALAR_INT, 31},
-        {"1e-5", CB_SCALAR_FLOAT, 1e-5}, {"1.0e-5", CB_SCALAR_FLOAT, 1e-5},
-        {".5", CB_SCALAR_FLOAT, 0.5},   {"1.", CB_SCALAR_FLOAT, 1.0},
-        {"-2.5E3", CB_SCALAR_FLOAT, -2500}, {"500000.0", CB_SCALAR_FLOAT, 500000},
-        {"1_000", CB_SCALAR_STR, 0},    {"0x", CB_SCALAR_STR, 0},
-        {"1e", CB_SCALAR_STR, 0},       {"abc", CB_SCALAR_STR, 0},
-        {"-0x10", CB_SCALAR_STR, 0},    {"0o8", CB_SCALAR_STR, 0},
+        {"", CB_SCALAR_NULL, 0},
+        {"~", CB_SCALAR_NULL, 0},
+        {"null", CB_SCALAR_NULL, 0},
+        {"NULL", CB_SCALAR_NULL, 0},
+        {"true", CB_SCALAR_BOOL, 1},
+        {"False", CB_SCALAR_BOOL, 0},
+        {"yes", CB_SCALAR_STR, 0},
+        {"off", CB_SCALAR_STR, 0},
+        {"42", CB_SCALAR_INT, 42},
+        {"-7", CB_SCALAR_INT, -7},
+        {"+3", CB_SCALAR_INT, 3},
+        {"007", CB_SCALAR_INT, 7},
+        {"0o17", CB_SCALAR_INT, 15},
+        {"0x1F", CB_SCALAR_INT, 31},
+        {"1e-5", CB_SCALAR_FLOAT, 1e-5},
+        {"1.0e-5", CB_SCALAR_FLOAT, 1e-5},
+        {".5", CB_SCALAR_FLOAT, 0.5},
+        {"1.", CB_SCALAR_FLOAT, 1.0},
+        {"-2.5E3", CB_SCALAR_FLOAT, -2500},
+        {"500000.0", CB_SCALAR_FLOAT, 500000},
+        {"1_000", CB_SCALAR_STR, 0},
+        {"0x", CB_SCALAR_STR, 0},
+        {"1e", CB_SCALAR_STR, 0},
+        {"abc", CB_SCALAR_STR, 0},
+        {"-0x10", CB_SCALAR_STR, 0},
+        {"0o8", CB_SCALAR_STR, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cb_scalar_type ty;
@@ -130,15 +143,18 @@ static void test_format_float(void **state) {
         double v;
         const char *s;
     } cases[] = {
-        {500000.0, "500000.0"}, {1e-5, "1.0e-05"},   {0.0001, "0.0001"}, {1e16, "1.0e+16"},
-        {0.1, "0.1"},           {3.0, "3.0"},        {-2.5, "-2.5"},     {1.5e300, "1.5e+300"},
-        {123456789.125, "123456789.125"}, {0.0, "0.0"}, {2e-7, "2.0e-07"}, {1e15, "1000000000000000.0"},
-        {INFINITY, ".inf"},     {-INFINITY, "-.inf"}, {NAN, ".nan"},    {0.3, "0.3"},
+        {500000.0, "500000.0"}, {1e-5, "1.0e-05"},     {0.0001, "0.0001"},
+        {1e16, "1.0e+16"},      {0.1, "0.1"},          {3.0, "3.0"},
+        {-2.5, "-2.5"},         {1.5e300, "1.5e+300"}, {123456789.125, "123456789.125"},
+        {0.0, "0.0"},           {2e-7, "2.0e-07"},     {1e15, "1000000000000000.0"},
+        {INFINITY, ".inf"},     {-INFINITY, "-.inf"},  {NAN, ".nan"},
+        {0.3, "0.3"},
     };
     char buf[32];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cb_format_float(cases[i].v, buf);
-        if (strcmp(buf, cases[i].s) != 0) fail_msg("%.17g -> '%s', want '%s'", cases[i].v, buf, cases[i].s);
+        if (strcmp(buf, cases[i].s) != 0)
+            fail_msg("%.17g -> '%s', want '%s'", cases[i].v, buf, cases[i].s);
         /* what we render reads back as the same float */
         if (isfinite(cases[i].v)) {
             cb_scalar_type ty;
@@ -236,7 +252,8 @@ static void test_yaml_structure_errors(void **state) {
     cb_diags errs = {0};
     const char *dup = "a: 1\nb:\n  c: 1\n  c: 2\n";
     assert_int_equal(cb_doc_parse("d.yml", dup, strlen(dup), &doc, &errs), CB_ERR_FORMAT);
-    assert_non_null(strstr(errs.msg[0], "d.yml:4:3: b.c: duplicate key 'c' (first defined at line 3, column 3)"));
+    assert_non_null(strstr(
+        errs.msg[0], "d.yml:4:3: b.c: duplicate key 'c' (first defined at line 3, column 3)"));
     cb_diags_free(&errs);
     const char *tab = "a:\n\tb: 1\n";
     assert_int_equal(cb_doc_parse("t.yml", tab, strlen(tab), &doc, &errs), CB_ERR_FORMAT);
@@ -366,7 +383,8 @@ static void test_vars(void **state) {
     /* errors name the key path */
     doc = lower_vars("vars: {d: 1}\nmodel:\n  x: [1, \"${dx}\"]\n", &errs, &rc);
     assert_int_equal(rc, 1);
-    assert_non_null(strstr(errs.msg[0], "v.yml:3:10: model.x[1]: unknown variable 'dx' (did you mean 'd'?)"));
+    assert_non_null(
+        strstr(errs.msg[0], "v.yml:3:10: model.x[1]: unknown variable 'dx' (did you mean 'd'?)"));
     cb_diags_free(&errs);
     cb_doc_free(doc);
     doc = lower_vars("vars:\n  a: ${b}\n  b: \"x${c}\"\n  c: [\"${a}\"]\nm: ${a}\n", &errs, &rc);
@@ -391,15 +409,17 @@ static void test_vars(void **state) {
     assert_int_equal(rc, 0);
     assert_string_equal(cb_doc_get(cb_doc_root(doc), "m")->text, "${a}");
     cb_doc_free(doc);
-    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: \"${d}\"}]}", NULL),
-               "d_model: expected a positive integer, got the string \"${d}\" (the manifest has no "
-               "vars section, so ${...} is not substituted)",
-               NULL);
+    expect_err(
+        with_topology("{type: stacked, layers: [{type: rms_norm, d_model: \"${d}\"}]}", NULL),
+        "d_model: expected a positive integer, got the string \"${d}\" (the manifest has no "
+        "vars section, so ${...} is not substituted)",
+        NULL);
     /* exponential string growth stops at the cap */
     char big[2048];
     size_t o = (size_t)snprintf(big, sizeof big, "vars:\n  v0: xxxxxxxxxxxxxxxx\n");
     for (int k = 1; k < 30; k++)
-        o += (size_t)snprintf(big + o, sizeof big - o, "  v%d: \"${v%d}${v%d}\"\n", k, k - 1, k - 1);
+        o +=
+            (size_t)snprintf(big + o, sizeof big - o, "  v%d: \"${v%d}${v%d}\"\n", k, k - 1, k - 1);
     o += (size_t)snprintf(big + o, sizeof big - o, "m: ${v29}\n");
     doc = lower_vars(big, &errs, &rc);
     assert_int_equal(rc, 1);
@@ -439,22 +459,25 @@ static void test_var_types_in_manifest(void **state) {
                NULL);
 }
 
-/* ---- aliases, repeat, defaults ----------------------------------------------------------------- */
+/* ---- aliases, repeat, defaults -----------------------------------------------------------------
+ */
 
 static void test_aliases(void **state) {
     (void)state;
-    const char *y = "version: 1\n"
-                    "model:\n"
-                    "  type: transformer\n"
-                    "  topology:\n"
-                    "    type: stacked_topology\n"
-                    "    layers:\n"
-                    "      - {type: sequential, layers: [{type: linear, d_in: 8, d_out: 8}]}\n"
-                    "      - {type: residual, layers: [{type: layer_norm, d_model: 8}, {type: dropout, p: 0.1}]}\n"
-                    "      - {type: cyclic, layers: [{type: rms_norm_layer, d_model: 8}]}\n"
-                    "      - {type: recurrent, layers: [{type: attention, d_model: 8, n_heads: 2}]}\n"
-                    "      - {type: nested, layers: [{type: swiglu, d_model: 8, d_ff: 16}]}\n"
-                    "      - {type: RMSNormLayer, d_model: 8}\n";
+    const char *y =
+        "version: 1\n"
+        "model:\n"
+        "  type: transformer\n"
+        "  topology:\n"
+        "    type: stacked_topology\n"
+        "    layers:\n"
+        "      - {type: sequential, layers: [{type: linear, d_in: 8, d_out: 8}]}\n"
+        "      - {type: residual, layers: [{type: layer_norm, d_model: 8}, {type: dropout, p: "
+        "0.1}]}\n"
+        "      - {type: cyclic, layers: [{type: rms_norm_layer, d_model: 8}]}\n"
+        "      - {type: recurrent, layers: [{type: attention, d_model: 8, n_heads: 2}]}\n"
+        "      - {type: nested, layers: [{type: swiglu, d_model: 8, d_ff: 16}]}\n"
+        "      - {type: RMSNormLayer, d_model: 8}\n";
     cb_manifest *m = load_ok(y);
     const cb_cfg_node *t = &m->model.topology;
     assert_int_equal(m->model.type, CB_MODEL_TRANSFORMER);
@@ -472,10 +495,11 @@ static void test_aliases(void **state) {
     assert_int_equal(t->layers[4].layers[0].kind, CB_CFG_SWIGLU);
     assert_string_equal(cb_cfg_kind_name(t->layers[4].layers[0].kind), "SwiGLULayer");
     cb_manifest_free(m);
-    expect_err(with_topology("{type: stacked, layers: [{type: atention, d_model: 8, n_heads: 2}]}", NULL),
-               "t.yml:4:45: model.topology.layers[0].type: unknown type 'atention' (did you mean "
-               "'attention'?)",
-               NULL);
+    expect_err(
+        with_topology("{type: stacked, layers: [{type: atention, d_model: 8, n_heads: 2}]}", NULL),
+        "t.yml:4:45: model.topology.layers[0].type: unknown type 'atention' (did you mean "
+        "'attention'?)",
+        NULL);
 }
 
 static void test_repeat_expansion(void **state) {
@@ -490,7 +514,8 @@ static void test_repeat_expansion(void **state) {
                     "      - type: nested\n"
                     "        repeat: 3\n"
                     "        layers:\n"
-                    "          - {type: nested, repeat: 2, layers: [{type: linear, d_in: 8, d_out: 8}, {type: dropout}]}\n"
+                    "          - {type: nested, repeat: 2, layers: [{type: linear, d_in: 8, d_out: "
+                    "8}, {type: dropout}]}\n"
                     "          - {type: rms_norm, d_model: 8}\n";
     cb_manifest *m = load_ok(y);
     const cb_cfg_node *t = &m->model.topology;
@@ -519,12 +544,13 @@ static void test_repeat_expansion(void **state) {
     assert_int_equal(m->model.n_params, 456);
     cb_manifest_free(m);
     /* the expansion cap */
-    expect_err(with_topology("{type: stacked, layers: [{type: nested, repeat: 1000, layers: [{type: "
-                             "nested, repeat: 1000, layers: [{type: dropout}]}]}]}",
-                             NULL),
-               "t.yml:4:61: model.topology.layers[0].repeat: repeat expands the model to more than "
-               "100000 modules",
-               NULL);
+    expect_err(
+        with_topology("{type: stacked, layers: [{type: nested, repeat: 1000, layers: [{type: "
+                      "nested, repeat: 1000, layers: [{type: dropout}]}]}]}",
+                      NULL),
+        "t.yml:4:61: model.topology.layers[0].repeat: repeat expands the model to more than "
+        "100000 modules",
+        NULL);
 }
 
 static void test_defaults(void **state) {
@@ -566,8 +592,8 @@ static void test_defaults(void **state) {
     assert_false(a->rope_scaling.enabled);
     assert_int_equal(a->mem_summarize, CB_CFG_MEM_MEAN);
     assert_int_equal(a->q_chunk, 0);
-    assert_true(m->model.topology.layers[1].linear.bias);  /* Linear bias defaults to true */
-    assert_true(m->model.topology.layers[2].swiglu.bias);  /* SwiGLU too */
+    assert_true(m->model.topology.layers[1].linear.bias); /* Linear bias defaults to true */
+    assert_true(m->model.topology.layers[2].swiglu.bias); /* SwiGLU too */
     assert_true(m->model.topology.layers[3].rms_norm.eps == 1e-5);
     assert_true(m->model.topology.layers[3].rms_norm.elementwise_affine);
     assert_true(m->model.topology.layers[4].layer_norm.eps == 1e-5);
@@ -618,63 +644,105 @@ static void test_defaults(void **state) {
     cb_manifest_free(m);
 }
 
-/* ---- cross-field rules ------------------------------------------------------------------------- */
+/* ---- cross-field rules -------------------------------------------------------------------------
+ */
 
 static void test_attention_rules(void **state) {
     (void)state;
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 8, n_kv_heads: 3}]}", NULL),
-               "t.yml:4:93: model.topology.layers[0].n_kv_heads: n_heads=8 must be divisible by "
-               "n_kv_heads=3",
-               NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, n_kv_heads: 8}]}", NULL),
-               "n_kv_heads=8 cannot exceed n_heads=4", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 60, n_heads: 8}]}", NULL),
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 8, n_kv_heads: 3}]}",
+            NULL),
+        "t.yml:4:93: model.topology.layers[0].n_kv_heads: n_heads=8 must be divisible by "
+        "n_kv_heads=3",
+        NULL);
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, n_kv_heads: 8}]}",
+            NULL),
+        "n_kv_heads=8 cannot exceed n_heads=4", NULL);
+    expect_err(with_topology(
+                   "{type: stacked, layers: [{type: attention, d_model: 60, n_heads: 8}]}", NULL),
                "model.topology.layers[0].n_heads: attn_dim=60 (d_model, as attn_dim is unset) "
                "must be divisible by n_heads=8",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 36, n_heads: 4}]}", NULL),
+    expect_err(with_topology(
+                   "{type: stacked, layers: [{type: attention, d_model: 36, n_heads: 4}]}", NULL),
                "RoPE needs an even head size, got head_dim = attn_dim / n_heads = 36 / 4 = 9",
                NULL);
     /* the same without RoPE is fine */
-    cb_manifest *m = load_ok(with_topology(
-        "{type: stacked, layers: [{type: attention, d_model: 36, n_heads: 4, rope_enabled: false}]}", NULL));
+    cb_manifest *m = load_ok(with_topology("{type: stacked, layers: [{type: attention, d_model: "
+                                           "36, n_heads: 4, rope_enabled: false}]}",
+                                           NULL));
     assert_int_equal(m->model.topology.layers[0].attention.head_dim, 9);
     cb_manifest_free(m);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mode: decoupled, geo_dim: 32}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, "
+                             "mode: decoupled, geo_dim: 32}]}",
+                             NULL),
                "model.topology.layers[0].sem_dim: mode: decoupled needs both sem_dim and geo_dim",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mode: decoupled, sem_dim: 30, geo_dim: 32}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, "
+                             "mode: decoupled, sem_dim: 30, geo_dim: 32}]}",
+                             NULL),
                "model.topology.layers[0].sem_dim: sem_dim=30 must be divisible by n_heads=4", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mode: decoupled, sem_dim: 32, geo_dim: 12}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, "
+                             "mode: decoupled, sem_dim: 32, geo_dim: 12}]}",
+                             NULL),
                "model.topology.layers[0].geo_dim: RoPE needs an even geometric head size, got "
                "geo_dim / n_heads = 12 / 4 = 3",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mode: decoupled, sem_dim: 32, geo_dim: 32, v_dim: 42}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, "
+                             "mode: decoupled, sem_dim: 32, geo_dim: 32, v_dim: 42}]}",
+                             NULL),
                "v_dim=42 must be divisible by n_heads=4", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, sem_dim: 32}]}", NULL),
-               "model.topology.layers[0].sem_dim: sem_dim only applies to mode: decoupled", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mem_block: 8}]}", NULL),
-               "mem_block needs local_window", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, rope_enabled: false, rope_dim: 8}]}", NULL),
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, sem_dim: 32}]}",
+            NULL),
+        "model.topology.layers[0].sem_dim: sem_dim only applies to mode: decoupled", NULL);
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mem_block: 8}]}",
+            NULL),
+        "mem_block needs local_window", NULL);
+    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, "
+                             "rope_enabled: false, rope_dim: 8}]}",
+                             NULL),
                "rope_dim needs rope_enabled: true", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, rope_scaling: {type: llama3, factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 64}}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, "
+                             "rope_scaling: {type: llama3, factor: 8, low_freq_factor: 4, "
+                             "high_freq_factor: 1, original_max_position_embeddings: 64}}]}",
+                             NULL),
                "rope_scaling.high_freq_factor: high_freq_factor must be greater than "
                "low_freq_factor",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mode: grouped}]}", NULL),
-               "model.topology.layers[0].mode: invalid value 'grouped'; allowed: standard, gqa, "
-               "decoupled",
-               NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, dropout_p: 1.5}]}", NULL),
-               "dropout_p: must be a probability in [0, 1], got 1.5", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, rope_base: -1}]}", NULL),
-               "rope_base: must be positive, got -1", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, head_dim: 16}]}", NULL),
-               "head_dim is derived as attn_dim / n_heads", NULL);
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, mode: grouped}]}",
+            NULL),
+        "model.topology.layers[0].mode: invalid value 'grouped'; allowed: standard, gqa, "
+        "decoupled",
+        NULL);
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, dropout_p: 1.5}]}",
+            NULL),
+        "dropout_p: must be a probability in [0, 1], got 1.5", NULL);
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, rope_base: -1}]}",
+            NULL),
+        "rope_base: must be positive, got -1", NULL);
+    expect_err(
+        with_topology(
+            "{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 4, head_dim: 16}]}",
+            NULL),
+        "head_dim is derived as attn_dim / n_heads", NULL);
     /* decoupled with KV sharing: derived widths */
-    m = load_ok(with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 8, "
-                              "n_kv_heads: 2, mode: decoupled, sem_dim: 16, geo_dim: 32, v_dim: 48}]}",
-                              NULL));
+    m = load_ok(
+        with_topology("{type: stacked, layers: [{type: attention, d_model: 64, n_heads: 8, "
+                      "n_kv_heads: 2, mode: decoupled, sem_dim: 16, geo_dim: 32, v_dim: 48}]}",
+                      NULL));
     const cb_cfg_attention *a = &m->model.topology.layers[0].attention;
     assert_int_equal(a->sem_head_dim, 2);
     assert_int_equal(a->geo_head_dim, 4);
@@ -691,20 +759,27 @@ static void test_attention_rules(void **state) {
 static void test_width_flow(void **state) {
     (void)state;
     /* the original's gap: a sub-topology's input width is checked too */
-    expect_err(with_topology("{type: stacked, layers: [{type: linear, d_in: 4, d_out: 8}, {type: residual, layers: [{type: layer_norm, d_model: 16}]}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: linear, d_in: 4, d_out: 8}, {type: "
+                             "residual, layers: [{type: layer_norm, d_model: 16}]}]}",
+                             NULL),
                "t.yml:4:127: model.topology.layers[1].layers[0].d_model: expected d_model=8 (the "
                "width of the stream here), got 16",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: linear, d_in: 4, d_out: 8}, {type: linear, d_in: 9, d_out: 8}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: linear, d_in: 4, d_out: 8}, {type: "
+                             "linear, d_in: 9, d_out: 8}]}",
+                             NULL),
                "model.topology.layers[1].d_in: expected d_in=8", NULL);
     /* residual must give back its input width; an inner bottleneck is fine */
-    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 8}, {type: residual, layers: [{type: linear, d_in: 8, d_out: 16}]}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 8}, {type: "
+                             "residual, layers: [{type: linear, d_in: 8, d_out: 16}]}]}",
+                             NULL),
                "model.topology.layers[1]: a ResidualTopology must give back its input shape (x + "
                "f(x)): input (B, T, 8), output (B, T, 16)",
                NULL);
     cb_manifest *m = load_ok(with_topology(
         "{type: stacked, layers: [{type: residual, layers: [{type: linear, d_in: 8, d_out: 32}, "
-        "{type: linear, d_in: 32, d_out: 8, bias: false}]}]}", NULL));
+        "{type: linear, d_in: 32, d_out: 8, bias: false}]}]}",
+        NULL));
     assert_int_equal(m->model.topology.d_in, 8);
     assert_int_equal(m->model.topology.d_out, 8);
     assert_int_equal(m->model.n_params, 8 * 32 + 32 + 32 * 8);
@@ -724,32 +799,41 @@ static void test_width_flow(void **state) {
     m = load_ok(with_topology(
         "{type: stacked, layers: [{type: rms_norm, d_model: 8}, {type: parallel, layers: [{type: "
         "linear, d_in: 8, d_out: 4}, {type: linear, d_in: 8, d_out: 4}, {type: linear, d_in: 8, "
-        "d_out: 4}]}, {type: linear, d_in: 4, d_out: 2}]}", NULL));
+        "d_out: 4}]}, {type: linear, d_in: 4, d_out: 2}]}",
+        NULL));
     const cb_cfg_node *par = &m->model.topology.layers[1];
     assert_int_equal(par->d_out, 4);
     assert_int_equal(par->n_lead, 1);
     assert_int_equal(par->lead[0], 3);
     assert_int_equal(m->model.topology.layers[2].n_lead, 1); /* (3, B, T, 2) */
     cb_manifest_free(m);
-    expect_err(with_topology("{type: stacked, layers: [{type: parallel, layers: [{type: linear, d_in: 8, d_out: 4}, {type: linear, d_in: 8, d_out: 5}]}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: parallel, layers: [{type: linear, "
+                             "d_in: 8, d_out: 4}, {type: linear, d_in: 8, d_out: 5}]}]}",
+                             NULL),
                "model.topology.layers[0].layers[1]: ParallelTopology stacks its branches on a new "
                "leading dim, so they must produce the same shape: layers[0] gives (B, T, 4), this "
                "one (B, T, 5)",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: parallel, layers: [{type: rms_norm, d_model: 8}]}, {type: attention, d_model: 8, n_heads: 2}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: parallel, layers: [{type: rms_norm, "
+                             "d_model: 8}]}, {type: attention, d_model: 8, n_heads: 2}]}",
+                             NULL),
                "an AttentionLayer needs a (B, T, D) input, but a ParallelTopology before it made "
                "it (1, B, T, 8)",
                NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: parallel, layers: [{type: parallel, layers: [{type: parallel, layers: [{type: dropout}]}]}]}]}", NULL),
+    expect_err(with_topology("{type: stacked, layers: [{type: parallel, layers: [{type: parallel, "
+                             "layers: [{type: parallel, layers: [{type: dropout}]}]}]}]}",
+                             NULL),
                "rank-5", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: branching, layers: [{type: dropout}]}]}", NULL),
+    expect_err(with_topology(
+                   "{type: stacked, layers: [{type: branching, layers: [{type: dropout}]}]}", NULL),
                "each branch's output width must be known", NULL);
     expect_err(with_topology("{type: stacked, layers: []}", NULL),
                "model.topology.layers: StackedTopology needs at least one layer", NULL);
     expect_err(with_topology("{type: rms_norm, d_model: 8}", NULL),
                "model.topology must be a topology", NULL);
     /* repeated blocks that change width: the error names the repeated copy */
-    expect_err(with_topology("{type: nested, repeat: 2, layers: [{type: linear, d_in: 8, d_out: 4}]}", NULL),
+    expect_err(with_topology(
+                   "{type: nested, repeat: 2, layers: [{type: linear, d_in: 8, d_out: 4}]}", NULL),
                "expected d_in=4 (the width of the stream here), got 8 (in the repeated copy "
                "topology.layers.1)",
                NULL);
@@ -760,13 +844,16 @@ static void test_embedder_and_head(void **state) {
     const char *emb = "  embedder: {type: token, vocab_size: 100, d_model: 16}\n";
     char extra[256];
     /* tied (default) + explicit vocab head */
-    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 16}, {type: linear, d_in: 16, d_out: 100}]}", emb),
+    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 16}, {type: "
+                             "linear, d_in: 16, d_out: 100}]}",
+                             emb),
                "t.yml:3:3: model.tied_embeddings: tied_embeddings is true (the default) but the "
                "topology already ends in a vocab-sized head (width 100)",
                NULL);
     snprintf(extra, sizeof extra, "%s  tied_embeddings: true\n", emb);
-    expect_err(with_topology("{type: stacked, layers: [{type: linear, d_in: 16, d_out: 100}]}", extra),
-               "t.yml:5:20: model.tied_embeddings: tied_embeddings is true but", NULL);
+    expect_err(
+        with_topology("{type: stacked, layers: [{type: linear, d_in: 16, d_out: 100}]}", extra),
+        "t.yml:5:20: model.tied_embeddings: tied_embeddings is true but", NULL);
     /* untied without a head */
     snprintf(extra, sizeof extra, "%s  tied_embeddings: false\n", emb);
     expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 16}]}", extra),
@@ -777,7 +864,8 @@ static void test_embedder_and_head(void **state) {
     expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 32}]}", emb),
                "model.topology.layers[0].d_model: expected d_model=16", NULL);
     /* tied fine: logits come from the embedding */
-    cb_manifest *m = load_ok(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 16}]}", emb));
+    cb_manifest *m =
+        load_ok(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 16}]}", emb));
     assert_int_equal(m->model.d_out, 100);
     assert_int_equal(m->model.n_params, 100 * 16 + 16);
     cb_manifest_free(m);
@@ -791,66 +879,90 @@ static void test_embedder_and_head(void **state) {
 
 static void test_absurd_sizes(void **state) {
     (void)state;
-    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 20000000}]}", NULL),
-               "d_model: 20000000 is an absurd size (the limit is 2^24 = 16777216)", NULL);
-    expect_err(with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 99999999999999999999}]}", NULL),
-               "integer 99999999999999999999 is out of range", NULL);
+    expect_err(
+        with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 20000000}]}", NULL),
+        "d_model: 20000000 is an absurd size (the limit is 2^24 = 16777216)", NULL);
+    expect_err(
+        with_topology("{type: stacked, layers: [{type: rms_norm, d_model: 99999999999999999999}]}",
+                      NULL),
+        "integer 99999999999999999999 is out of range", NULL);
     /* each dimension is allowed, the product is not: 24 x 16M x 16M linear */
-    expect_err(with_topology("{type: nested, repeat: 24, layers: [{type: linear, d_in: 16000000, d_out: 16000000}]}", NULL),
-               "more than the 10^12 allowed", NULL);
+    expect_err(
+        with_topology(
+            "{type: nested, repeat: 24, layers: [{type: linear, d_in: 16000000, d_out: 16000000}]}",
+            NULL),
+        "more than the 10^12 allowed", NULL);
 }
 
 static void test_runs_and_verify(void **state) {
     (void)state;
-    const char *head = "version: 1\n"
-                       "model: {type: transformer, topology: {type: stacked, layers: [{type: dropout}]}}\n"
-                       "groups:\n"
-                       "  - name: g\n"
-                       "    runs:\n";
+    const char *head =
+        "version: 1\n"
+        "model: {type: transformer, topology: {type: stacked, layers: [{type: dropout}]}}\n"
+        "groups:\n"
+        "  - name: g\n"
+        "    runs:\n";
     char buf[4096];
 #define RUN(body) (snprintf(buf, sizeof buf, "%s%s", head, body), buf)
     expect_err(RUN("      - {id: a, mode: train, steps: 1}\n"),
-               "t.yml:6:9: groups[0].runs[0].train: a run with mode: train needs a train block", NULL);
-    expect_err(RUN("      - {id: a, mode: train, steps: 1, train: {phase: blockwise, batch_size: 1, block_size: 8, lr: 1}}\n"),
-               "groups[0].runs[0].train.phase: phase: blockwise distils from a teacher", NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: compare, batches: 2}}\n"),
-               "groups[0].runs[0].verify: a compare verify needs at least one of: attention, logits",
+               "t.yml:6:9: groups[0].runs[0].train: a run with mode: train needs a train block",
                NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: fidelity, batches: 2}}\n"),
-               "a fidelity verify needs at least one of: max_delta_nll, max_ppl_ratio", NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: eval, tokenizer: {type: tiktoken, encoding: cl100k_base}, max_new_tokens: 4, cases: [{id: c, prompt: p, kind: choice_logprob, choices: [a, b], answer: z}], thresholds: {min_student_accuracy: 0.5, max_accuracy_drop: 0.1}}}\n"),
+    expect_err(RUN("      - {id: a, mode: train, steps: 1, train: {phase: blockwise, batch_size: "
+                   "1, block_size: 8, lr: 1}}\n"),
+               "groups[0].runs[0].train.phase: phase: blockwise distils from a teacher", NULL);
+    expect_err(
+        RUN("      - {id: a, mode: sample, steps: 1, verify: {type: compare, batches: 2}}\n"),
+        "groups[0].runs[0].verify: a compare verify needs at least one of: attention, logits",
+        NULL);
+    expect_err(
+        RUN("      - {id: a, mode: sample, steps: 1, verify: {type: fidelity, batches: 2}}\n"),
+        "a fidelity verify needs at least one of: max_delta_nll, max_ppl_ratio", NULL);
+    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: eval, tokenizer: {type: "
+                   "tiktoken, encoding: cl100k_base}, max_new_tokens: 4, cases: [{id: c, prompt: "
+                   "p, kind: choice_logprob, choices: [a, b], answer: z}], thresholds: "
+                   "{min_student_accuracy: 0.5, max_accuracy_drop: 0.1}}}\n"),
                "groups[0].runs[0].verify.cases[0].answer: the answer 'z' is not one of the choices",
                NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: eval, tokenizer: {type: tiktoken, encoding: cl100k_base}, max_new_tokens: 4, cases: [{id: c, prompt: p, kind: int_greedy, answer: \"3\"}], thresholds: {min_student_accuracy: 0.5, max_accuracy_drop: 0.1}}}\n"),
+    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: eval, tokenizer: {type: "
+                   "tiktoken, encoding: cl100k_base}, max_new_tokens: 4, cases: [{id: c, prompt: "
+                   "p, kind: int_greedy, answer: \"3\"}], thresholds: {min_student_accuracy: 0.5, "
+                   "max_accuracy_drop: 0.1}}}\n"),
                "int_greedy needs an integer answer", NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: kvcache, n_layers: 2, batch_size: 1, max_seq_len: 8, teacher: {k: {kind: q8}}, student: {}}}\n"),
+    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: kvcache, n_layers: 2, "
+                   "batch_size: 1, max_seq_len: 8, teacher: {k: {kind: q8}}, student: {}}}\n"),
                "groups[0].runs[0].verify.teacher.k.kind: invalid value 'q8' (did you mean 'q8_0'?)",
                NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: kvcache, n_layers: 2, batch_size: 1, max_seq_len: 8, teacher: {}, student: {k: {kind: fp16}}}}\n"),
+    expect_err(RUN("      - {id: a, mode: sample, steps: 1, verify: {type: kvcache, n_layers: 2, "
+                   "batch_size: 1, max_seq_len: 8, teacher: {}, student: {k: {kind: fp16}}}}\n"),
                "verify.student.k: unknown key 'k' in a DecoupledLayerKVCache policy", NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1}\n      - {id: a, mode: chat, steps: 1}\n"),
-               "groups[0].runs[1].id: duplicate run id 'a'", NULL);
-    expect_err(RUN("      - {id: a, mode: sample, steps: 1, train: {phase: global, batch_size: 1, block_size: 8, lr: 1}}\n"),
+    expect_err(
+        RUN("      - {id: a, mode: sample, steps: 1}\n      - {id: a, mode: chat, steps: 1}\n"),
+        "groups[0].runs[1].id: duplicate run id 'a'", NULL);
+    expect_err(RUN("      - {id: a, mode: sample, steps: 1, train: {phase: global, batch_size: 1, "
+                   "block_size: 8, lr: 1}}\n"),
                "a train block only applies to mode: train", NULL);
-    expect_err(RUN("      - {id: a, mode: train, steps: 1, train: {phase: global, batch_size: 1, block_size: 8, lr: 1, device: mps}}\n"),
+    expect_err(RUN("      - {id: a, mode: train, steps: 1, train: {phase: global, batch_size: 1, "
+                   "block_size: 8, lr: 1, device: mps}}\n"),
                "train.device: unsupported device 'mps' (allowed: cpu, cuda, cuda:N, auto)", NULL);
-    expect_err(RUN("      - {id: a, mode: train, steps: 1, train: {phase: global, batch_size: 1, block_size: 8, lr: 1, convergence_target: 0.1}}\n"),
+    expect_err(RUN("      - {id: a, mode: train, steps: 1, train: {phase: global, batch_size: 1, "
+                   "block_size: 8, lr: 1, convergence_target: 0.1}}\n"),
                "convergence_target only applies to phase: blockwise", NULL);
     expect_err(RUN("      - {id: a, mode: sample, steps: 0}\n"),
                "groups[0].runs[0].steps: must be a positive integer, got 0", NULL);
     /* a full kvcache verify and a typed eval verify load */
-    cb_manifest *m = load_ok(RUN(
-        "      - id: a\n"
-        "        mode: sample\n"
-        "        steps: 1\n"
-        "        verify:\n"
-        "          type: kvcache\n"
-        "          n_layers: 16\n"
-        "          batch_size: 1\n"
-        "          max_seq_len: 2048\n"
-        "          teacher: {type: LayerKVCache, k: {kind: fp16}, v: {kind: q8_0, residual_len: 16}}\n"
-        "          student: {type: DecoupledLayerKVCache, k_sem: {kind: q4_0}, k_geo: {kind: q8_0}, v: {kind: nf4}}\n"
-        "          min_reduction_ratio: 1.5\n"));
+    cb_manifest *m = load_ok(RUN("      - id: a\n"
+                                 "        mode: sample\n"
+                                 "        steps: 1\n"
+                                 "        verify:\n"
+                                 "          type: kvcache\n"
+                                 "          n_layers: 16\n"
+                                 "          batch_size: 1\n"
+                                 "          max_seq_len: 2048\n"
+                                 "          teacher: {type: LayerKVCache, k: {kind: fp16}, v: "
+                                 "{kind: q8_0, residual_len: 16}}\n"
+                                 "          student: {type: DecoupledLayerKVCache, k_sem: {kind: "
+                                 "q4_0}, k_geo: {kind: q8_0}, v: {kind: nf4}}\n"
+                                 "          min_reduction_ratio: 1.5\n"));
     const cb_verify_cfg *v = &m->groups[0].runs[0].verify;
     assert_int_equal(v->type, CB_VERIFY_KVCACHE);
     assert_false(v->teacher.decoupled);
@@ -864,18 +976,25 @@ static void test_runs_and_verify(void **state) {
     cb_manifest_free(m);
 #undef RUN
     /* groups */
-    expect_err("version: 1\nmodel: {type: transformer, topology: {type: stacked, layers: [{type: dropout}]}}\n"
+    expect_err("version: 1\nmodel: {type: transformer, topology: {type: stacked, layers: [{type: "
+               "dropout}]}}\n"
                "groups:\n  - {name: g, runs: []}\n  - {name: g, runs: []}\n",
                "t.yml:5:12: groups[1].name: duplicate group name 'g'", NULL);
-    expect_err("version: 2\nmodel: {type: transformer, topology: {type: stacked, layers: [{type: dropout}]}}\n",
+    expect_err("version: 2\nmodel: {type: transformer, topology: {type: stacked, layers: [{type: "
+               "dropout}]}}\n",
                "t.yml:1:10: version: unsupported manifest version 2", NULL);
-    expect_err("version: 1\n", "t.yml:1:1: model: required key 'model' is missing in the manifest", NULL);
-    expect_err("version: 1\nmodel: {type: transformer, topology: {type: stacked, layers: [{type: dropout}]}}\nnotes: 5\n",
+    expect_err("version: 1\n", "t.yml:1:1: model: required key 'model' is missing in the manifest",
+               NULL);
+    expect_err("version: 1\nmodel: {type: transformer, topology: {type: stacked, layers: [{type: "
+               "dropout}]}}\nnotes: 5\n",
                "t.yml:3:8: notes: expected a string, got the integer 5 (quote it)", NULL);
-    expect_err("version: 1\nmodell: {}\n", "t.yml:2:1: modell: unknown key 'modell' in the manifest (did you mean 'model'?)", NULL);
+    expect_err("version: 1\nmodell: {}\n",
+               "t.yml:2:1: modell: unknown key 'modell' in the manifest (did you mean 'model'?)",
+               NULL);
 }
 
-/* ---- plan: parameters and KV bytes ------------------------------------------------------------- */
+/* ---- plan: parameters and KV bytes -------------------------------------------------------------
+ */
 
 static void test_plan_tiny(void **state) {
     (void)state;
@@ -885,8 +1004,8 @@ static void test_plan_tiny(void **state) {
     /* by hand: d 256, H 8, Hkv 2 (head 32), d_ff 704, V 4096, untied, no biases */
     const int64_t d = 256, hd = 32, hkv = 2, ff = 704, V = 4096;
     const int64_t attn = d * d + 2 * (hkv * hd) * d + d * d; /* q, k, v, out */
-    const int64_t block = d + attn + d + 3 * d * ff;        /* norm, attn, norm, swiglu */
-    const int64_t total = V * d + 4 * block + d + V * d;    /* embed, blocks, norm, head */
+    const int64_t block = d + attn + d + 3 * d * ff;         /* norm, attn, norm, swiglu */
+    const int64_t total = V * d + 4 * block + d + V * d;     /* embed, blocks, norm, head */
     assert_int_equal(attn, 163840);
     assert_int_equal(block, 705024);
     assert_int_equal(total, 4917504);
@@ -915,7 +1034,8 @@ static void test_plan_tiny(void **state) {
     cb_plan_opts po = {.batch = 8, .seq = 256};
     cb_plan_print(f, m, &po);
     fclose(f);
-    assert_non_null(strstr(text, "total parameters: 4,917,504 (embedder 1,048,576, topology 3,868,928)"));
+    assert_non_null(
+        strstr(text, "total parameters: 4,917,504 (embedder 1,048,576, topology 3,868,928)"));
     assert_non_null(strstr(text, "topology.layers.0.layers.6.layers.1"));
     assert_non_null(strstr(text, "(8, 256, 4096)"));
     assert_non_null(strstr(text, "  fp16              512            512          1,024"));
@@ -928,22 +1048,25 @@ static void test_plan_tiny(void **state) {
 static void test_kv_bytes_llama(void **state) {
     (void)state;
     char buf[4096];
-    const char *fmt = "version: 1\n"
-                      "model:\n"
-                      "  type: transformer\n"
-                      "  embedder: {type: token, vocab_size: 128256, d_model: 2048}\n"
-                      "  tied_embeddings: false\n"
-                      "  topology:\n"
-                      "    type: stacked\n"
-                      "    layers:\n"
-                      "      - type: nested\n"
-                      "        repeat: 16\n"
-                      "        layers:\n"
-                      "          - {type: residual, layers: [{type: rms_norm, d_model: 2048}, %s]}\n"
-                      "          - {type: residual, layers: [{type: rms_norm, d_model: 2048}, {type: swiglu, d_model: 2048, d_ff: 8192, bias: false}]}\n"
-                      "      - {type: rms_norm, d_model: 2048}\n"
-                      "      - {type: linear, d_in: 2048, d_out: 128256, bias: false}\n";
-    snprintf(buf, sizeof buf, fmt, "{type: attention, d_model: 2048, n_heads: 32, n_kv_heads: 8, rope_base: 500000.0}");
+    const char *fmt =
+        "version: 1\n"
+        "model:\n"
+        "  type: transformer\n"
+        "  embedder: {type: token, vocab_size: 128256, d_model: 2048}\n"
+        "  tied_embeddings: false\n"
+        "  topology:\n"
+        "    type: stacked\n"
+        "    layers:\n"
+        "      - type: nested\n"
+        "        repeat: 16\n"
+        "        layers:\n"
+        "          - {type: residual, layers: [{type: rms_norm, d_model: 2048}, %s]}\n"
+        "          - {type: residual, layers: [{type: rms_norm, d_model: 2048}, {type: swiglu, "
+        "d_model: 2048, d_ff: 8192, bias: false}]}\n"
+        "      - {type: rms_norm, d_model: 2048}\n"
+        "      - {type: linear, d_in: 2048, d_out: 128256, bias: false}\n";
+    snprintf(buf, sizeof buf, fmt,
+             "{type: attention, d_model: 2048, n_heads: 32, n_kv_heads: 8, rope_base: 500000.0}");
     cb_manifest *t = load_ok(buf);
     /* teacher: 512 + 512 elements per layer -> 2048 B/layer -> 32 KiB per token in fp16 */
     cb_plan_kv k = cb_plan_model_kv(&t->model, CB_KV_FP16);
@@ -989,12 +1112,14 @@ static void test_kv_bytes_llama(void **state) {
     cb_manifest_free(s);
 }
 
-/* ---- presets, JSON, eval suites, documentation ------------------------------------------------- */
+/* ---- presets, JSON, eval suites, documentation -------------------------------------------------
+ */
 
 static void test_presets_load(void **state) {
     (void)state;
-    const char *presets[] = {"dba", "llama_block", "llama32_1b_dba", "llama32_1b_dba_compare",
-                             "llama32_1b_dba_eval", "tiny", "tiny_llama3"};
+    const char *presets[] = {
+        "dba",  "llama_block", "llama32_1b_dba", "llama32_1b_dba_compare", "llama32_1b_dba_eval",
+        "tiny", "tiny_llama3"};
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         char rel[128];
         snprintf(rel, sizeof rel, "presets/%s.yml", presets[i]);
@@ -1040,7 +1165,8 @@ static void test_eval_suite_file(void **state) {
     (void)state;
     cb_eval_suite *s;
     cb_diags errs = {0};
-    assert_int_equal(cb_eval_suite_load(tu_path("presets/benchmarks/riddles.yml"), &s, &errs), CB_OK);
+    assert_int_equal(cb_eval_suite_load(tu_path("presets/benchmarks/riddles.yml"), &s, &errs),
+                     CB_OK);
     assert_string_equal(s->id, "riddles");
     assert_int_equal(s->n_cases, 2);
     assert_string_equal(s->cases[1].id, "case1");
@@ -1054,22 +1180,26 @@ static void test_eval_suite_file(void **state) {
     const char *dir = tu_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/bad_suite.yml", dir);
-    const char *y = "benchmark:\n  id: x\n  data:\n    - prompt: p\n      validation: {type: regex, pattern: \"a(b\"}\n";
+    const char *y = "benchmark:\n  id: x\n  data:\n    - prompt: p\n      validation: {type: "
+                    "regex, pattern: \"a(b\"}\n";
     assert_int_equal(tu_write_file(path, y, strlen(y)), 0);
     assert_int_equal(cb_eval_suite_load(path, &s, &errs), CB_ERR_FORMAT);
-    assert_non_null(strstr(errs.msg[0], ":5:42: benchmark.data[0].validation.pattern: invalid regular expression"));
+    assert_non_null(strstr(
+        errs.msg[0], ":5:42: benchmark.data[0].validation.pattern: invalid regular expression"));
     cb_diags_free(&errs);
     tu_rmtree(dir);
 }
 
 static void test_json_manifest(void **state) {
     (void)state;
-    const char *j = "{\"version\": 1, \"name\": \"j\", \"vars\": {\"d\": 8},\n"
-                    " \"model\": {\"type\": \"transformer\", \"topology\": {\"type\": \"stacked\",\n"
-                    "   \"layers\": [{\"type\": \"rms_norm\", \"d_model\": \"${d}\"},\n"
-                    "              {\"type\": \"linear\", \"d_in\": 8, \"d_out\": 4.0}]}}}\n";
-    int n = expect_err_n("m.json", j, "m.json:4:54: model.topology.layers[1].d_out: expected a "
-                                      "positive integer (no fraction or exponent), got the float 4.0",
+    const char *j =
+        "{\"version\": 1, \"name\": \"j\", \"vars\": {\"d\": 8},\n"
+        " \"model\": {\"type\": \"transformer\", \"topology\": {\"type\": \"stacked\",\n"
+        "   \"layers\": [{\"type\": \"rms_norm\", \"d_model\": \"${d}\"},\n"
+        "              {\"type\": \"linear\", \"d_in\": 8, \"d_out\": 4.0}]}}}\n";
+    int n = expect_err_n("m.json", j,
+                         "m.json:4:54: model.topology.layers[1].d_out: expected a "
+                         "positive integer (no fraction or exponent), got the float 4.0",
                          NULL);
     assert_int_equal(n, 1);
     cb_diags errs = {0};
@@ -1085,25 +1215,34 @@ static void test_json_manifest(void **state) {
 /* The plan's parameter counts are what the model builder allocates (src/model/build.c). */
 static void test_plan_matches_built_model(void **state) {
     (void)state;
-    const char *every = "version: 1\n"
-                        "model:\n"
-                        "  type: transformer\n"
-                        "  embedder: {type: token, vocab_size: 50, d_model: 16}\n"
-                        "  topology:\n"
-                        "    type: stacked\n"
-                        "    layers:\n"
-                        "      - {type: residual, layers: [{type: layer_norm, d_model: 16}, {type: attention, d_model: 16, n_heads: 4, n_kv_heads: 2, mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 12, bias: true}]}\n"
-                        "      - {type: residual, layers: [{type: rms_norm, d_model: 16, elementwise_affine: false}, {type: attention, d_model: 16, n_heads: 4, attn_dim: 24, bias: true}]}\n"
-                        "      - {type: sequential, layers: [{type: swiglu, d_model: 16, d_ff: 8}, {type: dropout, p: 0.1}]}\n"
-                        "      - {type: branching, layers: [{type: linear, d_in: 16, d_out: 6}, {type: linear, d_in: 16, d_out: 10, bias: false}]}\n"
-                        "      - {type: cyclic, repeat: 2, layers: [{type: linear, d_in: 16, d_out: 16}]}\n"
-                        "      - {type: recurrent, layers: [{type: rms_norm, d_model: 16}]}\n"
-                        "      - {type: nested, layers: [{type: rms_norm, d_model: 16}]}\n";
-    const char *presets[] = {"presets/tiny_llama3.yml", "presets/llama_block.yml", "presets/tiny.yml"};
+    const char *every =
+        "version: 1\n"
+        "model:\n"
+        "  type: transformer\n"
+        "  embedder: {type: token, vocab_size: 50, d_model: 16}\n"
+        "  topology:\n"
+        "    type: stacked\n"
+        "    layers:\n"
+        "      - {type: residual, layers: [{type: layer_norm, d_model: 16}, {type: attention, "
+        "d_model: 16, n_heads: 4, n_kv_heads: 2, mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: "
+        "12, bias: true}]}\n"
+        "      - {type: residual, layers: [{type: rms_norm, d_model: 16, elementwise_affine: "
+        "false}, {type: attention, d_model: 16, n_heads: 4, attn_dim: 24, bias: true}]}\n"
+        "      - {type: sequential, layers: [{type: swiglu, d_model: 16, d_ff: 8}, {type: dropout, "
+        "p: 0.1}]}\n"
+        "      - {type: branching, layers: [{type: linear, d_in: 16, d_out: 6}, {type: linear, "
+        "d_in: 16, d_out: 10, bias: false}]}\n"
+        "      - {type: cyclic, repeat: 2, layers: [{type: linear, d_in: 16, d_out: 16}]}\n"
+        "      - {type: recurrent, layers: [{type: rms_norm, d_model: 16}]}\n"
+        "      - {type: nested, layers: [{type: rms_norm, d_model: 16}]}\n";
+    const char *presets[] = {"presets/tiny_llama3.yml", "presets/llama_block.yml",
+                             "presets/tiny.yml"};
     for (int i = 0; i < 4; i++) {
         cb_manifest *m;
-        if (i < 3) assert_int_equal(cb_manifest_load(tu_path(presets[i]), &m), CB_OK);
-        else m = load_ok(every);
+        if (i < 3)
+            assert_int_equal(cb_manifest_load(tu_path(presets[i]), &m), CB_OK);
+        else
+            m = load_ok(every);
         cb_model *md = NULL;
         if (cb_model_from_manifest(&md, &m->model, CB_CPU, 1, 32) != CB_OK)
             fail_msg("%s: %s", i < 3 ? presets[i] : "every kind", cb_last_error());

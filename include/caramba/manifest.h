@@ -55,8 +55,8 @@ extern "C" {
 typedef struct cb_cfg_src {
     const char *file;
     int line, col;
-    const char *path;     /* source key path, e.g. "model.topology.layers[0]" */
-    const cb_doc_node *node;  /* the mapping it was read from (lives as long as the manifest) */
+    const char *path;        /* source key path, e.g. "model.topology.layers[0]" */
+    const cb_doc_node *node; /* the mapping it was read from (lives as long as the manifest) */
 } cb_cfg_src;
 
 /* ---- model ---------------------------------------------------------------------------------- */
@@ -79,7 +79,9 @@ typedef enum cb_cfg_kind {
     CB_CFG_KIND_COUNT
 } cb_cfg_kind;
 
-static inline bool cb_cfg_is_topology(cb_cfg_kind k) { return k <= CB_CFG_RECURRENT; }
+static inline bool cb_cfg_is_topology(cb_cfg_kind k) {
+    return k <= CB_CFG_RECURRENT;
+}
 /* "StackedTopology", ..., "AttentionLayer". */
 const char *cb_cfg_kind_name(cb_cfg_kind k);
 
@@ -108,8 +110,16 @@ typedef struct cb_cfg_swiglu {
     bool bias; /* default true */
 } cb_cfg_swiglu;
 
-typedef enum cb_cfg_attn_mode { CB_CFG_ATTN_STANDARD = 0, CB_CFG_ATTN_GQA, CB_CFG_ATTN_DECOUPLED } cb_cfg_attn_mode;
-typedef enum cb_cfg_mem_summarize { CB_CFG_MEM_MEAN = 0, CB_CFG_MEM_LINEAR, CB_CFG_MEM_CONV } cb_cfg_mem_summarize;
+typedef enum cb_cfg_attn_mode {
+    CB_CFG_ATTN_STANDARD = 0,
+    CB_CFG_ATTN_GQA,
+    CB_CFG_ATTN_DECOUPLED
+} cb_cfg_attn_mode;
+typedef enum cb_cfg_mem_summarize {
+    CB_CFG_MEM_MEAN = 0,
+    CB_CFG_MEM_LINEAR,
+    CB_CFG_MEM_CONV
+} cb_cfg_mem_summarize;
 
 /* Llama 3 frequency scaling (HF rope_type "llama3"). */
 typedef struct cb_cfg_rope_scaling {
@@ -122,28 +132,28 @@ typedef struct cb_cfg_attention {
     int64_t d_model;
     int64_t n_heads;    /* H */
     int64_t n_kv_heads; /* Hkv, resolved (defaults to H); applies to decoupled too (DESIGN §6) */
-    cb_cfg_attn_mode mode;  /* gqa behaves exactly like standard */
-    int64_t attn_dim;   /* resolved: total query width (default d_model) */
+    cb_cfg_attn_mode mode; /* gqa behaves exactly like standard */
+    int64_t attn_dim;      /* resolved: total query width (default d_model) */
     /* decoupled (DBA): query-side totals over H heads; 0 in standard mode */
     int64_t sem_dim, geo_dim;
     int64_t v_dim; /* resolved value width over H heads: v_dim, else attn_dim. Standard: attn_dim */
-    bool rope_enabled;   /* default true */
-    double rope_base;    /* default 10000 */
-    int64_t rope_dim;    /* head size the frequency table is computed for; 0 = the rotated width */
+    bool rope_enabled; /* default true */
+    double rope_base;  /* default 10000 */
+    int64_t rope_dim;  /* head size the frequency table is computed for; 0 = the rotated width */
     cb_cfg_rope_scaling rope_scaling;
-    bool decoupled_gate, decoupled_gate_dynamic; /* default false */
-    bool is_causal;      /* default true */
-    double dropout_p;    /* default 0 */
-    bool bias;           /* default false */
-    bool learned_temp;   /* default false */
+    bool decoupled_gate, decoupled_gate_dynamic;                        /* default false */
+    bool is_causal;                                                     /* default true */
+    double dropout_p;                                                   /* default 0 */
+    bool bias;                                                          /* default false */
+    bool learned_temp;                                                  /* default false */
     int64_t q_chunk, local_window, mem_block, mem_activation_threshold; /* 0 = unset */
-    cb_cfg_mem_summarize mem_summarize; /* default mean */
+    cb_cfg_mem_summarize mem_summarize;                                 /* default mean */
     /* derived (filled by validation) */
-    int64_t head_dim;      /* attn_dim / H (standard); the rotated width there */
-    int64_t kv_heads;      /* == n_kv_heads */
-    int64_t sem_head_dim;  /* sem_dim / H (decoupled) */
-    int64_t geo_head_dim;  /* geo_dim / H (decoupled); the rotated width there */
-    int64_t v_head_dim;    /* v_dim / H */
+    int64_t head_dim;     /* attn_dim / H (standard); the rotated width there */
+    int64_t kv_heads;     /* == n_kv_heads */
+    int64_t sem_head_dim; /* sem_dim / H (decoupled) */
+    int64_t geo_head_dim; /* geo_dim / H (decoupled); the rotated width there */
+    int64_t v_head_dim;   /* v_dim / H */
     /* per token cached elements of one layer: keys (standard: Hkv*hd; decoupled:
      * (sem_dim + geo_dim) * Hkv / H, split as k_sem_width + k_geo_width) and values */
     int64_t k_width, k_sem_width, k_geo_width, v_width;
@@ -190,7 +200,11 @@ typedef struct cb_embedder_cfg {
     cb_cfg_src src;
 } cb_embedder_cfg;
 
-typedef enum cb_diffusion_scheduler { CB_DIFF_DDPM = 0, CB_DIFF_DDIM, CB_DIFF_DPM } cb_diffusion_scheduler;
+typedef enum cb_diffusion_scheduler {
+    CB_DIFF_DDPM = 0,
+    CB_DIFF_DDIM,
+    CB_DIFF_DPM
+} cb_diffusion_scheduler;
 
 /* Accepted so manifests of the original load; enabling it is an error (not implemented). */
 typedef struct cb_diffusion_cfg {
@@ -203,18 +217,19 @@ typedef struct cb_diffusion_cfg {
 typedef struct cb_model_cfg {
     cb_model_type type; /* a label */
     cb_embedder_cfg embedder;
-    cb_cfg_node topology; /* lowered */
-    bool tied_embeddings;   /* default true: logits = features . E^T */
+    cb_cfg_node topology;              /* lowered */
+    bool tied_embeddings;              /* default true: logits = features . E^T */
     int64_t target_params, block_size; /* 0 = unset; used by auto-fit only */
     cb_diffusion_cfg diffusion_head;
     /* filled by validation */
-    int64_t n_params;       /* embedder + topology */
-    int64_t d_out;          /* width of the model output (vocab_size for language models) */
-    int n_attention;        /* attention layers after lowering */
+    int64_t n_params; /* embedder + topology */
+    int64_t d_out;    /* width of the model output (vocab_size for language models) */
+    int n_attention;  /* attention layers after lowering */
     cb_cfg_src src;
 } cb_model_cfg;
 
-/* ---- defaults, runs, train, verify ------------------------------------------------------------ */
+/* ---- defaults, runs, train, verify ------------------------------------------------------------
+ */
 
 typedef struct cb_defaults_cfg {
     const char *tokenizer;  /* "tiktoken" */
@@ -222,54 +237,72 @@ typedef struct cb_defaults_cfg {
     const char *instrument; /* "rich" */
     bool wandb;             /* false (accepted for compatibility; there is no W&B client) */
     const char *wandb_project, *wandb_entity, *wandb_mode; /* "", "", "online" */
-    int64_t eval_iters;     /* 50 */
-    int64_t save_every;     /* 100; 0 = no periodic checkpoints */
+    int64_t eval_iters;                                    /* 50 */
+    int64_t save_every;                                    /* 100; 0 = no periodic checkpoints */
 } cb_defaults_cfg;
 
 typedef enum cb_run_mode { CB_RUN_TRAIN = 0, CB_RUN_SAMPLE, CB_RUN_CHAT } cb_run_mode;
-typedef enum cb_train_phase { CB_PHASE_STANDARD = 0, CB_PHASE_BLOCKWISE, CB_PHASE_GLOBAL } cb_train_phase;
-typedef enum cb_train_dtype { CB_TDTYPE_FLOAT32 = 0, CB_TDTYPE_FLOAT16, CB_TDTYPE_BFLOAT16, CB_TDTYPE_AUTO } cb_train_dtype;
-typedef enum cb_cfg_compile { CB_CFG_COMPILE_OFF = 0, CB_CFG_COMPILE_ON, CB_CFG_COMPILE_AUTO } cb_cfg_compile;
-typedef enum cb_cfg_sched { CB_CFG_SCHED_NONE = 0, CB_CFG_SCHED_LINEAR, CB_CFG_SCHED_COSINE, CB_CFG_SCHED_CONSTANT } cb_cfg_sched;
+typedef enum cb_train_phase {
+    CB_PHASE_STANDARD = 0,
+    CB_PHASE_BLOCKWISE,
+    CB_PHASE_GLOBAL
+} cb_train_phase;
+typedef enum cb_train_dtype {
+    CB_TDTYPE_FLOAT32 = 0,
+    CB_TDTYPE_FLOAT16,
+    CB_TDTYPE_BFLOAT16,
+    CB_TDTYPE_AUTO
+} cb_train_dtype;
+typedef enum cb_cfg_compile {
+    CB_CFG_COMPILE_OFF = 0,
+    CB_CFG_COMPILE_ON,
+    CB_CFG_COMPILE_AUTO
+} cb_cfg_compile;
+typedef enum cb_cfg_sched {
+    CB_CFG_SCHED_NONE = 0,
+    CB_CFG_SCHED_LINEAR,
+    CB_CFG_SCHED_COSINE,
+    CB_CFG_SCHED_CONSTANT
+} cb_cfg_sched;
 
 typedef struct cb_train_cfg {
-    cb_train_phase phase; /* required */
-    int64_t batch_size, block_size; /* required */
-    double lr;                      /* required */
-    const char *device;             /* "cpu" | "cuda" | "cuda:N" | "auto"; default "cpu" */
-    cb_train_dtype dtype;           /* float32 */
-    bool auto_batch_size;           /* false */
-    int64_t auto_batch_ref_block_size; /* 512 */
-    int64_t auto_batch_min;            /* 1 */
-    const char *teacher_ckpt;          /* NULL; path or hf://org/name[/file] */
-    double teacher_rope_base;          /* 0 = unset */
-    int64_t teacher_rope_dim;          /* 0 = unset */
-    double convergence_target;         /* 0 = unset (fixed steps) */
-    int64_t convergence_patience;      /* 50 */
-    int64_t convergence_max_steps;     /* 5000 */
-    bool cache_teacher_outputs;        /* true */
-    bool use_amp;                      /* false */
-    cb_train_dtype amp_dtype;          /* float16 (float32 not allowed) */
+    cb_train_phase phase;                /* required */
+    int64_t batch_size, block_size;      /* required */
+    double lr;                           /* required */
+    const char *device;                  /* "cpu" | "cuda" | "cuda:N" | "auto"; default "cpu" */
+    cb_train_dtype dtype;                /* float32 */
+    bool auto_batch_size;                /* false */
+    int64_t auto_batch_ref_block_size;   /* 512 */
+    int64_t auto_batch_min;              /* 1 */
+    const char *teacher_ckpt;            /* NULL; path or hf://org/name[/file] */
+    double teacher_rope_base;            /* 0 = unset */
+    int64_t teacher_rope_dim;            /* 0 = unset */
+    double convergence_target;           /* 0 = unset (fixed steps) */
+    int64_t convergence_patience;        /* 50 */
+    int64_t convergence_max_steps;       /* 5000 */
+    bool cache_teacher_outputs;          /* true */
+    bool use_amp;                        /* false */
+    cb_train_dtype amp_dtype;            /* float16 (float32 not allowed) */
     int64_t gradient_accumulation_steps; /* 1 */
-    int64_t num_workers;               /* 0 */
-    bool pin_memory;                   /* false */
-    cb_cfg_compile compile_model;     /* off */
-    const char *compile_mode;          /* "reduce-overhead" */
-    bool activation_checkpointing;     /* false */
+    int64_t num_workers;                 /* 0 */
+    bool pin_memory;                     /* false */
+    cb_cfg_compile compile_model;        /* off */
+    const char *compile_mode;            /* "reduce-overhead" */
+    bool activation_checkpointing;       /* false */
     double activation_checkpoint_threshold_mb; /* 0 */
-    cb_cfg_sched scheduler;            /* none */
-    int64_t warmup_steps;              /* 0 */
-    double min_lr_ratio;               /* 0 */
+    cb_cfg_sched scheduler;                    /* none */
+    int64_t warmup_steps;                      /* 0 */
+    double min_lr_ratio;                       /* 0 */
     /* optimizer, clipping, evaluation and checkpoints (docs/training.md) */
-    double weight_decay;               /* 0.01 (decoupled, AdamW) */
-    double beta1, beta2;               /* 0.9, 0.999 */
-    double adam_eps;                   /* 1e-8 */
-    bool decay_all;                    /* false: norms, biases, embeddings get no weight decay */
-    double grad_clip;                  /* 0 = off; else the largest global gradient L2 norm */
-    int64_t eval_every;                /* -1 = defaults.eval_iters; 0 = never */
-    int64_t eval_batches;              /* 20: validation batches per evaluation */
-    const char *init_from;             /* NULL; an earlier run's id in this group, or a checkpoint */
-    const char *resume;                /* NULL; a checkpoint of this run to continue from */
+    double weight_decay;   /* 0.01 (decoupled, AdamW) */
+    double beta1, beta2;   /* 0.9, 0.999 */
+    double adam_eps;       /* 1e-8 */
+    bool decay_all;        /* false: norms, biases, embeddings get no weight decay */
+    double grad_clip;      /* 0 = off; else the largest global gradient L2 norm */
+    int64_t eval_every;    /* -1 = defaults.eval_iters; 0 = never */
+    int64_t eval_batches;  /* 20: validation batches per evaluation */
+    const char *init_from; /* NULL; an earlier run's id in this group, or a checkpoint */
+    const char *resume;    /* NULL; a checkpoint of this run to continue from */
     cb_cfg_src src;
 } cb_train_cfg;
 
@@ -286,7 +319,11 @@ typedef struct cb_l1_thresholds {
     double max_mean_l1, max_max_l1;
 } cb_l1_thresholds;
 
-typedef enum cb_cfg_split { CB_CFG_SPLIT_AUTO = 0, CB_CFG_SPLIT_TRAIN, CB_CFG_SPLIT_VAL } cb_cfg_split;
+typedef enum cb_cfg_split {
+    CB_CFG_SPLIT_AUTO = 0,
+    CB_CFG_SPLIT_TRAIN,
+    CB_CFG_SPLIT_VAL
+} cb_cfg_split;
 typedef enum cb_eval_tokenizer { CB_EVAL_TOK_TIKTOKEN = 0, CB_EVAL_TOK_LLAMA } cb_eval_tokenizer;
 typedef enum cb_case_kind { CB_CASE_CHOICE_LOGPROB = 0, CB_CASE_INT_GREEDY } cb_case_kind;
 
@@ -309,8 +346,8 @@ typedef struct cb_cfg_kv_tensor {
 } cb_cfg_kv_tensor;
 
 typedef struct cb_cfg_kv_policy {
-    bool decoupled;               /* type DecoupledLayerKVCache (k_sem, k_geo, v) vs LayerKVCache (k, v) */
-    cb_cfg_kv_tensor k, v;        /* standard */
+    bool decoupled;        /* type DecoupledLayerKVCache (k_sem, k_geo, v) vs LayerKVCache (k, v) */
+    cb_cfg_kv_tensor k, v; /* standard */
     cb_cfg_kv_tensor k_sem, k_geo; /* decoupled (v shared) */
 } cb_cfg_kv_policy;
 
@@ -321,13 +358,13 @@ typedef struct cb_verify_cfg {
     cb_l1_thresholds attention, logits; /* compare */
     bool fail_fast;                     /* false */
     int64_t block_size, batch_size;     /* fidelity: 0 = the run's */
-    cb_cfg_split split;                     /* fidelity: auto */
+    cb_cfg_split split;                 /* fidelity: auto */
     bool has_max_delta_nll;
     double max_delta_nll, max_ppl_ratio; /* fidelity: max_ppl_ratio 0 = unset */
     /* eval */
     cb_eval_tokenizer tokenizer;
-    const char *encoding;  /* tiktoken */
-    const char *model_id;  /* llama: "meta-llama/Llama-3.2-1B" */
+    const char *encoding;                   /* tiktoken */
+    const char *model_id;                   /* llama: "meta-llama/Llama-3.2-1B" */
     int64_t max_new_tokens, context_window; /* context_window 0 = unset */
     int n_cases;
     cb_eval_case *cases;
@@ -342,8 +379,8 @@ typedef struct cb_verify_cfg {
 typedef struct cb_run_cfg {
     const char *id;
     cb_run_mode mode;
-    const char *exp;        /* free-form label, default "" */
-    int64_t seed;           /* default 1337 */
+    const char *exp; /* free-form label, default "" */
+    int64_t seed;    /* default 1337 */
     int64_t steps;
     const cb_doc_node *expected; /* free-form mapping (may be NULL) */
     bool has_train;
@@ -352,7 +389,8 @@ typedef struct cb_run_cfg {
     cb_cfg_src src;
 } cb_run_cfg;
 
-/* ---- benchmarks ------------------------------------------------------------------------------- */
+/* ---- benchmarks -------------------------------------------------------------------------------
+ */
 
 typedef enum cb_bench_type {
     CB_BENCH_PERPLEXITY = 0,
@@ -374,17 +412,34 @@ typedef struct cb_cfg_strs {
 } cb_cfg_strs;
 
 /* Eval-suite files (presets/benchmarks/NAME.yml): a top-level `benchmark:` mapping. */
-typedef enum cb_suite_aggregation { CB_AGG_ALL_PASS = 0, CB_AGG_ANY_PASS, CB_AGG_WEIGHTED_AVERAGE, CB_AGG_MIN_SCORE } cb_suite_aggregation;
-typedef enum cb_severity { CB_SEV_LOW = 0, CB_SEV_MEDIUM, CB_SEV_HIGH, CB_SEV_CRITICAL } cb_severity;
-typedef enum cb_check_type { CB_CHECK_NONE = 0, CB_CHECK_LOOP_DETECTION, CB_CHECK_MAX_TOKENS, CB_CHECK_BLACKLIST, CB_CHECK_WHITELIST, CB_CHECK_REGEX } cb_check_type;
+typedef enum cb_suite_aggregation {
+    CB_AGG_ALL_PASS = 0,
+    CB_AGG_ANY_PASS,
+    CB_AGG_WEIGHTED_AVERAGE,
+    CB_AGG_MIN_SCORE
+} cb_suite_aggregation;
+typedef enum cb_severity {
+    CB_SEV_LOW = 0,
+    CB_SEV_MEDIUM,
+    CB_SEV_HIGH,
+    CB_SEV_CRITICAL
+} cb_severity;
+typedef enum cb_check_type {
+    CB_CHECK_NONE = 0,
+    CB_CHECK_LOOP_DETECTION,
+    CB_CHECK_MAX_TOKENS,
+    CB_CHECK_BLACKLIST,
+    CB_CHECK_WHITELIST,
+    CB_CHECK_REGEX
+} cb_check_type;
 typedef enum cb_pass_type { CB_PASS_BOOLEAN = 0, CB_PASS_PARTIAL_SCORE } cb_pass_type;
 
 typedef struct cb_suite_case {
     const char *id, *prompt, *expected, *description; /* expected/description may be NULL */
-    cb_severity severity;  /* medium */
+    cb_severity severity;                             /* medium */
     cb_cfg_strs tags;
-    double weight;         /* 1.0 */
-    cb_check_type check;   /* validation.type; NONE when absent */
+    double weight;                   /* 1.0 */
+    cb_check_type check;             /* validation.type; NONE when absent */
     int64_t max_consecutive_repeats; /* loop_detection: 3 */
     int64_t limit;                   /* max_tokens */
     cb_cfg_strs patterns;            /* blacklist / whitelist / loop_detection blacklist_patterns */
@@ -428,7 +483,7 @@ typedef struct cb_bench_cfg {
     int64_t num_fewshot, limit; /* 0, 0 = unset */
     /* generation */
     const char *prompts_file;
-    int64_t max_new_tokens; /* 256 */
+    int64_t max_new_tokens;                        /* 256 */
     double temperature, top_p, repetition_penalty; /* 1, 1, 1 */
     /* suite */
     const char *suite_path; /* as written (relative to the manifest's directory) */
@@ -445,13 +500,14 @@ typedef struct cb_group_cfg {
     cb_cfg_src src;
 } cb_group_cfg;
 
-/* ---- the manifest ----------------------------------------------------------------------------- */
+/* ---- the manifest -----------------------------------------------------------------------------
+ */
 
 typedef struct cb_manifest {
-    const char *file;    /* path as given */
-    int64_t version;     /* 1 */
-    const char *name;    /* `name`, or the file's stem when absent */
-    const char *notes;   /* "" */
+    const char *file;  /* path as given */
+    int64_t version;   /* 1 */
+    const char *name;  /* `name`, or the file's stem when absent */
+    const char *notes; /* "" */
     cb_defaults_cfg defaults;
     cb_model_cfg model;
     int n_groups;
@@ -478,8 +534,7 @@ void cb_manifest_free(cb_manifest *m);
 /* Lookups. */
 const cb_group_cfg *cb_manifest_group(const cb_manifest *m, const char *name);
 /* Calls fn on every module of the lowered tree in pre-order (execution order for chains). */
-void cb_cfg_walk(const cb_cfg_node *root, void (*fn)(const cb_cfg_node *m, void *ud),
-                    void *ud);
+void cb_cfg_walk(const cb_cfg_node *root, void (*fn)(const cb_cfg_node *m, void *ud), void *ud);
 
 /* An eval-suite file on its own. */
 cb_status cb_eval_suite_load(const char *path, cb_eval_suite **out, cb_diags *errs);

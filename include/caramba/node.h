@@ -80,8 +80,7 @@ typedef struct cb_doc cb_doc;
 /* Parses a buffer; `name` is the file name used in messages and its suffix (.yml, .yaml, .json,
  * case-insensitive) selects the parser. On failure returns an error status, *out is NULL and the
  * error is in `errs` (if non-NULL) and in cb_last_error(). */
-cb_status cb_doc_parse(const char *name, const char *buf, size_t len, cb_doc **out,
-                       cb_diags *errs);
+cb_status cb_doc_parse(const char *name, const char *buf, size_t len, cb_doc **out, cb_diags *errs);
 /* Reads and parses a file (size-checked first). */
 cb_status cb_doc_load(const char *path, cb_doc **out, cb_diags *errs);
 cb_doc_node *cb_doc_root(const cb_doc *doc);

@@ -19,8 +19,12 @@ void cb_cli_print_manifest_errors(const cb_diags *errs) {
 int cb_cmd_compile(int argc, char **argv) {
     cb_opt opts[] = {
         {.name = "print-plan", .help = "print the lowered graph, parameters and KV-cache bytes"},
-        {.name = "batch", .metavar = "N", .help = "batch size for the shapes in the plan (default B)"},
-        {.name = "seq", .metavar = "T", .help = "sequence length for the shapes in the plan (default T)"},
+        {.name = "batch",
+         .metavar = "N",
+         .help = "batch size for the shapes in the plan (default B)"},
+        {.name = "seq",
+         .metavar = "T",
+         .help = "sequence length for the shapes in the plan (default T)"},
     };
     cb_cmd_spec spec = {
         .name = "compile",

@@ -12,7 +12,7 @@ typedef struct var {
     const char *name;
     cb_doc_node *def; /* as written */
     cb_doc_node *val; /* resolved */
-    int state;    /* 0 unresolved, 1 resolving, 2 done */
+    int state;        /* 0 unresolved, 1 resolving, 2 done */
     int height;
 } var;
 
@@ -176,10 +176,15 @@ static void render(sbuf *b, const cb_doc_node *n) {
     }
     char tmp[40];
     switch (n->type) {
-    case CB_SCALAR_NULL: sb_put(b, "null", 4); break;
-    case CB_SCALAR_BOOL: sb_put(b, n->b ? "true" : "false", n->b ? 4 : 5); break;
+    case CB_SCALAR_NULL:
+        sb_put(b, "null", 4);
+        break;
+    case CB_SCALAR_BOOL:
+        sb_put(b, n->b ? "true" : "false", n->b ? 4 : 5);
+        break;
     case CB_SCALAR_INT:
-        if (n->int_overflow) sb_put(b, n->text, n->len);
+        if (n->int_overflow)
+            sb_put(b, n->text, n->len);
         else {
             int k = snprintf(tmp, sizeof tmp, "%lld", (long long)n->i);
             sb_put(b, tmp, (size_t)k);
@@ -190,7 +195,9 @@ static void render(sbuf *b, const cb_doc_node *n) {
         sb_put(b, f, strlen(f));
         break;
     }
-    case CB_SCALAR_STR: sb_put(b, n->text, n->len); break;
+    case CB_SCALAR_STR:
+        sb_put(b, n->text, n->len);
+        break;
     }
 }
 
@@ -212,8 +219,7 @@ static cb_doc_node *subst_string(vctx *v, cb_doc_node *n, const char *path, int 
         }
         cb_doc_node *c = cb_doc_copy(v->doc, r);
         if (!c) {
-            verr(v, n, path, "variable substitution creates more than %d nodes",
-                 CB_DOC_MAX_NODES);
+            verr(v, n, path, "variable substitution creates more than %d nodes", CB_DOC_MAX_NODES);
             return NULL;
         }
         c->file = n->file;
@@ -258,7 +264,7 @@ static cb_doc_node *subst(vctx *v, cb_doc_node *n, const char *path, int depth) 
         return n->type == CB_SCALAR_STR ? subst_string(v, n, path, depth) : n;
     for (size_t i = 0; i < n->n; i++) {
         char *cp = n->kind == CB_DOC_SEQ ? cb_path_idx(&v->doc->pool, path, i)
-                                          : cb_path_key(&v->doc->pool, path, n->keys[i]->text);
+                                         : cb_path_key(&v->doc->pool, path, n->keys[i]->text);
         if (!cp) {
             verr(v, n, path, "out of memory during variable substitution");
             return NULL;
@@ -372,7 +378,8 @@ static int64_t count_modules(const cb_cfg_node *m) {
         sum += count_modules(&m->layers[i]);
         if (sum > CB_MANIFEST_MAX_MODULES) return CB_MANIFEST_MAX_MODULES + 1;
     }
-    if (m->repeat > 0 && sum > (CB_MANIFEST_MAX_MODULES + 1) / m->repeat) return CB_MANIFEST_MAX_MODULES + 1;
+    if (m->repeat > 0 && sum > (CB_MANIFEST_MAX_MODULES + 1) / m->repeat)
+        return CB_MANIFEST_MAX_MODULES + 1;
     sum = 1 + m->repeat * sum;
     return sum > CB_MANIFEST_MAX_MODULES ? CB_MANIFEST_MAX_MODULES + 1 : sum;
 }
@@ -380,7 +387,8 @@ static int64_t count_modules(const cb_cfg_node *m) {
 /* The outermost-first topology whose own repeat makes the subtree too big. */
 static const cb_cfg_node *culprit(const cb_cfg_node *m) {
     for (int i = 0; i < m->n_layers; i++)
-        if (cb_cfg_is_topology(m->layers[i].kind) && count_modules(&m->layers[i]) > CB_MANIFEST_MAX_MODULES)
+        if (cb_cfg_is_topology(m->layers[i].kind) &&
+            count_modules(&m->layers[i]) > CB_MANIFEST_MAX_MODULES)
             return culprit(&m->layers[i]);
     return m;
 }
@@ -412,7 +420,7 @@ int cb_lower_repeats(cb_sctx *c, const cb_cfg_node *src, cb_cfg_node *dst, const
     if (count_modules(src) > CB_MANIFEST_MAX_MODULES) {
         const cb_cfg_node *m = culprit(src);
         cb_sc_err_key(c, &m->src, m->repeat > 1 ? "repeat" : NULL,
-                   "repeat expands the model to more than %d modules", CB_MANIFEST_MAX_MODULES);
+                      "repeat expands the model to more than %d modules", CB_MANIFEST_MAX_MODULES);
         return 1;
     }
     return expand(c, src, dst, path);

@@ -59,8 +59,10 @@ static const char *grouped(int64_t v, char buf[32]) {
 }
 
 static void dim_str(char *out, size_t cap, int64_t v, const char *sym) {
-    if (v > 0) snprintf(out, cap, "%lld", (long long)v);
-    else snprintf(out, cap, "%s", sym);
+    if (v > 0)
+        snprintf(out, cap, "%lld", (long long)v);
+    else
+        snprintf(out, cap, "%s", sym);
 }
 
 static void shape_of(char *out, size_t cap, int n_lead, const int64_t *lead, int64_t w,
@@ -71,8 +73,10 @@ static void shape_of(char *out, size_t cap, int n_lead, const int64_t *lead, int
     dim_str(t, sizeof t, o ? o->seq : 0, "T");
     for (int i = 0; i < n_lead; i++)
         n += (size_t)snprintf(lw + n, sizeof lw - n, "%lld, ", (long long)lead[i]);
-    if (w) snprintf(out, cap, "(%s%s, %s, %lld)", lw, b, t, (long long)w);
-    else snprintf(out, cap, "(%s%s, %s, D)", lw, b, t);
+    if (w)
+        snprintf(out, cap, "(%s%s, %s, %lld)", lw, b, t, (long long)w);
+    else
+        snprintf(out, cap, "(%s%s, %s, D)", lw, b, t);
 }
 
 typedef struct pctx {
@@ -93,14 +97,19 @@ static void detail(char *out, size_t cap, const cb_cfg_node *m) {
         snprintf(out, cap, "%lld -> %lld%s", (long long)m->linear.d_in, (long long)m->linear.d_out,
                  m->linear.bias ? ", bias" : "");
         break;
-    case CB_CFG_LAYER_NORM: snprintf(out, cap, "eps %g", m->layer_norm.eps); break;
+    case CB_CFG_LAYER_NORM:
+        snprintf(out, cap, "eps %g", m->layer_norm.eps);
+        break;
     case CB_CFG_RMS_NORM:
         snprintf(out, cap, "eps %g%s", m->rms_norm.eps,
                  m->rms_norm.elementwise_affine ? "" : ", no weight");
         break;
-    case CB_CFG_DROPOUT: snprintf(out, cap, "p %g", m->dropout.p); break;
+    case CB_CFG_DROPOUT:
+        snprintf(out, cap, "p %g", m->dropout.p);
+        break;
     case CB_CFG_SWIGLU:
-        snprintf(out, cap, "d_ff %lld%s", (long long)m->swiglu.d_ff, m->swiglu.bias ? ", bias" : "");
+        snprintf(out, cap, "d_ff %lld%s", (long long)m->swiglu.d_ff,
+                 m->swiglu.bias ? ", bias" : "");
         break;
     case CB_CFG_ATTENTION: {
         const cb_cfg_attention *a = &m->attention;
@@ -116,10 +125,18 @@ static void detail(char *out, size_t cap, const cb_cfg_node *m) {
                      a->rope_enabled ? ", rope" : "");
         break;
     }
-    case CB_CFG_PARALLEL: snprintf(out, cap, "stack %d branches on a new dim 0", m->n_layers); break;
-    case CB_CFG_BRANCHING: snprintf(out, cap, "concat %d branches on the feature dim", m->n_layers); break;
-    case CB_CFG_RESIDUAL: snprintf(out, cap, "x + f(x)"); break;
-    default: out[0] = 0; break;
+    case CB_CFG_PARALLEL:
+        snprintf(out, cap, "stack %d branches on a new dim 0", m->n_layers);
+        break;
+    case CB_CFG_BRANCHING:
+        snprintf(out, cap, "concat %d branches on the feature dim", m->n_layers);
+        break;
+    case CB_CFG_RESIDUAL:
+        snprintf(out, cap, "x + f(x)");
+        break;
+    default:
+        out[0] = 0;
+        break;
     }
 }
 
@@ -146,8 +163,9 @@ void cb_plan_print(FILE *f, const cb_manifest *m, const cb_plan_opts *opts) {
     dim_str(b, sizeof b, o->batch, "B");
     dim_str(t, sizeof t, o->seq, "T");
     if (e->type == CB_EMBED_TOKEN)
-        fprintf(f, "input: token ids (%s, %s); embedder token, vocab_size %lld, d_model %lld; "
-                   "tied_embeddings %s\n",
+        fprintf(f,
+                "input: token ids (%s, %s); embedder token, vocab_size %lld, d_model %lld; "
+                "tied_embeddings %s\n",
                 b, t, (long long)e->vocab_size, (long long)e->d_model,
                 md->tied_embeddings ? "true (logits = features . E^T)" : "false");
     else
@@ -177,9 +195,9 @@ void cb_plan_print(FILE *f, const cb_manifest *m, const cb_plan_opts *opts) {
     fprintf(f, "attention layers: %d\n", md->n_attention);
     if (md->n_attention == 0) return;
     cb_plan_kv el = cb_plan_model_kv(md, CB_KV_FP16);
-    fprintf(f,
-            "\nKV cache per token (all %d attention layers; cached elements: keys %s, values %s):\n",
-            el.n_layers, grouped(el.k_elems, g), grouped(el.v_elems, g2));
+    fprintf(
+        f, "\nKV cache per token (all %d attention layers; cached elements: keys %s, values %s):\n",
+        el.n_layers, grouped(el.k_elems, g), grouped(el.v_elems, g2));
     fprintf(f, "  %-6s %14s %14s %14s\n", "kind", "keys (B)", "values (B)", "total (B)");
     static const cb_kv_kind kinds[] = {CB_KV_FP32, CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     static const char *const names[] = {"fp32", "fp16", "q8_0", "q4_0", "nf4"};
@@ -190,8 +208,8 @@ void cb_plan_print(FILE *f, const cb_manifest *m, const cb_plan_opts *opts) {
     }
     if (o->batch > 0 && o->seq > 0) {
         cb_plan_kv k = cb_plan_model_kv(md, CB_KV_FP16);
-        double mib = (double)(k.k_bytes + k.v_bytes) * (double)o->batch * (double)o->seq /
-                     (1024.0 * 1024.0);
+        double mib =
+            (double)(k.k_bytes + k.v_bytes) * (double)o->batch * (double)o->seq / (1024.0 * 1024.0);
         fprintf(f, "  fp16 cache for batch %lld x seq %lld: %.2f MiB\n", (long long)o->batch,
                 (long long)o->seq, mib);
     }

@@ -38,8 +38,8 @@ static int64_t attention_params(const cb_cfg_attention *a) {
         p = sat_add(p, sat_mul(rows, d));
         p = sat_add(p, sat_mul(d, a->v_dim));
         if (a->bias) p = sat_add(p, rows + d);
-        if (a->decoupled_gate) p = sat_add(p, H);                       /* decoupled_gate_logit */
-        if (a->decoupled_gate_dynamic) p = sat_add(p, sat_mul(H, d));   /* decoupled_gate_proj */
+        if (a->decoupled_gate) p = sat_add(p, H);                     /* decoupled_gate_logit */
+        if (a->decoupled_gate_dynamic) p = sat_add(p, sat_mul(H, d)); /* decoupled_gate_proj */
     }
     if (a->learned_temp) p = sat_add(p, H); /* logit_scale */
     if (a->mem_block && a->mem_summarize == CB_CFG_MEM_LINEAR)
@@ -51,16 +51,22 @@ static int64_t attention_params(const cb_cfg_attention *a) {
 static int64_t layer_params(const cb_cfg_node *m) {
     switch (m->kind) {
     case CB_CFG_LINEAR:
-        return sat_add(sat_mul(m->linear.d_out, m->linear.d_in), m->linear.bias ? m->linear.d_out : 0);
-    case CB_CFG_LAYER_NORM: return 2 * m->layer_norm.d_model;
-    case CB_CFG_RMS_NORM: return m->rms_norm.elementwise_affine ? m->rms_norm.d_model : 0;
-    case CB_CFG_DROPOUT: return 0;
+        return sat_add(sat_mul(m->linear.d_out, m->linear.d_in),
+                       m->linear.bias ? m->linear.d_out : 0);
+    case CB_CFG_LAYER_NORM:
+        return 2 * m->layer_norm.d_model;
+    case CB_CFG_RMS_NORM:
+        return m->rms_norm.elementwise_affine ? m->rms_norm.d_model : 0;
+    case CB_CFG_DROPOUT:
+        return 0;
     case CB_CFG_SWIGLU: {
         int64_t d = m->swiglu.d_model, f = m->swiglu.d_ff;
         return sat_add(sat_mul(3, sat_mul(d, f)), m->swiglu.bias ? 2 * f + d : 0);
     }
-    case CB_CFG_ATTENTION: return attention_params(&m->attention);
-    default: return 0;
+    case CB_CFG_ATTENTION:
+        return attention_params(&m->attention);
+    default:
+        return 0;
     }
 }
 
@@ -81,8 +87,8 @@ static int same_lead(shape a, shape b) {
     return 1;
 }
 
-static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, const char *fmt,
+                 ...) __attribute__((format(printf, 5, 6)));
 static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, const char *fmt,
                  ...) {
     char msg[800];
@@ -90,8 +96,10 @@ static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (in_rep) cb_sc_err_key(c, &m->src, key, "%s (in the repeated copy %s)", msg, m->path);
-    else cb_sc_err_key(c, &m->src, key, "%s", msg);
+    if (in_rep)
+        cb_sc_err_key(c, &m->src, key, "%s (in the repeated copy %s)", msg, m->path);
+    else
+        cb_sc_err_key(c, &m->src, key, "%s", msg);
 }
 
 /* The input width a node fixes by itself (0 when it takes any width), without walking more than
@@ -100,12 +108,18 @@ static void ferr(cb_sctx *c, const cb_cfg_node *m, int in_rep, const char *key, 
  * Parallel / Branching by any branch. */
 static int64_t input_width(const cb_cfg_node *m) {
     switch (m->kind) {
-    case CB_CFG_LINEAR: return m->linear.d_in;
-    case CB_CFG_LAYER_NORM: return m->layer_norm.d_model;
-    case CB_CFG_RMS_NORM: return m->rms_norm.d_model;
-    case CB_CFG_SWIGLU: return m->swiglu.d_model;
-    case CB_CFG_ATTENTION: return m->attention.d_model;
-    case CB_CFG_DROPOUT: return 0;
+    case CB_CFG_LINEAR:
+        return m->linear.d_in;
+    case CB_CFG_LAYER_NORM:
+        return m->layer_norm.d_model;
+    case CB_CFG_RMS_NORM:
+        return m->rms_norm.d_model;
+    case CB_CFG_SWIGLU:
+        return m->swiglu.d_model;
+    case CB_CFG_ATTENTION:
+        return m->attention.d_model;
+    case CB_CFG_DROPOUT:
+        return 0;
     case CB_CFG_PARALLEL:
     case CB_CFG_BRANCHING:
         for (int i = 0; i < m->n_layers; i++) {
@@ -132,16 +146,23 @@ static int flow(cb_sctx *c, cb_cfg_node *m, shape in, shape *out, int in_rep) {
     switch (m->kind) {
     case CB_CFG_LINEAR:
         if (in.w && in.w != m->linear.d_in) {
-            ferr(c, m, in_rep, "d_in", "expected d_in=%lld (the width of the stream here), got %lld",
-                 (long long)in.w, (long long)m->linear.d_in);
+            ferr(c, m, in_rep, "d_in",
+                 "expected d_in=%lld (the width of the stream here), got %lld", (long long)in.w,
+                 (long long)m->linear.d_in);
             return 1;
         }
         in.w = m->linear.d_in;
         o.w = m->linear.d_out;
         break;
-    case CB_CFG_LAYER_NORM: d = m->layer_norm.d_model; goto width_layer;
-    case CB_CFG_RMS_NORM: d = m->rms_norm.d_model; goto width_layer;
-    case CB_CFG_SWIGLU: d = m->swiglu.d_model; goto width_layer;
+    case CB_CFG_LAYER_NORM:
+        d = m->layer_norm.d_model;
+        goto width_layer;
+    case CB_CFG_RMS_NORM:
+        d = m->rms_norm.d_model;
+        goto width_layer;
+    case CB_CFG_SWIGLU:
+        d = m->swiglu.d_model;
+        goto width_layer;
     case CB_CFG_ATTENTION:
         d = m->attention.d_model;
         if (in.n_lead) {
@@ -161,7 +182,8 @@ static int flow(cb_sctx *c, cb_cfg_node *m, shape in, shape *out, int in_rep) {
         in.w = d;
         o.w = d;
         break;
-    case CB_CFG_DROPOUT: break;
+    case CB_CFG_DROPOUT:
+        break;
     case CB_CFG_PARALLEL:
     case CB_CFG_BRANCHING: {
         shape first = {0};
@@ -268,36 +290,37 @@ int cb_validate_model(cb_sctx *c, cb_model_cfg *m) {
     const cb_cfg_src *ts = &m->topology.src;
     if (m->n_params > CB_MANIFEST_MAX_PARAMS) {
         cb_sc_err(c, ts->node, ts->path,
-               "the model has %lld parameters, more than the 10^12 allowed (an absurd size)",
-               (long long)m->n_params);
+                  "the model has %lld parameters, more than the 10^12 allowed (an absurd size)",
+                  (long long)m->n_params);
         return cb_sc_nerr(c) - before;
     }
     if (e->type == CB_EMBED_TOKEN) {
         if (out.n_lead) {
             cb_sc_err(c, ts->node, ts->path,
-                   "a language model must end with shape (B, T, vocab), the topology gives %s",
-                   shape_str(c, out));
+                      "a language model must end with shape (B, T, vocab), the topology gives %s",
+                      shape_str(c, out));
         } else if (m->tied_embeddings) {
             if (out.w != e->d_model) {
                 if (out.w == e->vocab_size)
                     cb_sc_err_key(c, &m->src, "tied_embeddings",
-                               "tied_embeddings is true%s but the topology already ends in a "
-                               "vocab-sized head (width %lld): set tied_embeddings: false, or "
-                               "remove the head",
-                               cb_sc_given(&m->src, "tied_embeddings") ? "" : " (the default)",
-                               (long long)out.w);
+                                  "tied_embeddings is true%s but the topology already ends in a "
+                                  "vocab-sized head (width %lld): set tied_embeddings: false, or "
+                                  "remove the head",
+                                  cb_sc_given(&m->src, "tied_embeddings") ? "" : " (the default)",
+                                  (long long)out.w);
                 else
                     cb_sc_err(c, ts->node, ts->path,
-                           "with tied embeddings the topology must end at width "
-                           "embedder.d_model=%lld (logits = features . E^T); it ends at %lld",
-                           (long long)e->d_model, (long long)out.w);
+                              "with tied embeddings the topology must end at width "
+                              "embedder.d_model=%lld (logits = features . E^T); it ends at %lld",
+                              (long long)e->d_model, (long long)out.w);
             }
         } else if (out.w != e->vocab_size) {
-            cb_sc_err(c, ts->node, ts->path,
-                   "tied_embeddings is false, so the topology must end in a head of width "
-                   "vocab_size=%lld (a LinearLayer d_in=%lld, d_out=%lld); it ends at width %lld",
-                   (long long)e->vocab_size, (long long)e->d_model, (long long)e->vocab_size,
-                   (long long)out.w);
+            cb_sc_err(
+                c, ts->node, ts->path,
+                "tied_embeddings is false, so the topology must end in a head of width "
+                "vocab_size=%lld (a LinearLayer d_in=%lld, d_out=%lld); it ends at width %lld",
+                (long long)e->vocab_size, (long long)e->d_model, (long long)e->vocab_size,
+                (long long)out.w);
         }
         m->d_out = e->vocab_size;
     } else {

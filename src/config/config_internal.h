@@ -34,8 +34,8 @@ struct cb_doc {
     cb_pool pool;
     cb_doc_node *root;
     char *file;
-    size_t n_nodes; /* created so far, capped at CB_DOC_MAX_NODES */
-    int had_vars;   /* a top-level `vars` mapping was substituted (and removed) */
+    size_t n_nodes;    /* created so far, capped at CB_DOC_MAX_NODES */
+    int had_vars;      /* a top-level `vars` mapping was substituted (and removed) */
     cb_diags own_errs; /* used when the caller passes no cb_diags */
 };
 

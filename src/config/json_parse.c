@@ -70,10 +70,12 @@ static int classify_number(const char *t, size_t n) {
     int isf = 0;
     if (i < n && t[i] == '-') i++;
     if (i >= n) return 0;
-    if (t[i] == '0') i++;
+    if (t[i] == '0')
+        i++;
     else if (t[i] >= '1' && t[i] <= '9')
         while (i < n && t[i] >= '0' && t[i] <= '9') i++;
-    else return 0;
+    else
+        return 0;
     if (i < n && t[i] == '.') {
         isf = 1;
         i++;
@@ -281,11 +283,14 @@ int cb_json_parse(cb_doc *doc, const char *buf, size_t len, cb_diags *errs) {
     for (size_t i = start; i < len; i++) {
         char ch = buf[i];
         if (in_str) {
-            if (ch == '\\') i++;
-            else if (ch == '"') in_str = 0;
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = 0;
             continue;
         }
-        if (ch == '"') in_str = 1;
+        if (ch == '"')
+            in_str = 1;
         else if (ch == '{' || ch == '[') {
             if (++depth > CB_DOC_MAX_DEPTH) {
                 int l, co;
@@ -293,7 +298,8 @@ int cb_json_parse(cb_doc *doc, const char *buf, size_t len, cb_diags *errs) {
                 jerr(&c, l, co, "", "nesting deeper than %d levels", CB_DOC_MAX_DEPTH);
                 return -1;
             }
-        } else if (ch == '}' || ch == ']') depth--;
+        } else if (ch == '}' || ch == ']')
+            depth--;
     }
     /* cJSON wants the terminating NUL inside the buffer it is given */
     char *copy = malloc(len + 1);

@@ -105,8 +105,8 @@ cb_status cb_manifest_parse(const char *name, const char *buf, size_t len,
     }
     if (root->kind != CB_DOC_MAP) {
         cb_sc_err(&c, root, "",
-               "a manifest is a mapping of sections (version, name, model, groups, ...), got %s",
-               cb_sc_describe(&c, root));
+                  "a manifest is a mapping of sections (version, name, model, groups, ...), got %s",
+                  cb_sc_describe(&c, root));
         goto fail;
     }
     if (cb_lower_vars(p->doc, e)) goto fail;
@@ -117,8 +117,8 @@ cb_status cb_manifest_parse(const char *name, const char *buf, size_t len,
     if (m->version != 1) {
         cb_cfg_src s = cb_sc_src(&c, root, "");
         cb_sc_err_key(&c, &s, "version",
-                   "unsupported manifest version %lld (this caramba reads version 1)",
-                   (long long)m->version);
+                      "unsupported manifest version %lld (this caramba reads version 1)",
+                      (long long)m->version);
         goto fail;
     }
     cb_cfg_node lowered;
@@ -180,8 +180,7 @@ const cb_group_cfg *cb_manifest_group(const cb_manifest *m, const char *name) {
     return NULL;
 }
 
-void cb_cfg_walk(const cb_cfg_node *root, void (*fn)(const cb_cfg_node *m, void *ud),
-                    void *ud) {
+void cb_cfg_walk(const cb_cfg_node *root, void (*fn)(const cb_cfg_node *m, void *ud), void *ud) {
     fn(root, ud);
     if (cb_cfg_is_topology(root->kind))
         for (int i = 0; i < root->n_layers; i++) cb_cfg_walk(&root->layers[i], fn, ud);

@@ -154,11 +154,16 @@ const char *cb_doc_kind_name(const cb_doc_node *n) {
     if (n->kind == CB_DOC_MAP) return "mapping";
     if (n->kind == CB_DOC_SEQ) return "sequence";
     switch (n->type) {
-    case CB_SCALAR_NULL: return "null";
-    case CB_SCALAR_BOOL: return "boolean";
-    case CB_SCALAR_INT: return "integer";
-    case CB_SCALAR_FLOAT: return "float";
-    case CB_SCALAR_STR: return "string";
+    case CB_SCALAR_NULL:
+        return "null";
+    case CB_SCALAR_BOOL:
+        return "boolean";
+    case CB_SCALAR_INT:
+        return "integer";
+    case CB_SCALAR_FLOAT:
+        return "float";
+    case CB_SCALAR_STR:
+        return "string";
     }
     return "scalar";
 }
@@ -228,7 +233,8 @@ void cb_strset_free(cb_strset *s) {
 
 /* Never NULL: out of memory gives a fixed marker (the error is reported elsewhere). */
 char *cb_path_key(cb_pool *p, const char *parent, const char *key) {
-    char *r = !parent || !parent[0] ? cb_pool_strdup(p, key) : cb_pool_printf(p, "%s.%s", parent, key);
+    char *r =
+        !parent || !parent[0] ? cb_pool_strdup(p, key) : cb_pool_printf(p, "%s.%s", parent, key);
     return r ? r : (char *)"(out of memory)";
 }
 
@@ -381,8 +387,8 @@ cb_status cb_doc_parse(const char *name, const char *buf, size_t len, cb_doc **o
     if (!doc) return cb_fail(CB_ERR_NOMEM, "%s: out of memory", name);
     cb_pool_init(&doc->pool);
     doc->file = cb_pool_strdup(&doc->pool, name);
-    int rc = doc->file ? (json ? cb_json_parse(doc, buf, len, e) : cb_yaml_parse(doc, buf, len, e))
-                       : -1;
+    int rc =
+        doc->file ? (json ? cb_json_parse(doc, buf, len, e) : cb_yaml_parse(doc, buf, len, e)) : -1;
     if (rc || e->n + e->dropped > before) {
         if (e->n + e->dropped == before)
             cb_diags_add(e, name, 1, 1, "", "out of memory while parsing");
@@ -420,8 +426,12 @@ cb_status cb_doc_load(const char *path, cb_doc **out, cb_diags *errs) {
     return st;
 }
 
-cb_doc_node *cb_doc_root(const cb_doc *doc) { return doc ? doc->root : NULL; }
-const char *cb_doc_file(const cb_doc *doc) { return doc ? doc->file : NULL; }
+cb_doc_node *cb_doc_root(const cb_doc *doc) {
+    return doc ? doc->root : NULL;
+}
+const char *cb_doc_file(const cb_doc *doc) {
+    return doc ? doc->file : NULL;
+}
 
 void cb_doc_free(cb_doc *doc) {
     if (!doc) return;

@@ -66,7 +66,9 @@ char *cb_pool_strndup(cb_pool *p, const char *s, size_t n) {
     return r;
 }
 
-char *cb_pool_strdup(cb_pool *p, const char *s) { return cb_pool_strndup(p, s, strlen(s)); }
+char *cb_pool_strdup(cb_pool *p, const char *s) {
+    return cb_pool_strndup(p, s, strlen(s));
+}
 
 char *cb_pool_vprintf(cb_pool *p, const char *fmt, va_list ap) {
     va_list ap2;

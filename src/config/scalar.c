@@ -7,7 +7,9 @@
 
 #include "config/config_internal.h"
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 static int is_hex(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -176,7 +178,8 @@ const char *cb_format_float(double v, char buf[32]) {
             for (int k = 1; k < nd; k++) *o++ = digits[k];
         else
             *o++ = '0';
-        snprintf(o, (size_t)(32 - (o - buf)), "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+        snprintf(o, (size_t)(32 - (o - buf)), "e%c%02d", exp10 < 0 ? '-' : '+',
+                 exp10 < 0 ? -exp10 : exp10);
     }
     return buf;
 }

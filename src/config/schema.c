@@ -7,7 +7,9 @@
 
 #include "config/schema.h"
 
-int cb_sc_nerr(const cb_sctx *c) { return c->errs->n + c->errs->dropped - c->errs0; }
+int cb_sc_nerr(const cb_sctx *c) {
+    return c->errs->n + c->errs->dropped - c->errs0;
+}
 
 static void vadd(cb_sctx *c, const cb_doc_node *at, const char *path, const char *fmt, va_list ap) {
     if (c->errs->n >= CB_DIAGS_MAX) { /* full: count it, skip the formatting */
@@ -65,10 +67,16 @@ const char *cb_sc_describe(cb_sctx *c, const cb_doc_node *v) {
     if (v->kind == CB_DOC_SEQ) return "a list";
     const char *r = NULL;
     switch (v->type) {
-    case CB_SCALAR_NULL: return "null";
-    case CB_SCALAR_BOOL: return v->b ? "the boolean true" : "the boolean false";
-    case CB_SCALAR_INT: r = cb_pool_printf(c->pool, "the integer %.40s", v->text); break;
-    case CB_SCALAR_FLOAT: r = cb_pool_printf(c->pool, "the float %.40s", v->text); break;
+    case CB_SCALAR_NULL:
+        return "null";
+    case CB_SCALAR_BOOL:
+        return v->b ? "the boolean true" : "the boolean false";
+    case CB_SCALAR_INT:
+        r = cb_pool_printf(c->pool, "the integer %.40s", v->text);
+        break;
+    case CB_SCALAR_FLOAT:
+        r = cb_pool_printf(c->pool, "the float %.40s", v->text);
+        break;
     case CB_SCALAR_STR:
         r = cb_pool_printf(c->pool, "the string \"%.40s%s\"%s", v->text, v->len > 40 ? "..." : "",
                            strstr(v->text, "${") && c->doc && !c->doc->had_vars
@@ -82,7 +90,8 @@ const char *cb_sc_describe(cb_sctx *c, const cb_doc_node *v) {
 int cb_sc_int(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags, int64_t *out) {
     if (!v || v->kind != CB_DOC_SCALAR || v->type != CB_SCALAR_INT) {
         const char *extra = "";
-        if (v && v->kind == CB_DOC_SCALAR && v->type == CB_SCALAR_FLOAT) extra = " (no fraction or exponent)";
+        if (v && v->kind == CB_DOC_SCALAR && v->type == CB_SCALAR_FLOAT)
+            extra = " (no fraction or exponent)";
         else if (v && v->kind == CB_DOC_SCALAR && v->type == CB_SCALAR_STR && v->len &&
                  strspn(v->text, "+-0123456789") == v->len)
             extra = " (remove the quotes)";
@@ -107,7 +116,7 @@ int cb_sc_int(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags
     }
     if ((flags & SF_DIM) && x > CB_MANIFEST_MAX_DIM) {
         cb_sc_err(c, v, path, "%lld is an absurd size (the limit is 2^24 = %lld)", (long long)x,
-               (long long)CB_MANIFEST_MAX_DIM);
+                  (long long)CB_MANIFEST_MAX_DIM);
         return 1;
     }
     *out = x;
@@ -143,8 +152,8 @@ int cb_sc_float(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned fla
 
 int cb_sc_bool(cb_sctx *c, const cb_doc_node *v, const char *path, bool *out) {
     if (!v || v->kind != CB_DOC_SCALAR || v->type != CB_SCALAR_BOOL) {
-        static const char *const yaml11[] = {"yes", "no", "on", "off", "y", "n", "Yes", "No",
-                                             "On", "Off", "YES", "NO", "ON", "OFF"};
+        static const char *const yaml11[] = {"yes", "no", "on",  "off", "y",  "n",  "Yes",
+                                             "No",  "On", "Off", "YES", "NO", "ON", "OFF"};
         const char *hint = "";
         if (v && v->kind == CB_DOC_SCALAR && v->type == CB_SCALAR_STR)
             for (size_t k = 0; k < sizeof yaml11 / sizeof yaml11[0]; k++)
@@ -181,10 +190,10 @@ static const char *join(cb_sctx *c, const char *const *names, int n) {
 }
 
 int cb_sc_enum(cb_sctx *c, const cb_doc_node *v, const char *path, const char *const *names, int n,
-            int *out) {
-    if (!v || v->kind != CB_DOC_SCALAR || v->type == CB_SCALAR_NULL ||
-        v->type == CB_SCALAR_BOOL) {
-        cb_sc_err(c, v, path, "expected one of: %s; got %s", join(c, names, n), cb_sc_describe(c, v));
+               int *out) {
+    if (!v || v->kind != CB_DOC_SCALAR || v->type == CB_SCALAR_NULL || v->type == CB_SCALAR_BOOL) {
+        cb_sc_err(c, v, path, "expected one of: %s; got %s", join(c, names, n),
+                  cb_sc_describe(c, v));
         return 1;
     }
     for (int i = 0; i < n; i++)
@@ -195,13 +204,14 @@ int cb_sc_enum(cb_sctx *c, const cb_doc_node *v, const char *path, const char *c
     const char *s = cb_suggest(v->text, names, n);
     if (s)
         cb_sc_err(c, v, path, "invalid value '%.60s' (did you mean '%s'?); allowed: %s", v->text, s,
-               join(c, names, n));
+                  join(c, names, n));
     else
         cb_sc_err(c, v, path, "invalid value '%.60s'; allowed: %s", v->text, join(c, names, n));
     return 1;
 }
 
-int cb_sc_int_list(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags, cb_cfg_ints *out) {
+int cb_sc_int_list(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags,
+                   cb_cfg_ints *out) {
     if (!v || v->kind != CB_DOC_SEQ) {
         cb_sc_err(c, v, path, "expected a list of integers, got %s", cb_sc_describe(c, v));
         return 1;
@@ -247,13 +257,12 @@ static const char *key_hint(const char *key) {
         return "head_dim is derived as attn_dim / n_heads: remove it (or set attn_dim)";
     if (strcmp(key, "config") == 0)
         return "layer settings go directly in the layer's mapping, not under 'config'";
-    if (strcmp(key, "n_layers") == 0)
-        return "repeat a block with a NestedTopology and 'repeat: N'";
+    if (strcmp(key, "n_layers") == 0) return "repeat a block with a NestedTopology and 'repeat: N'";
     return NULL;
 }
 
-int cb_sc_object(cb_sctx *c, const cb_doc_node *v, const char *path, const char *what, const cb_sfield *f,
-              int nf, void *base) {
+int cb_sc_object(cb_sctx *c, const cb_doc_node *v, const char *path, const char *what,
+                 const cb_sfield *f, int nf, void *base) {
     int before = cb_sc_nerr(c);
     if (!v || v->kind != CB_DOC_MAP) {
         cb_sc_err(c, v, path, "expected a mapping (%s), got %s", what, cb_sc_describe(c, v));
@@ -297,19 +306,31 @@ int cb_sc_object(cb_sctx *c, const cb_doc_node *v, const char *path, const char 
         if (cb_sc_is_null(val) && (fd->flags & SF_NULLOK)) continue;
         void *dst = (char *)base + fd->off;
         switch (fd->type) {
-        case SF_INT: cb_sc_int(c, val, kp, fd->flags, (int64_t *)dst); break;
-        case SF_FLOAT: cb_sc_float(c, val, kp, fd->flags, (double *)dst); break;
-        case SF_BOOL: cb_sc_bool(c, val, kp, (bool *)dst); break;
-        case SF_STR: cb_sc_str(c, val, kp, (const char **)dst); break;
-        case SF_ENUM: cb_sc_enum(c, val, kp, fd->enums, fd->n_enums, (int *)dst); break;
-        case SF_FN: fd->fn(c, val, kp, dst); break;
+        case SF_INT:
+            cb_sc_int(c, val, kp, fd->flags, (int64_t *)dst);
+            break;
+        case SF_FLOAT:
+            cb_sc_float(c, val, kp, fd->flags, (double *)dst);
+            break;
+        case SF_BOOL:
+            cb_sc_bool(c, val, kp, (bool *)dst);
+            break;
+        case SF_STR:
+            cb_sc_str(c, val, kp, (const char **)dst);
+            break;
+        case SF_ENUM:
+            cb_sc_enum(c, val, kp, fd->enums, fd->n_enums, (int *)dst);
+            break;
+        case SF_FN:
+            fd->fn(c, val, kp, dst);
+            break;
         }
     }
     for (int i = 0; i < nf && i < 96; i++) {
         if (!(f[i].flags & SF_REQ)) continue;
         if (!seen[i] && !suggested[i])
             cb_sc_err(c, v, cb_path_key(c->pool, path, f[i].name),
-                   "required key '%s' is missing in %s", f[i].name, what);
+                      "required key '%s' is missing in %s", f[i].name, what);
     }
     return cb_sc_nerr(c) - before;
 }

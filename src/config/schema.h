@@ -16,13 +16,13 @@ typedef struct cb_doc_link {
 } cb_doc_link;
 
 typedef struct cb_sctx {
-    cb_pool *pool;   /* the manifest's pool: every string and struct read lands here */
-    cb_doc *doc;     /* the source document (for copies made while lowering) */
+    cb_pool *pool; /* the manifest's pool: every string and struct read lands here */
+    cb_doc *doc;   /* the source document (for copies made while lowering) */
     cb_diags *errs;
     int errs0;       /* errs->n + errs->dropped when reading started */
     const char *dir; /* directory of the manifest, for relative paths ("" = cwd) */
     const cb_manifest_opts *opts;
-    int depth;       /* nesting of topologies (bounded by the document depth) */
+    int depth; /* nesting of topologies (bounded by the document depth) */
     cb_doc_link *docs;
 } cb_sctx;
 
@@ -68,8 +68,8 @@ typedef struct cb_sfield {
 
 /* Reads mapping v into base. Returns the number of errors found in it (0 = fine). `what`
  * names the object in messages ("an AttentionLayer"). */
-int cb_sc_object(cb_sctx *c, const cb_doc_node *v, const char *path, const char *what, const cb_sfield *f,
-              int nf, void *base);
+int cb_sc_object(cb_sctx *c, const cb_doc_node *v, const char *path, const char *what,
+                 const cb_sfield *f, int nf, void *base);
 
 /* Scalar readers: return 0, or 1 after recording an error. */
 int cb_sc_int(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags, int64_t *out);
@@ -77,8 +77,9 @@ int cb_sc_float(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned fla
 int cb_sc_bool(cb_sctx *c, const cb_doc_node *v, const char *path, bool *out);
 int cb_sc_str(cb_sctx *c, const cb_doc_node *v, const char *path, const char **out);
 int cb_sc_enum(cb_sctx *c, const cb_doc_node *v, const char *path, const char *const *names, int n,
-            int *out);
-int cb_sc_int_list(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags, cb_cfg_ints *out);
+               int *out);
+int cb_sc_int_list(cb_sctx *c, const cb_doc_node *v, const char *path, unsigned flags,
+                   cb_cfg_ints *out);
 int cb_sc_str_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cfg_strs *out);
 int cb_sc_is_null(const cb_doc_node *v);
 
@@ -91,7 +92,8 @@ int cb_read_defaults(cb_sctx *c, const cb_doc_node *v, const char *path, cb_defa
 void cb_defaults_init(cb_defaults_cfg *d);
 int cb_read_groups(cb_sctx *c, const cb_doc_node *v, const char *path, cb_group_cfg **out, int *n);
 int cb_read_suite(cb_sctx *c, const cb_doc_node *root, const char *file, cb_eval_suite *out);
-int cb_read_bench_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_bench_cfg **out, int *n);
+int cb_read_bench_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_bench_cfg **out,
+                       int *n);
 void cb_schema_register_all(void);
 
 /* Canonical type name for a `type` value under model (aliases like rms_norm, stacked), or NULL

@@ -42,8 +42,8 @@ static int read_pos_list(cb_sctx *c, const cb_doc_node *v, const char *path, voi
 static int read_kinds(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     cb_bench_cfg *b = (cb_bench_cfg *)((char *)dst - offsetof(cb_bench_cfg, kinds));
     if (!v || v->kind != CB_DOC_SEQ) {
-        cb_sc_err(c, v, path, "expected a list of cache kinds (%s), got %s", "fp32, fp16, q8_0, q4_0, nf4",
-               cb_sc_describe(c, v));
+        cb_sc_err(c, v, path, "expected a list of cache kinds (%s), got %s",
+                  "fp32, fp16, q8_0, q4_0, nf4", cb_sc_describe(c, v));
         return 1;
     }
     if (v->n == 0 || v->n > 8) {
@@ -117,14 +117,15 @@ static int read_bench_config(cb_sctx *c, const cb_doc_node *v, const char *path,
     cb_bench_cfg *b = (cb_bench_cfg *)((char *)dst - offsetof(cb_bench_cfg, type));
     if (!v || v->kind != CB_DOC_MAP) {
         cb_sc_err(c, v, path, "expected a mapping (a benchmark config with a type), got %s",
-               cb_sc_describe(c, v));
+                  cb_sc_describe(c, v));
         return 1;
     }
     const cb_doc_node *t = cb_doc_get(v, "type");
     const char *tp = cb_path_key(c->pool, path, "type");
     if (!t) {
-        cb_sc_err(c, v, tp, "required key 'type' is missing (perplexity, latency, memory, accuracy, "
-                         "generation, suite)");
+        cb_sc_err(c, v, tp,
+                  "required key 'type' is missing (perplexity, latency, memory, accuracy, "
+                  "generation, suite)");
         return 1;
     }
     int i;
@@ -132,22 +133,23 @@ static int read_bench_config(cb_sctx *c, const cb_doc_node *v, const char *path,
     b->type = (cb_bench_type)i;
     switch (b->type) {
     case CB_BENCH_PERPLEXITY:
-        return cb_sc_object(c, v, path, "a perplexity benchmark", PPL_FIELDS, SF_COUNT(PPL_FIELDS), b);
+        return cb_sc_object(c, v, path, "a perplexity benchmark", PPL_FIELDS, SF_COUNT(PPL_FIELDS),
+                            b);
     case CB_BENCH_LATENCY:
         return cb_sc_object(c, v, path, "a latency benchmark", LATENCY_FIELDS,
-                         SF_COUNT(LATENCY_FIELDS), b);
+                            SF_COUNT(LATENCY_FIELDS), b);
     case CB_BENCH_MEMORY:
-        return cb_sc_object(c, v, path, "a memory benchmark", MEMORY_FIELDS, SF_COUNT(MEMORY_FIELDS),
-                         b);
+        return cb_sc_object(c, v, path, "a memory benchmark", MEMORY_FIELDS,
+                            SF_COUNT(MEMORY_FIELDS), b);
     case CB_BENCH_ACCURACY:
         return cb_sc_object(c, v, path, "an accuracy benchmark", ACCURACY_FIELDS,
-                         SF_COUNT(ACCURACY_FIELDS), b);
+                            SF_COUNT(ACCURACY_FIELDS), b);
     case CB_BENCH_GENERATION:
         return cb_sc_object(c, v, path, "a generation benchmark", GENERATION_FIELDS,
-                         SF_COUNT(GENERATION_FIELDS), b);
+                            SF_COUNT(GENERATION_FIELDS), b);
     case CB_BENCH_SUITE:
         return cb_sc_object(c, v, path, "a suite benchmark", SUITE_REF_FIELDS,
-                         SF_COUNT(SUITE_REF_FIELDS), b);
+                            SF_COUNT(SUITE_REF_FIELDS), b);
     }
     return 1;
 }
@@ -186,7 +188,8 @@ static void bench_defaults(cb_bench_cfg *b) {
     b->repetition_penalty = 1.0;
 }
 
-int cb_read_bench_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_bench_cfg **out, int *n) {
+int cb_read_bench_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_bench_cfg **out,
+                       int *n) {
     if (!v || v->kind != CB_DOC_SEQ) {
         cb_sc_err(c, v, path, "expected a list of benchmarks, got %s", cb_sc_describe(c, v));
         return 1;
@@ -199,11 +202,11 @@ int cb_read_bench_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_be
         bench_defaults(&a[i]);
         a[i].src = cb_sc_src(c, v->items[i], bp);
         bad += cb_sc_object(c, v->items[i], bp, "a benchmark", BENCH_FIELDS, SF_COUNT(BENCH_FIELDS),
-                         &a[i]);
+                            &a[i]);
         for (size_t j = 0; j < i && !bad; j++)
             if (strcmp(a[j].id, a[i].id) == 0) {
                 cb_sc_err_key(c, &a[i].src, "id", "duplicate benchmark id '%.60s' in this group",
-                           a[i].id);
+                              a[i].id);
                 bad++;
             }
     }
@@ -214,8 +217,7 @@ int cb_read_bench_list(cb_sctx *c, const cb_doc_node *v, const char *path, cb_be
 
 /* ---- eval-suite files ---------------------------------------------------------------------- */
 
-static const char *const AGGREGATIONS[] = {"all_pass", "any_pass", "weighted_average",
-                                           "min_score"};
+static const char *const AGGREGATIONS[] = {"all_pass", "any_pass", "weighted_average", "min_score"};
 static const char *const SEVERITIES[] = {"low", "medium", "high", "critical"};
 static const char *const CHECKS[] = {"loop_detection", "max_tokens", "blacklist", "whitelist",
                                      "regex"};
@@ -259,11 +261,12 @@ static const cb_sfield PASS_PARTIAL_FIELDS[] = {
     {"min_matches", SF_INT, SF_POS, CSOFF(min_matches), NULL, 0, NULL},
 };
 
-static int regex_ok(cb_sctx *c, const cb_doc_node *v, const char *path, const char *pat, uint32_t opts) {
+static int regex_ok(cb_sctx *c, const cb_doc_node *v, const char *path, const char *pat,
+                    uint32_t opts) {
     int code;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts | PCRE2_UTF, &code,
-                                   &off, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts | PCRE2_UTF, &code, &off, NULL);
     if (re) {
         pcre2_code_free(re);
         return 1;
@@ -302,7 +305,7 @@ static int read_flags(cb_sctx *c, const cb_doc_node *v, const char *path, void *
 static int read_check(cb_sctx *c, const cb_doc_node *v, const char *path, cb_suite_case *sc) {
     if (!v || v->kind != CB_DOC_MAP) {
         cb_sc_err(c, v, path, "expected a mapping (a validation rule with a type), got %s",
-               cb_sc_describe(c, v));
+                  cb_sc_describe(c, v));
         return 1;
     }
     const cb_doc_node *t = cb_doc_get(v, "type");
@@ -343,7 +346,7 @@ static int read_check(cb_sctx *c, const cb_doc_node *v, const char *path, cb_sui
 static int read_pass(cb_sctx *c, const cb_doc_node *v, const char *path, cb_suite_case *sc) {
     if (!v || v->kind != CB_DOC_MAP) {
         cb_sc_err(c, v, path, "expected a mapping (pass criteria with a type), got %s",
-               cb_sc_describe(c, v));
+                  cb_sc_describe(c, v));
         return 1;
     }
     const cb_doc_node *t = cb_doc_get(v, "type");
@@ -354,9 +357,9 @@ static int read_pass(cb_sctx *c, const cb_doc_node *v, const char *path, cb_suit
     sc->pass_type = (cb_pass_type)i;
     if (i == 0)
         return cb_sc_object(c, v, path, "boolean pass criteria", PASS_BOOL_FIELDS,
-                         SF_COUNT(PASS_BOOL_FIELDS), sc);
+                            SF_COUNT(PASS_BOOL_FIELDS), sc);
     return cb_sc_object(c, v, path, "partial_score pass criteria", PASS_PARTIAL_FIELDS,
-                     SF_COUNT(PASS_PARTIAL_FIELDS), sc);
+                        SF_COUNT(PASS_PARTIAL_FIELDS), sc);
 }
 
 static int fn_check(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
@@ -409,8 +412,9 @@ static int fn_data(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst
         sc->max_consecutive_repeats = 3;
         sc->min_matches = 1;
         int b = cb_sc_object(c, v->items[i], cp, "an eval-suite case", SUITE_CASE_FIELDS,
-                          SF_COUNT(SUITE_CASE_FIELDS), sc);
-        if (!b && !sc->prompt[0]) b = (cb_sc_err_key(c, &sc->src, "prompt", "prompt must be non-empty"), 1);
+                             SF_COUNT(SUITE_CASE_FIELDS), sc);
+        if (!b && !sc->prompt[0])
+            b = (cb_sc_err_key(c, &sc->src, "prompt", "prompt must be non-empty"), 1);
         if (!b && !sc->id) sc->id = cb_pool_printf(c->pool, "case%zu", i);
         for (size_t j = 0; j < i && !b && !bad; j++)
             if (a[j].id && strcmp(a[j].id, sc->id) == 0) {
@@ -448,12 +452,11 @@ int cb_read_suite(cb_sctx *c, const cb_doc_node *root, const char *file, cb_eval
         return 1;
     }
     int bad = cb_sc_object(c, root, "", "an eval-suite file", SUITE_TOP_FIELDS,
-                        SF_COUNT(SUITE_TOP_FIELDS), s);
+                           SF_COUNT(SUITE_TOP_FIELDS), s);
     if (bad) return bad;
     return cb_sc_object(c, cb_doc_get(root, "benchmark"), "benchmark", "an eval suite",
-                     SUITE_FIELDS, SF_COUNT(SUITE_FIELDS), s);
+                        SUITE_FIELDS, SF_COUNT(SUITE_FIELDS), s);
 }
-
 
 static int read_suite_path(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     cb_bench_cfg *b = (cb_bench_cfg *)((char *)dst - offsetof(cb_bench_cfg, suite_path));
@@ -549,15 +552,15 @@ void cb_schema_register_bench(void) {
     cb_sc_register("suite.benchmark.validation_rules", RULES_FIELDS, SF_COUNT(RULES_FIELDS));
     cb_sc_register("suite.benchmark.data", SUITE_CASE_FIELDS, SF_COUNT(SUITE_CASE_FIELDS));
     cb_sc_register("suite.benchmark.data.validation.loop_detection", CHECK_LOOP_FIELDS,
-                SF_COUNT(CHECK_LOOP_FIELDS));
+                   SF_COUNT(CHECK_LOOP_FIELDS));
     cb_sc_register("suite.benchmark.data.validation.max_tokens", CHECK_MAXTOK_FIELDS,
-                SF_COUNT(CHECK_MAXTOK_FIELDS));
+                   SF_COUNT(CHECK_MAXTOK_FIELDS));
     cb_sc_register("suite.benchmark.data.validation.blacklist", CHECK_LIST_FIELDS,
-                SF_COUNT(CHECK_LIST_FIELDS));
+                   SF_COUNT(CHECK_LIST_FIELDS));
     cb_sc_register("suite.benchmark.data.validation.regex", CHECK_REGEX_FIELDS,
-                SF_COUNT(CHECK_REGEX_FIELDS));
+                   SF_COUNT(CHECK_REGEX_FIELDS));
     cb_sc_register("suite.benchmark.data.pass_criteria.boolean", PASS_BOOL_FIELDS,
-                SF_COUNT(PASS_BOOL_FIELDS));
+                   SF_COUNT(PASS_BOOL_FIELDS));
     cb_sc_register("suite.benchmark.data.pass_criteria.partial_score", PASS_PARTIAL_FIELDS,
-                SF_COUNT(PASS_PARTIAL_FIELDS));
+                   SF_COUNT(PASS_PARTIAL_FIELDS));
 }

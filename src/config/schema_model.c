@@ -10,25 +10,35 @@
 /* ---- type names ---------------------------------------------------------------------------- */
 
 static const char *const MODULE_NAMES[CB_CFG_KIND_COUNT] = {
-    "StackedTopology",   "SequentialTopology", "ResidualTopology", "NestedTopology",
-    "ParallelTopology",  "BranchingTopology",  "CyclicTopology",   "RecurrentTopology",
-    "LinearLayer",       "LayerNormLayer",     "RMSNormLayer",     "DropoutLayer",
-    "SwiGLULayer",       "AttentionLayer",
+    "StackedTopology",  "SequentialTopology", "ResidualTopology", "NestedTopology",
+    "ParallelTopology", "BranchingTopology",  "CyclicTopology",   "RecurrentTopology",
+    "LinearLayer",      "LayerNormLayer",     "RMSNormLayer",     "DropoutLayer",
+    "SwiGLULayer",      "AttentionLayer",
 };
 
 static const struct {
     const char *alias, *canonical;
 } ALIASES[] = {
-    {"transformer", "TransformerModel"}, {"gpt", "GPTModel"},
-    {"vit", "ViTModel"},                 {"mlp", "MLPModel"},
-    {"stacked", "StackedTopology"},      {"sequential", "SequentialTopology"},
-    {"residual", "ResidualTopology"},    {"nested", "NestedTopology"},
-    {"parallel", "ParallelTopology"},    {"branching", "BranchingTopology"},
-    {"cyclic", "CyclicTopology"},        {"recurrent", "RecurrentTopology"},
-    {"linear", "LinearLayer"},           {"layer_norm", "LayerNormLayer"},
-    {"rms_norm", "RMSNormLayer"},        {"dropout", "DropoutLayer"},
-    {"swiglu", "SwiGLULayer"},           {"attention", "AttentionLayer"},
-    {"layernorm", "LayerNormLayer"},     {"rmsnorm", "RMSNormLayer"},
+    {"transformer", "TransformerModel"},
+    {"gpt", "GPTModel"},
+    {"vit", "ViTModel"},
+    {"mlp", "MLPModel"},
+    {"stacked", "StackedTopology"},
+    {"sequential", "SequentialTopology"},
+    {"residual", "ResidualTopology"},
+    {"nested", "NestedTopology"},
+    {"parallel", "ParallelTopology"},
+    {"branching", "BranchingTopology"},
+    {"cyclic", "CyclicTopology"},
+    {"recurrent", "RecurrentTopology"},
+    {"linear", "LinearLayer"},
+    {"layer_norm", "LayerNormLayer"},
+    {"rms_norm", "RMSNormLayer"},
+    {"dropout", "DropoutLayer"},
+    {"swiglu", "SwiGLULayer"},
+    {"attention", "AttentionLayer"},
+    {"layernorm", "LayerNormLayer"},
+    {"rmsnorm", "RMSNormLayer"},
 };
 
 static const char *const MODEL_TYPES[] = {"TransformerModel", "GPTModel", "ViTModel", "MLPModel"};
@@ -57,7 +67,8 @@ const char *cb_type_canonical(const char *name) {
             const char *rest = name + la + 1;
             const char *can = ALIASES[i].canonical;
             size_t lc = strlen(can);
-            if ((strcmp(rest, "topology") == 0 && lc > 8 && strcmp(can + lc - 8, "Topology") == 0) ||
+            if ((strcmp(rest, "topology") == 0 && lc > 8 &&
+                 strcmp(can + lc - 8, "Topology") == 0) ||
                 (strcmp(rest, "layer") == 0 && lc > 5 && strcmp(can + lc - 5, "Layer") == 0) ||
                 (strcmp(rest, "model") == 0 && lc > 5 && strcmp(can + lc - 5, "Model") == 0))
                 return can;
@@ -139,8 +150,8 @@ static const cb_sfield ATTENTION_FIELDS[] = {
     {"local_window", SF_INT, POSDIM, MOFF(attention.local_window), NULL, 0, NULL},
     {"mem_block", SF_INT, POSDIM, MOFF(attention.mem_block), NULL, 0, NULL},
     {"mem_summarize", SF_ENUM, 0, MOFF(attention.mem_summarize), MEM_KINDS, 3, NULL},
-    {"mem_activation_threshold", SF_INT, POSDIM, MOFF(attention.mem_activation_threshold), NULL,
-     0, NULL},
+    {"mem_activation_threshold", SF_INT, POSDIM, MOFF(attention.mem_activation_threshold), NULL, 0,
+     NULL},
 };
 
 static const char *const ROPE_SCALING_TYPES[] = {"llama3"};
@@ -204,7 +215,7 @@ void cb_schema_register_model(void) {
     cb_sc_register("model.topology.SwiGLULayer", SWIGLU_FIELDS, SF_COUNT(SWIGLU_FIELDS));
     cb_sc_register("model.topology.AttentionLayer", ATTENTION_FIELDS, SF_COUNT(ATTENTION_FIELDS));
     cb_sc_register("model.topology.AttentionLayer.rope_scaling", ROPE_SCALING_FIELDS,
-                SF_COUNT(ROPE_SCALING_FIELDS));
+                   SF_COUNT(ROPE_SCALING_FIELDS));
 }
 
 /* ---- defaults ------------------------------------------------------------------------------ */
@@ -212,14 +223,22 @@ void cb_schema_register_model(void) {
 static void module_defaults(cb_cfg_node *m) {
     m->repeat = 1;
     switch (m->kind) {
-    case CB_CFG_LINEAR: m->linear.bias = true; break;
-    case CB_CFG_LAYER_NORM: m->layer_norm.eps = 1e-5; break;
+    case CB_CFG_LINEAR:
+        m->linear.bias = true;
+        break;
+    case CB_CFG_LAYER_NORM:
+        m->layer_norm.eps = 1e-5;
+        break;
     case CB_CFG_RMS_NORM:
         m->rms_norm.eps = 1e-5;
         m->rms_norm.elementwise_affine = true;
         break;
-    case CB_CFG_DROPOUT: m->dropout.p = 0.0; break;
-    case CB_CFG_SWIGLU: m->swiglu.bias = true; break;
+    case CB_CFG_DROPOUT:
+        m->dropout.p = 0.0;
+        break;
+    case CB_CFG_SWIGLU:
+        m->swiglu.bias = true;
+        break;
     case CB_CFG_ATTENTION:
         m->attention.mode = CB_CFG_ATTN_STANDARD;
         m->attention.rope_enabled = true;
@@ -227,7 +246,8 @@ static void module_defaults(cb_cfg_node *m) {
         m->attention.is_causal = true;
         m->attention.mem_summarize = CB_CFG_MEM_MEAN;
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -243,19 +263,19 @@ static void check_attention(cb_sctx *c, cb_cfg_node *m) {
     if (!a->attn_dim) a->attn_dim = a->d_model;
     if (Hkv > H) {
         cb_sc_err_key(c, s, "n_kv_heads", "n_kv_heads=%lld cannot exceed n_heads=%lld",
-                   (long long)Hkv, (long long)H);
+                      (long long)Hkv, (long long)H);
         return;
     }
     if (H % Hkv) {
         cb_sc_err_key(c, s, "n_kv_heads",
-                   "n_heads=%lld must be divisible by n_kv_heads=%lld (each KV head serves "
-                   "n_heads / n_kv_heads query heads)",
-                   (long long)H, (long long)Hkv);
+                      "n_heads=%lld must be divisible by n_kv_heads=%lld (each KV head serves "
+                      "n_heads / n_kv_heads query heads)",
+                      (long long)H, (long long)Hkv);
         return;
     }
     if (a->decoupled_gate_dynamic && !a->decoupled_gate)
         cb_sc_err_key(c, s, "decoupled_gate_dynamic",
-                   "decoupled_gate_dynamic needs decoupled_gate: true");
+                      "decoupled_gate_dynamic needs decoupled_gate: true");
     if (!a->rope_enabled) {
         if (cb_sc_given(s, "rope_dim"))
             cb_sc_err_key(c, s, "rope_dim", "rope_dim needs rope_enabled: true");
@@ -264,10 +284,11 @@ static void check_attention(cb_sctx *c, cb_cfg_node *m) {
     }
     if (a->rope_dim % 2)
         cb_sc_err_key(c, s, "rope_dim", "rope_dim must be even (RoPE rotates pairs), got %lld",
-                   (long long)a->rope_dim);
+                      (long long)a->rope_dim);
     if (a->mem_block && !a->local_window)
-        cb_sc_err_key(c, s, "mem_block",
-                   "mem_block needs local_window (summarization acts on keys outside the window)");
+        cb_sc_err_key(
+            c, s, "mem_block",
+            "mem_block needs local_window (summarization acts on keys outside the window)");
     if (a->mem_activation_threshold && !a->mem_block)
         cb_sc_err_key(c, s, "mem_activation_threshold", "mem_activation_threshold needs mem_block");
     if (a->mode != CB_CFG_ATTN_DECOUPLED) {
@@ -278,18 +299,18 @@ static void check_attention(cb_sctx *c, cb_cfg_node *m) {
         if (a->decoupled_gate)
             cb_sc_err_key(c, s, "decoupled_gate", "decoupled_gate only applies to mode: decoupled");
         if (a->attn_dim % H) {
-            cb_sc_err_key(c, s, cb_sc_given(s, "attn_dim") ? "attn_dim" : "n_heads",
-                       "attn_dim=%lld%s must be divisible by n_heads=%lld", (long long)a->attn_dim,
-                       cb_sc_given(s, "attn_dim") ? "" : " (d_model, as attn_dim is unset)",
-                       (long long)H);
+            cb_sc_err_key(
+                c, s, cb_sc_given(s, "attn_dim") ? "attn_dim" : "n_heads",
+                "attn_dim=%lld%s must be divisible by n_heads=%lld", (long long)a->attn_dim,
+                cb_sc_given(s, "attn_dim") ? "" : " (d_model, as attn_dim is unset)", (long long)H);
             return;
         }
         a->head_dim = a->attn_dim / H;
         if (a->rope_enabled && a->head_dim % 2) {
             cb_sc_err_key(c, s, cb_sc_given(s, "attn_dim") ? "attn_dim" : "n_heads",
-                       "RoPE needs an even head size, got head_dim = attn_dim / n_heads = "
-                       "%lld / %lld = %lld",
-                       (long long)a->attn_dim, (long long)H, (long long)a->head_dim);
+                          "RoPE needs an even head size, got head_dim = attn_dim / n_heads = "
+                          "%lld / %lld = %lld",
+                          (long long)a->attn_dim, (long long)H, (long long)a->head_dim);
             return;
         }
         a->v_dim = a->attn_dim;
@@ -303,8 +324,8 @@ static void check_attention(cb_sctx *c, cb_cfg_node *m) {
     /* decoupled (DBA) */
     if (!a->sem_dim || !a->geo_dim) {
         const char *missing = !a->sem_dim ? "sem_dim" : "geo_dim";
-        cb_sc_err_key(c, s, missing, "mode: decoupled needs both sem_dim and geo_dim (%s is missing)",
-                   missing);
+        cb_sc_err_key(c, s, missing,
+                      "mode: decoupled needs both sem_dim and geo_dim (%s is missing)", missing);
         return;
     }
     if (!a->v_dim) a->v_dim = a->attn_dim;
@@ -313,11 +334,12 @@ static void check_attention(cb_sctx *c, cb_cfg_node *m) {
     for (int i = 0; i < 3; i++)
         if (vals[i] % H) {
             cb_sc_err_key(c, s, cb_sc_given(s, dims[i]) ? dims[i] : "n_heads",
-                       "%s=%lld%s must be divisible by n_heads=%lld (per-head size)", dims[i],
-                       (long long)vals[i],
-                       i == 2 && !cb_sc_given(s, "v_dim") ? " (attn_dim or d_model, as v_dim is unset)"
-                                                       : "",
-                       (long long)H);
+                          "%s=%lld%s must be divisible by n_heads=%lld (per-head size)", dims[i],
+                          (long long)vals[i],
+                          i == 2 && !cb_sc_given(s, "v_dim")
+                              ? " (attn_dim or d_model, as v_dim is unset)"
+                              : "",
+                          (long long)H);
             return;
         }
     a->sem_head_dim = a->sem_dim / H;
@@ -325,16 +347,17 @@ static void check_attention(cb_sctx *c, cb_cfg_node *m) {
     a->v_head_dim = a->v_dim / H;
     a->head_dim = a->attn_dim % H ? 0 : a->attn_dim / H;
     if (a->rope_enabled && a->geo_head_dim % 2) {
-        cb_sc_err_key(c, s, "geo_dim",
-                   "RoPE needs an even geometric head size, got geo_dim / n_heads = %lld / %lld = "
-                   "%lld",
-                   (long long)a->geo_dim, (long long)H, (long long)a->geo_head_dim);
+        cb_sc_err_key(
+            c, s, "geo_dim",
+            "RoPE needs an even geometric head size, got geo_dim / n_heads = %lld / %lld = "
+            "%lld",
+            (long long)a->geo_dim, (long long)H, (long long)a->geo_head_dim);
         return;
     }
     if (a->mem_block && a->mem_summarize != CB_CFG_MEM_MEAN)
         cb_sc_err_key(c, s, "mem_summarize",
-                   "mem_summarize: %s is not supported in mode: decoupled (use mean)",
-                   MEM_KINDS[a->mem_summarize]);
+                      "mem_summarize: %s is not supported in mode: decoupled (use mean)",
+                      MEM_KINDS[a->mem_summarize]);
     a->k_sem_width = a->sem_head_dim * Hkv;
     a->k_geo_width = a->geo_head_dim * Hkv;
     a->k_width = a->k_sem_width + a->k_geo_width;
@@ -351,14 +374,15 @@ static int read_module(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cf
     memset(m, 0, sizeof *m);
     m->src = cb_sc_src(c, v, path);
     if (!v || v->kind != CB_DOC_MAP) {
-        cb_sc_err(c, v, path, "expected a mapping with a 'type' key (a layer or a topology), got %s",
-               cb_sc_describe(c, v));
+        cb_sc_err(c, v, path,
+                  "expected a mapping with a 'type' key (a layer or a topology), got %s",
+                  cb_sc_describe(c, v));
         return 1;
     }
     const cb_doc_node *t = cb_doc_get(v, "type");
     if (!t) {
         cb_sc_err(c, v, cb_path_key(c->pool, path, "type"),
-               "required key 'type' is missing (which layer or topology is this?)");
+                  "required key 'type' is missing (which layer or topology is this?)");
         return 1;
     }
     const char *tp = cb_path_key(c->pool, path, "type");
@@ -379,20 +403,21 @@ static int read_module(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cf
             cb_sc_err(c, t, tp, "unknown type '%.60s' (did you mean '%s'?)", t->text, s);
         else
             cb_sc_err(c, t, tp,
-                   "unknown type '%.60s'; layers: LinearLayer, LayerNormLayer, RMSNormLayer, "
-                   "DropoutLayer, SwiGLULayer, AttentionLayer; topologies: %s",
-                   t->text, TOPOLOGY_LIST);
+                      "unknown type '%.60s'; layers: LinearLayer, LayerNormLayer, RMSNormLayer, "
+                      "DropoutLayer, SwiGLULayer, AttentionLayer; topologies: %s",
+                      t->text, TOPOLOGY_LIST);
         return 1;
     }
     m->kind = (cb_cfg_kind)kind;
     module_defaults(m);
-    const char *what = cb_pool_printf(c->pool, "a%s %s",
-                                      m->kind == CB_CFG_ATTENTION ? "n" : "",
+    const char *what = cb_pool_printf(c->pool, "a%s %s", m->kind == CB_CFG_ATTENTION ? "n" : "",
                                       MODULE_NAMES[m->kind]);
     if (!what) what = MODULE_NAMES[m->kind];
     int bad;
     switch (m->kind) {
-    case CB_CFG_LINEAR: bad = cb_sc_object(c, v, path, what, LINEAR_FIELDS, SF_COUNT(LINEAR_FIELDS), m); break;
+    case CB_CFG_LINEAR:
+        bad = cb_sc_object(c, v, path, what, LINEAR_FIELDS, SF_COUNT(LINEAR_FIELDS), m);
+        break;
     case CB_CFG_LAYER_NORM:
         bad = cb_sc_object(c, v, path, what, LAYER_NORM_FIELDS, SF_COUNT(LAYER_NORM_FIELDS), m);
         break;
@@ -419,7 +444,8 @@ static int read_module(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cf
 static int read_layers(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     cb_cfg_node *m = (cb_cfg_node *)((char *)dst - offsetof(cb_cfg_node, layers));
     if (!v || v->kind != CB_DOC_SEQ) {
-        cb_sc_err(c, v, path, "expected a list of layers and topologies, got %s", cb_sc_describe(c, v));
+        cb_sc_err(c, v, path, "expected a list of layers and topologies, got %s",
+                  cb_sc_describe(c, v));
         return 1;
     }
     if (v->n == 0) {
@@ -448,13 +474,13 @@ static int read_layers(cb_sctx *c, const cb_doc_node *v, const char *path, void 
 static int read_rope_scaling(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     cb_cfg_rope_scaling *r = dst;
     int bad = cb_sc_object(c, v, path, "rope_scaling", ROPE_SCALING_FIELDS,
-                        SF_COUNT(ROPE_SCALING_FIELDS), r);
+                           SF_COUNT(ROPE_SCALING_FIELDS), r);
     if (bad) return bad;
     if (r->high_freq_factor <= r->low_freq_factor) {
         cb_cfg_src s = cb_sc_src(c, v, path);
         cb_sc_err_key(c, &s, "high_freq_factor",
-                   "high_freq_factor must be greater than low_freq_factor (%g <= %g)",
-                   r->high_freq_factor, r->low_freq_factor);
+                      "high_freq_factor must be greater than low_freq_factor (%g <= %g)",
+                      r->high_freq_factor, r->low_freq_factor);
         return 1;
     }
     r->enabled = true;
@@ -464,14 +490,15 @@ static int read_rope_scaling(cb_sctx *c, const cb_doc_node *v, const char *path,
 static int read_embedder(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     cb_embedder_cfg *e = dst;
     e->src = cb_sc_src(c, v, path);
-    int bad = cb_sc_object(c, v, path, "the embedder", EMBEDDER_FIELDS, SF_COUNT(EMBEDDER_FIELDS), e);
+    int bad =
+        cb_sc_object(c, v, path, "the embedder", EMBEDDER_FIELDS, SF_COUNT(EMBEDDER_FIELDS), e);
     if (bad) return bad;
     if (e->type == CB_EMBED_TOKEN) {
         static const char *const req[] = {"vocab_size", "d_model"};
         for (int i = 0; i < 2; i++)
             if (!cb_sc_given(&e->src, req[i])) {
                 cb_sc_err(c, v, cb_path_key(c->pool, path, req[i]),
-                       "required key '%s' is missing in a token embedder", req[i]);
+                          "required key '%s' is missing in a token embedder", req[i]);
                 bad++;
             }
     } else {
@@ -491,9 +518,9 @@ static int read_topology_root(cb_sctx *c, const cb_doc_node *v, const char *path
     if (bad) return bad;
     if (!cb_cfg_is_topology(m->kind)) {
         cb_sc_err(c, v, path,
-               "model.topology must be a topology (%s), got the layer %s; wrap it: "
-               "{type: StackedTopology, layers: [...]}",
-               TOPOLOGY_LIST, MODULE_NAMES[m->kind]);
+                  "model.topology must be a topology (%s), got the layer %s; wrap it: "
+                  "{type: StackedTopology, layers: [...]}",
+                  TOPOLOGY_LIST, MODULE_NAMES[m->kind]);
         return 1;
     }
     return 0;
@@ -506,7 +533,7 @@ static int read_diffusion(cb_sctx *c, const cb_doc_node *v, const char *path, vo
     if (!bad && d->enabled) {
         cb_cfg_src s = cb_sc_src(c, v, path);
         cb_sc_err_key(c, &s, "enabled",
-                   "the diffusion head is not implemented in caramba; set enabled: false");
+                      "the diffusion head is not implemented in caramba; set enabled: false");
         bad = 1;
     }
     return bad;

@@ -79,7 +79,9 @@ static int read_amp_dtype(cb_sctx *c, const cb_doc_node *v, const char *path, vo
     static const char *const names[] = {"float16", "bfloat16", "auto"};
     int i;
     if (cb_sc_enum(c, v, path, names, 3, &i)) return 1;
-    *(cb_train_dtype *)dst = i == 0 ? CB_TDTYPE_FLOAT16 : i == 1 ? CB_TDTYPE_BFLOAT16 : CB_TDTYPE_AUTO;
+    *(cb_train_dtype *)dst = i == 0   ? CB_TDTYPE_FLOAT16
+                             : i == 1 ? CB_TDTYPE_BFLOAT16
+                                      : CB_TDTYPE_AUTO;
     return 0;
 }
 
@@ -104,24 +106,28 @@ static const cb_sfield TRAIN_FIELDS[] = {
     {"device", SF_FN, 0, TOFF(device), NULL, 0, read_device},
     {"dtype", SF_ENUM, 0, TOFF(dtype), TDTYPES, 4, NULL},
     {"auto_batch_size", SF_BOOL, 0, TOFF(auto_batch_size), NULL, 0, NULL},
-    {"auto_batch_ref_block_size", SF_INT, SF_POS | SF_DIM, TOFF(auto_batch_ref_block_size), NULL, 0, NULL},
+    {"auto_batch_ref_block_size", SF_INT, SF_POS | SF_DIM, TOFF(auto_batch_ref_block_size), NULL, 0,
+     NULL},
     {"auto_batch_min", SF_INT, SF_POS, TOFF(auto_batch_min), NULL, 0, NULL},
     {"teacher_ckpt", SF_STR, SF_NULLOK, TOFF(teacher_ckpt), NULL, 0, NULL},
     {"teacher_rope_base", SF_FLOAT, SF_POS | SF_NULLOK, TOFF(teacher_rope_base), NULL, 0, NULL},
-    {"teacher_rope_dim", SF_INT, SF_POS | SF_DIM | SF_NULLOK, TOFF(teacher_rope_dim), NULL, 0, NULL},
+    {"teacher_rope_dim", SF_INT, SF_POS | SF_DIM | SF_NULLOK, TOFF(teacher_rope_dim), NULL, 0,
+     NULL},
     {"convergence_target", SF_FLOAT, SF_POS | SF_NULLOK, TOFF(convergence_target), NULL, 0, NULL},
     {"convergence_patience", SF_INT, SF_POS, TOFF(convergence_patience), NULL, 0, NULL},
     {"convergence_max_steps", SF_INT, SF_POS, TOFF(convergence_max_steps), NULL, 0, NULL},
     {"cache_teacher_outputs", SF_BOOL, 0, TOFF(cache_teacher_outputs), NULL, 0, NULL},
     {"use_amp", SF_BOOL, 0, TOFF(use_amp), NULL, 0, NULL},
     {"amp_dtype", SF_FN, 0, TOFF(amp_dtype), NULL, 0, read_amp_dtype},
-    {"gradient_accumulation_steps", SF_INT, SF_POS, TOFF(gradient_accumulation_steps), NULL, 0, NULL},
+    {"gradient_accumulation_steps", SF_INT, SF_POS, TOFF(gradient_accumulation_steps), NULL, 0,
+     NULL},
     {"num_workers", SF_INT, SF_NONNEG, TOFF(num_workers), NULL, 0, NULL},
     {"pin_memory", SF_BOOL, 0, TOFF(pin_memory), NULL, 0, NULL},
     {"compile_model", SF_FN, 0, TOFF(compile_model), NULL, 0, read_compile_model},
     {"compile_mode", SF_STR, 0, TOFF(compile_mode), NULL, 0, NULL},
     {"activation_checkpointing", SF_BOOL, 0, TOFF(activation_checkpointing), NULL, 0, NULL},
-    {"activation_checkpoint_threshold_mb", SF_FLOAT, SF_NONNEG, TOFF(activation_checkpoint_threshold_mb), NULL, 0, NULL},
+    {"activation_checkpoint_threshold_mb", SF_FLOAT, SF_NONNEG,
+     TOFF(activation_checkpoint_threshold_mb), NULL, 0, NULL},
     {"scheduler", SF_FN, 0, TOFF(scheduler), NULL, 0, read_scheduler},
     {"warmup_steps", SF_INT, SF_NONNEG, TOFF(warmup_steps), NULL, 0, NULL},
     {"min_lr_ratio", SF_FLOAT, SF_PROB, TOFF(min_lr_ratio), NULL, 0, NULL},
@@ -168,7 +174,7 @@ static int read_train(cb_sctx *c, const cb_doc_node *v, const char *path, void *
     }
     if (t->convergence_target > 0 && t->phase != CB_PHASE_BLOCKWISE) {
         cb_sc_err_key(c, &t->src, "convergence_target",
-                   "convergence_target only applies to phase: blockwise");
+                      "convergence_target only applies to phase: blockwise");
         bad++;
     }
     return bad;
@@ -196,12 +202,13 @@ static const cb_sfield KV_TENSOR_FIELDS[] = {
 static int read_kv_tensor(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     cb_cfg_kv_tensor *t = dst;
     int bad = cb_sc_object(c, v, path, "a cached tensor config", KV_TENSOR_FIELDS,
-                        SF_COUNT(KV_TENSOR_FIELDS), t);
+                           SF_COUNT(KV_TENSOR_FIELDS), t);
     if (!bad && t->qblock != 32) {
         cb_cfg_src s = cb_sc_src(c, v, path);
-        cb_sc_err_key(c, &s, "qblock",
-                   "qblock must be 32 (caramba's q8_0/q4_0/nf4 formats use blocks of 32), got %lld",
-                   (long long)t->qblock);
+        cb_sc_err_key(
+            c, &s, "qblock",
+            "qblock must be 32 (caramba's q8_0/q4_0/nf4 formats use blocks of 32), got %lld",
+            (long long)t->qblock);
         bad = 1;
     }
     return bad;
@@ -236,7 +243,8 @@ static int read_policy(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cf
     kv_tensor_default(&p->k_geo);
     p->decoupled = default_decoupled;
     if (!v || v->kind != CB_DOC_MAP) {
-        cb_sc_err(c, v, path, "expected a mapping (a KV-cache policy), got %s", cb_sc_describe(c, v));
+        cb_sc_err(c, v, path, "expected a mapping (a KV-cache policy), got %s",
+                  cb_sc_describe(c, v));
         return 1;
     }
     const cb_doc_node *t = cb_doc_get(v, "type");
@@ -247,9 +255,9 @@ static int read_policy(cb_sctx *c, const cb_doc_node *v, const char *path, cb_cf
     }
     if (p->decoupled)
         return cb_sc_object(c, v, path, "a DecoupledLayerKVCache policy", KV_DEC_FIELDS,
-                         SF_COUNT(KV_DEC_FIELDS), p);
+                            SF_COUNT(KV_DEC_FIELDS), p);
     return cb_sc_object(c, v, path, "a LayerKVCache policy", KV_STD_FIELDS, SF_COUNT(KV_STD_FIELDS),
-                     p);
+                        p);
 }
 
 static int read_teacher_policy(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
@@ -303,7 +311,7 @@ static int read_tokenizer(cb_sctx *c, const cb_doc_node *v, const char *path, vo
     const cb_doc_node *t = cb_doc_get(v, "type");
     if (!t) {
         cb_sc_err(c, v, cb_path_key(c->pool, path, "type"),
-               "required key 'type' is missing in the tokenizer (tiktoken or llama)");
+                  "required key 'type' is missing in the tokenizer (tiktoken or llama)");
         return 1;
     }
     int i;
@@ -311,9 +319,9 @@ static int read_tokenizer(cb_sctx *c, const cb_doc_node *v, const char *path, vo
     vf->tokenizer = (cb_eval_tokenizer)i;
     if (i == 0)
         return cb_sc_object(c, v, path, "a tiktoken tokenizer", TIKTOKEN_FIELDS,
-                         SF_COUNT(TIKTOKEN_FIELDS), vf);
-    return cb_sc_object(c, v, path, "a llama tokenizer", LLAMA_TOK_FIELDS, SF_COUNT(LLAMA_TOK_FIELDS),
-                     vf);
+                            SF_COUNT(TIKTOKEN_FIELDS), vf);
+    return cb_sc_object(c, v, path, "a llama tokenizer", LLAMA_TOK_FIELDS,
+                        SF_COUNT(LLAMA_TOK_FIELDS), vf);
 }
 
 static int read_answer(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
@@ -361,12 +369,15 @@ static int read_case(cb_sctx *c, const cb_doc_node *v, const char *path, cb_eval
     if (!e->prompt[0]) return cb_sc_err_key(c, s, "prompt", "case prompt must be non-empty"), 1;
     if (e->kind == CB_CASE_CHOICE_LOGPROB) {
         if (e->n_choices == 0)
-            return cb_sc_err_key(c, s, "choices", "choice_logprob needs a non-empty list of choices"), 1;
+            return cb_sc_err_key(c, s, "choices",
+                                 "choice_logprob needs a non-empty list of choices"),
+                   1;
         if (e->answer_is_int || !e->answer_str || !e->answer_str[0])
             return cb_sc_err_key(c, s, "answer", "choice_logprob needs a string answer"), 1;
         for (int i = 0; i < e->n_choices; i++)
             if (strcmp(e->choices[i], e->answer_str) == 0) return 0;
-        cb_sc_err_key(c, s, "answer", "the answer '%.60s' is not one of the choices", e->answer_str);
+        cb_sc_err_key(c, s, "answer", "the answer '%.60s' is not one of the choices",
+                      e->answer_str);
         return 1;
     }
     if (!e->answer_is_int)
@@ -405,11 +416,13 @@ static int read_cases(cb_sctx *c, const cb_doc_node *v, const char *path, void *
 
 #define EVTOFF(m) offsetof(cb_verify_cfg, m)
 static const cb_sfield THRESH_FIELDS[] = {
-    {"min_student_accuracy", SF_FLOAT, SF_REQ | SF_PROB, EVTOFF(min_student_accuracy), NULL, 0, NULL},
+    {"min_student_accuracy", SF_FLOAT, SF_REQ | SF_PROB, EVTOFF(min_student_accuracy), NULL, 0,
+     NULL},
     {"max_accuracy_drop", SF_FLOAT, SF_REQ | SF_PROB, EVTOFF(max_accuracy_drop), NULL, 0, NULL},
 };
 static int read_thresholds(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
-    cb_verify_cfg *vf = (cb_verify_cfg *)((char *)dst - offsetof(cb_verify_cfg, min_student_accuracy));
+    cb_verify_cfg *vf =
+        (cb_verify_cfg *)((char *)dst - offsetof(cb_verify_cfg, min_student_accuracy));
     return cb_sc_object(c, v, path, "eval thresholds", THRESH_FIELDS, SF_COUNT(THRESH_FIELDS), vf);
 }
 
@@ -463,7 +476,7 @@ static int read_verify(cb_sctx *c, const cb_doc_node *v, const char *path, void 
     const cb_doc_node *t = cb_doc_get(v, "type");
     if (!t) {
         cb_sc_err(c, v, cb_path_key(c->pool, path, "type"),
-               "required key 'type' is missing in verify (compare, fidelity, eval, kvcache)");
+                  "required key 'type' is missing in verify (compare, fidelity, eval, kvcache)");
         return 1;
     }
     int i;
@@ -472,16 +485,19 @@ static int read_verify(cb_sctx *c, const cb_doc_node *v, const char *path, void 
     int bad = 0;
     switch (vf->type) {
     case CB_VERIFY_COMPARE:
-        bad = cb_sc_object(c, v, path, "a compare verify", COMPARE_FIELDS, SF_COUNT(COMPARE_FIELDS), vf);
+        bad = cb_sc_object(c, v, path, "a compare verify", COMPARE_FIELDS, SF_COUNT(COMPARE_FIELDS),
+                           vf);
         if (!bad && !vf->attention.set && !vf->logits.set) {
             cb_sc_err(c, v, path, "a compare verify needs at least one of: attention, logits");
             bad = 1;
         }
         break;
     case CB_VERIFY_FIDELITY:
-        bad = cb_sc_object(c, v, path, "a fidelity verify", FIDELITY_FIELDS, SF_COUNT(FIDELITY_FIELDS), vf);
+        bad = cb_sc_object(c, v, path, "a fidelity verify", FIDELITY_FIELDS,
+                           SF_COUNT(FIDELITY_FIELDS), vf);
         if (!bad && !vf->has_max_delta_nll && vf->max_ppl_ratio <= 0) {
-            cb_sc_err(c, v, path, "a fidelity verify needs at least one of: max_delta_nll, max_ppl_ratio");
+            cb_sc_err(c, v, path,
+                      "a fidelity verify needs at least one of: max_delta_nll, max_ppl_ratio");
             bad = 1;
         }
         break;
@@ -489,9 +505,11 @@ static int read_verify(cb_sctx *c, const cb_doc_node *v, const char *path, void 
         bad = cb_sc_object(c, v, path, "an eval verify", EVAL_FIELDS, SF_COUNT(EVAL_FIELDS), vf);
         break;
     case CB_VERIFY_KVCACHE:
-        bad = cb_sc_object(c, v, path, "a kvcache verify", KVCACHE_FIELDS, SF_COUNT(KVCACHE_FIELDS), vf);
+        bad = cb_sc_object(c, v, path, "a kvcache verify", KVCACHE_FIELDS, SF_COUNT(KVCACHE_FIELDS),
+                           vf);
         break;
-    default: break;
+    default:
+        break;
     }
     return bad;
 }
@@ -502,7 +520,8 @@ static const char *const MODES[] = {"train", "sample", "chat"};
 
 static int read_expected(cb_sctx *c, const cb_doc_node *v, const char *path, void *dst) {
     if (v->kind != CB_DOC_MAP) {
-        cb_sc_err(c, v, path, "expected a mapping (free-form expectations), got %s", cb_sc_describe(c, v));
+        cb_sc_err(c, v, path, "expected a mapping (free-form expectations), got %s",
+                  cb_sc_describe(c, v));
         return 1;
     }
     *(const cb_doc_node **)dst = v;
@@ -537,12 +556,12 @@ static int read_run(cb_sctx *c, const cb_doc_node *v, const char *path, cb_run_c
     if (!r->id[0]) return cb_sc_err_key(c, &r->src, "id", "run id must be non-empty"), 1;
     if (r->mode == CB_RUN_TRAIN && !r->has_train) {
         cb_sc_err(c, v, cb_path_key(c->pool, path, "train"),
-               "a run with mode: train needs a train block");
+                  "a run with mode: train needs a train block");
         return 1;
     }
     if (r->mode != CB_RUN_TRAIN && r->has_train) {
-        cb_sc_err_key(c, &r->src, "train", "a train block only applies to mode: train (this run is %s)",
-                   MODES[r->mode]);
+        cb_sc_err_key(c, &r->src, "train",
+                      "a train block only applies to mode: train (this run is %s)", MODES[r->mode]);
         return 1;
     }
     return 0;
@@ -566,7 +585,8 @@ static int read_runs(cb_sctx *c, const cb_doc_node *v, const char *path, void *d
     for (int i = 0; i < g->n_runs; i++) {
         for (int j = 0; j < i; j++)
             if (strcmp(a[i].id, a[j].id) == 0) {
-                cb_sc_err_key(c, &a[i].src, "id", "duplicate run id '%.60s' in this group", a[i].id);
+                cb_sc_err_key(c, &a[i].src, "id", "duplicate run id '%.60s' in this group",
+                              a[i].id);
                 return 1;
             }
         if (!a[i].has_train) continue;
@@ -593,9 +613,10 @@ static int read_runs(cb_sctx *c, const cb_doc_node *v, const char *path, void *d
         }
         if (a[i].train.teacher_ckpt) have_teacher = 1;
         if (a[i].train.phase == CB_PHASE_BLOCKWISE && !have_teacher) {
-            cb_sc_err_key(c, &a[i].train.src, "phase",
-                       "phase: blockwise distils from a teacher: set train.teacher_ckpt here or in "
-                       "an earlier run of the group");
+            cb_sc_err_key(
+                c, &a[i].train.src, "phase",
+                "phase: blockwise distils from a teacher: set train.teacher_ckpt here or in "
+                "an earlier run of the group");
             return 1;
         }
     }
@@ -633,7 +654,8 @@ int cb_read_groups(cb_sctx *c, const cb_doc_node *v, const char *path, cb_group_
         g->description = "";
         g->data = "";
         bad += cb_sc_object(c, v->items[i], gp, "a group", GROUP_FIELDS, SF_COUNT(GROUP_FIELDS), g);
-        if (!bad && !g->name[0]) bad += (cb_sc_err_key(c, &g->src, "name", "group name must be non-empty"), 1);
+        if (!bad && !g->name[0])
+            bad += (cb_sc_err_key(c, &g->src, "name", "group name must be non-empty"), 1);
         for (size_t j = 0; j < i && !bad; j++)
             if (a[j].name && g->name && strcmp(a[j].name, g->name) == 0) {
                 cb_sc_err_key(c, &g->src, "name", "duplicate group name '%.60s'", g->name);

@@ -21,7 +21,7 @@ typedef struct frame {
     cb_doc_node *node;
     char *path;
     cb_doc_node *pending_key; /* mappings: key read, value not yet */
-    int merge_pending;    /* the pending key is a plain `<<` */
+    int merge_pending;        /* the pending key is a plain `<<` */
     cb_doc_node **merges;     /* merge sources, in order */
     int n_merges, cap_merges;
     int anchor_idx; /* -1 when the container has no anchor */
@@ -49,10 +49,14 @@ static const char *cur_path(yctx *c, const char *key_text) {
     frame *t = &c->stack[c->sp - 1];
     cb_pool *p = &c->doc->pool;
     const char *r;
-    if (t->node->kind == CB_DOC_SEQ) r = cb_path_idx(p, t->path, t->node->n);
-    else if (key_text) r = cb_path_key(p, t->path, key_text);
-    else if (t->pending_key) r = cb_path_key(p, t->path, t->pending_key->text);
-    else r = t->path;
+    if (t->node->kind == CB_DOC_SEQ)
+        r = cb_path_idx(p, t->path, t->node->n);
+    else if (key_text)
+        r = cb_path_key(p, t->path, key_text);
+    else if (t->pending_key)
+        r = cb_path_key(p, t->path, t->pending_key->text);
+    else
+        r = t->path;
     return r ? r : "";
 }
 
@@ -97,7 +101,9 @@ static int tab_near(const yctx *c, size_t line0, size_t col0) {
 }
 
 /* Path of the innermost open container: where a syntax error sits. */
-static const char *container_path(yctx *c) { return c->sp ? c->stack[c->sp - 1].path : ""; }
+static const char *container_path(yctx *c) {
+    return c->sp ? c->stack[c->sp - 1].path : "";
+}
 
 static void parser_error(yctx *c, yaml_parser_t *p) {
     if (p->error == YAML_MEMORY_ERROR) {
@@ -242,8 +248,8 @@ static void apply_merges(yctx *c, frame *f) {
         for (size_t s = 0; s < n_src && !c->failed; s++) {
             cb_doc_node *map = src->kind == CB_DOC_SEQ ? src->items[s] : src;
             if (map->kind != CB_DOC_MAP) {
-                err(c, map->line, map->col, f->path,
-                    "the merge key '<<' needs mappings, got a %s", cb_doc_kind_name(map));
+                err(c, map->line, map->col, f->path, "the merge key '<<' needs mappings, got a %s",
+                    cb_doc_kind_name(map));
                 return;
             }
             for (size_t k = 0; k < map->n; k++) {
@@ -313,19 +319,24 @@ static cb_doc_node *make_scalar(yctx *c, const yaml_event_t *ev) {
     n->int_overflow = !ok;
     if (!tag) return n;
     const char *want = NULL;
-    if (tag_is(tag, "int")) want = ty == CB_SCALAR_INT ? NULL : "an integer";
+    if (tag_is(tag, "int"))
+        want = ty == CB_SCALAR_INT ? NULL : "an integer";
     else if (tag_is(tag, "float")) {
-        if (ty == CB_SCALAR_INT) n->type = CB_SCALAR_FLOAT;
-        else if (ty != CB_SCALAR_FLOAT) want = "a float";
-    } else if (tag_is(tag, "bool")) want = ty == CB_SCALAR_BOOL ? NULL : "a boolean";
-    else if (tag_is(tag, "null")) want = ty == CB_SCALAR_NULL ? NULL : "null";
+        if (ty == CB_SCALAR_INT)
+            n->type = CB_SCALAR_FLOAT;
+        else if (ty != CB_SCALAR_FLOAT)
+            want = "a float";
+    } else if (tag_is(tag, "bool"))
+        want = ty == CB_SCALAR_BOOL ? NULL : "a boolean";
+    else if (tag_is(tag, "null"))
+        want = ty == CB_SCALAR_NULL ? NULL : "null";
     else {
         err(c, line, col, cur_path(c, NULL), "unsupported tag '%s'", event_name(tag));
         return NULL;
     }
     if (want) {
-        err(c, line, col, cur_path(c, NULL), "the tag !!%s needs %s, got '%.40s'",
-            event_name(tag), want, n->text);
+        err(c, line, col, cur_path(c, NULL), "the tag !!%s needs %s, got '%.40s'", event_name(tag),
+            want, n->text);
         return NULL;
     }
     return n;
@@ -340,9 +351,9 @@ static int container_tag_ok(yctx *c, const char *tag, const char *what, int line
 static void open_container(yctx *c, const yaml_event_t *ev, cb_doc_kind kind) {
     int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
     const char *tag = (const char *)(kind == CB_DOC_SEQ ? ev->data.sequence_start.tag
-                                                          : ev->data.mapping_start.tag);
+                                                        : ev->data.mapping_start.tag);
     const char *anc = (const char *)(kind == CB_DOC_SEQ ? ev->data.sequence_start.anchor
-                                                          : ev->data.mapping_start.anchor);
+                                                        : ev->data.mapping_start.anchor);
     if (!container_tag_ok(c, tag, kind == CB_DOC_SEQ ? "seq" : "map", line, col)) return;
     if (c->sp >= CB_DOC_MAX_DEPTH) {
         err(c, line, col, cur_path(c, NULL), "nesting deeper than %d levels", CB_DOC_MAX_DEPTH);
@@ -441,28 +452,40 @@ int cb_yaml_parse(cb_doc *doc, const char *buf, size_t len, cb_diags *errs) {
             break;
         }
         switch (ev.type) {
-        case YAML_STREAM_END_EVENT: done = 1; break;
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
         case YAML_DOCUMENT_START_EVENT:
             if (++c->docs > 1)
                 err(c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1, "",
                     "more than one YAML document in the file (a manifest is one document)");
             break;
-        case YAML_ALIAS_EVENT: on_alias(c, &ev); break;
+        case YAML_ALIAS_EVENT:
+            on_alias(c, &ev);
+            break;
         case YAML_SCALAR_EVENT: {
             cb_doc_node *n = make_scalar(c, &ev);
             if (n) {
-                attach(c, n, ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev.data.scalar.tag);
+                attach(c, n,
+                       ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev.data.scalar.tag);
                 if (ev.data.scalar.anchor && !c->failed &&
                     add_anchor(c, (const char *)ev.data.scalar.anchor, n, 1) < 0)
                     oom(c, n->line, n->col);
             }
             break;
         }
-        case YAML_SEQUENCE_START_EVENT: open_container(c, &ev, CB_DOC_SEQ); break;
-        case YAML_MAPPING_START_EVENT: open_container(c, &ev, CB_DOC_MAP); break;
+        case YAML_SEQUENCE_START_EVENT:
+            open_container(c, &ev, CB_DOC_SEQ);
+            break;
+        case YAML_MAPPING_START_EVENT:
+            open_container(c, &ev, CB_DOC_MAP);
+            break;
         case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: close_container(c, &ev); break;
-        default: break;
+        case YAML_MAPPING_END_EVENT:
+            close_container(c, &ev);
+            break;
+        default:
+            break;
         }
         yaml_event_delete(&ev);
     }

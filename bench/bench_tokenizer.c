@@ -73,8 +73,10 @@ static int bench_caramba(row *r, const char *name, const char *path, const char 
             dt = now_s() - start;
         } while (dt < seconds);
         double mbps = (double)n * reps / dt / 1e6;
-        if (cold) r->mbps = mbps;
-        else r->warm_mbps = mbps;
+        if (cold)
+            r->mbps = mbps;
+        else
+            r->warm_mbps = mbps;
     }
     r->tokens = ids.n;
     r->sum = checksum(&ids);
@@ -148,11 +150,16 @@ int main(int argc, char **argv) {
     double seconds = 2;
     int peer = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--sample") && i + 1 < argc) snprintf(sample, sizeof sample, "%s", argv[++i]);
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
-        else if (!strcmp(argv[i], "--npm-dir") && i + 1 < argc) snprintf(npm_dir, sizeof npm_dir, "%s", argv[++i]);
-        else if (!strcmp(argv[i], "--no-peer")) peer = 0;
+        if (!strcmp(argv[i], "--sample") && i + 1 < argc)
+            snprintf(sample, sizeof sample, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json = argv[++i];
+        else if (!strcmp(argv[i], "--npm-dir") && i + 1 < argc)
+            snprintf(npm_dir, sizeof npm_dir, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--no-peer"))
+            peer = 0;
         else {
             fprintf(stderr, "usage: bench_tokenizer [--sample FILE] [--seconds S] [--json OUT] "
                             "[--npm-dir DIR] [--no-peer]\n");
@@ -185,7 +192,8 @@ int main(int argc, char **argv) {
     double base = np >= 1 ? rows[2].mbps : 0;
     printf("tokenizer encode, 1 thread, %s (%zu bytes), %g s per measurement%s\n\n", sample, n,
            seconds, np ? "; peers: mean of a run before and one after caramba's" : "");
-    printf("| encoder | tokens | MB/s (cold cache) | MB/s (warm cache) | vs js-tiktoken | vs same-encoding peer |\n");
+    printf("| encoder | tokens | MB/s (cold cache) | MB/s (warm cache) | vs js-tiktoken | vs "
+           "same-encoding peer |\n");
     printf("|---|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < 2 + np; i++) {
         const row *r = &rows[i];
@@ -210,9 +218,11 @@ int main(int argc, char **argv) {
         if (f) {
             fprintf(f, "{\"bench\": \"tokenizer\", \"sample_bytes\": %zu, \"rows\": [", n);
             for (int i = 0; i < 2 + np; i++)
-                fprintf(f, "%s{\"name\": \"%s\", \"tokens\": %zu, \"mb_per_s\": %.4f, "
-                           "\"warm_mb_per_s\": %.4f}",
-                        i ? ", " : "", rows[i].name, rows[i].tokens, rows[i].mbps, rows[i].warm_mbps);
+                fprintf(f,
+                        "%s{\"name\": \"%s\", \"tokens\": %zu, \"mb_per_s\": %.4f, "
+                        "\"warm_mb_per_s\": %.4f}",
+                        i ? ", " : "", rows[i].name, rows[i].tokens, rows[i].mbps,
+                        rows[i].warm_mbps);
             fprintf(f, "]}\n");
             fclose(f);
         }

@@ -20,8 +20,10 @@ static void load(const char *rel) {
     const char *root = getenv("CARAMBA_SOURCE_DIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
-    if (cb_tokenizer_open(&toks[n_toks], path, NULL) == CB_OK) n_toks++;
-    else fprintf(stderr, "fuzz_tokenizer_encode: skipping %s: %s\n", rel, cb_last_error());
+    if (cb_tokenizer_open(&toks[n_toks], path, NULL) == CB_OK)
+        n_toks++;
+    else
+        fprintf(stderr, "fuzz_tokenizer_encode: skipping %s: %s\n", rel, cb_last_error());
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -36,7 +38,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || n_toks == 0) return 0;
     cb_tokenizer *tok = toks[data[0] % n_toks];
-    unsigned flags = (data[0] & 0x10 ? CB_TOK_ALLOW_SPECIAL : 0) | (data[0] & 0x20 ? CB_TOK_EOS : 0);
+    unsigned flags =
+        (data[0] & 0x10 ? CB_TOK_ALLOW_SPECIAL : 0) | (data[0] & 0x20 ? CB_TOK_EOS : 0);
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
     cb_ids ids = {0};
@@ -54,8 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cb_ids again = {0};
     if (!(flags & CB_TOK_ALLOW_SPECIAL) &&
         cb_tokenizer_encode(tok, text, len, CB_TOK_REFUSE_SPECIAL, &again) == CB_OK &&
-        (again.n != ids.n ||
-         (ids.n && memcmp(again.data, ids.data, ids.n * sizeof(int32_t)) != 0)))
+        (again.n != ids.n || (ids.n && memcmp(again.data, ids.data, ids.n * sizeof(int32_t)) != 0)))
         __builtin_trap();
     cb_ids_free(&again);
     cb_ids_free(&ids);

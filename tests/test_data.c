@@ -13,7 +13,9 @@
 #include "testutil.h"
 
 /* tests/data/npy/make_npy.py: element k is (k * 7 + 1) % 30011 */
-static int64_t npy_val(int64_t k) { return (k * 7 + 1) % 30011; }
+static int64_t npy_val(int64_t k) {
+    return (k * 7 + 1) % 30011;
+}
 
 static void test_npy_token_files(void **state) {
     (void)state;
@@ -22,7 +24,7 @@ static void test_npy_token_files(void **state) {
         cb_dtype dt;
         int64_t n;
     } cases[] = {
-        {"u16_1d.npy", CB_U16, 5},  {"u32_2d.npy", CB_U32, 6},  {"i32_2d.npy", CB_I32, 8},
+        {"u16_1d.npy", CB_U16, 5},  {"u32_2d.npy", CB_U32, 6}, {"i32_2d.npy", CB_I32, 8},
         {"i64_3d.npy", CB_I64, 24}, {"v3_u16.npy", CB_U16, 9},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -327,7 +329,10 @@ static void test_prepare_brown(void **state) {
     inputs[0] = input0;
     char tok[4200];
     snprintf(tok, sizeof tok, "%s", tu_path("tests/data/tokenizers/llama3_tokenizer.json"));
-    cb_prepare_opts o = {.tokenizer = tok, .inputs = inputs, .n_inputs = 1, .output = out,
+    cb_prepare_opts o = {.tokenizer = tok,
+                         .inputs = inputs,
+                         .n_inputs = 1,
+                         .output = out,
                          .doc_split = CB_DOC_BLANK_LINE};
     cb_prepare_stats s;
     if (cb_prepare_data(&o, &s) != CB_OK) fail_msg("%s", cb_last_error());
@@ -403,8 +408,11 @@ static void test_prepare_modes(void **state) {
     };
     const char *inputs[] = {a, sub, j};
     for (size_t k = 0; k < 3; k++) {
-        cb_prepare_opts o = {.tokenizer = "bytes", .inputs = inputs, .n_inputs = 3,
-                             .output = out, .doc_split = cases[k].split};
+        cb_prepare_opts o = {.tokenizer = "bytes",
+                             .inputs = inputs,
+                             .n_inputs = 3,
+                             .output = out,
+                             .doc_split = cases[k].split};
         cb_prepare_stats s;
         if (cb_prepare_data(&o, &s) != CB_OK) fail_msg("%s", cb_last_error());
         assert_int_equal(s.documents, cases[k].docs);
@@ -481,8 +489,16 @@ static void test_json_text(void **state) {
         free(out);
     }
     const char *bad[] = {
-        "", "[1]", "{\"text\": 5}", "{\"txt\": \"a\"}", "{\"text\": \"a\"", "{\"text\": \"a\"} x",
-        "{\"text\": \"a\\q\"}", "{\"text\": \"a\tb\"}", "{\"text\" \"a\"}", "{\"a\": [1, 2}",
+        "",
+        "[1]",
+        "{\"text\": 5}",
+        "{\"txt\": \"a\"}",
+        "{\"text\": \"a\"",
+        "{\"text\": \"a\"} x",
+        "{\"text\": \"a\\q\"}",
+        "{\"text\": \"a\tb\"}",
+        "{\"text\" \"a\"}",
+        "{\"a\": [1, 2}",
         "{\"text\": \"\\u12\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -9,18 +9,28 @@
 #include "testutil.h"
 
 /* make_npy.py: element k is (k * 7 + 1) % m, m = 251 for 1-byte types, 30011 otherwise. */
-static double expected(int64_t k, int m) { return (double)((k * 7 + 1) % m); }
+static double expected(int64_t k, int m) {
+    return (double)((k * 7 + 1) % m);
+}
 
 static double elem(const cb_npy *n, int64_t k) {
     switch (n->dtype) {
-    case CB_U16: return ((const uint16_t *)n->data)[k];
-    case CB_U32: return ((const uint32_t *)n->data)[k];
-    case CB_I32: return ((const int32_t *)n->data)[k];
-    case CB_I64: return (double)((const int64_t *)n->data)[k];
-    case CB_F32: return ((const float *)n->data)[k];
-    case CB_F16: return cb_f16_to_f32(((const uint16_t *)n->data)[k]);
-    case CB_U8: return ((const uint8_t *)n->data)[k];
-    default: return -1;
+    case CB_U16:
+        return ((const uint16_t *)n->data)[k];
+    case CB_U32:
+        return ((const uint32_t *)n->data)[k];
+    case CB_I32:
+        return ((const int32_t *)n->data)[k];
+    case CB_I64:
+        return (double)((const int64_t *)n->data)[k];
+    case CB_F32:
+        return ((const float *)n->data)[k];
+    case CB_F16:
+        return cb_f16_to_f32(((const uint16_t *)n->data)[k]);
+    case CB_U8:
+        return ((const uint8_t *)n->data)[k];
+    default:
+        return -1;
     }
 }
 
@@ -95,8 +105,10 @@ static void test_refused_numpy_files(void **state) {
 static cb_status parse_image(const char *img, size_t n) {
     cb_npy *out = NULL;
     cb_status st = cb_npy_parse(&out, img, n, "img.npy");
-    if (st == CB_OK) cb_npy_close(out);
-    else assert_null(out);
+    if (st == CB_OK)
+        cb_npy_close(out);
+    else
+        assert_null(out);
     return st;
 }
 
@@ -178,9 +190,9 @@ static void test_bad_headers(void **state) {
 static void test_write_matches_numpy(void **state) {
     (void)state;
     const char *dir = tu_tmpdir();
-    const char *files[] = {"u16_1d.npy", "u32_2d.npy", "i32_2d.npy", "i64_3d.npy",
-                           "f32_4d.npy", "f16_1d.npy", "u8_1d.npy", "scalar_f32.npy",
-                           "empty_i64.npy"};
+    const char *files[] = {"u16_1d.npy", "u32_2d.npy",     "i32_2d.npy",
+                           "i64_3d.npy", "f32_4d.npy",     "f16_1d.npy",
+                           "u8_1d.npy",  "scalar_f32.npy", "empty_i64.npy"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char rel[256], out[4200];
         snprintf(rel, sizeof rel, "tests/data/npy/%s", files[i]);

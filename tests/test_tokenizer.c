@@ -78,8 +78,9 @@ static int setup(void **state) {
         return -1;
     }
     double t2 = now_s();
-    fprintf(stderr, "loaded %d reference texts; cl100k_base in %.0f ms, llama3 tokenizer.json in "
-                    "%.0f ms\n",
+    fprintf(stderr,
+            "loaded %d reference texts; cl100k_base in %.0f ms, llama3 tokenizer.json in "
+            "%.0f ms\n",
             g_n_cases, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
     return 0;
 }
@@ -259,8 +260,8 @@ static void test_invalid_utf8(void **state) {
     static const char *const texts[] = {
         "\xff",
         "\xfe\xff abc",
-        "caf\xc3 ok",                 /* truncated 2-byte sequence */
-        "\xe2\x82 euro cut",          /* truncated 3-byte sequence */
+        "caf\xc3 ok",                  /* truncated 2-byte sequence */
+        "\xe2\x82 euro cut",           /* truncated 3-byte sequence */
         "surrogate \xed\xa0\x80 here", /* UTF-16 surrogate encoded in UTF-8 */
         "overlong \xc0\xaf slash",
         "\x80\x80\x80 continuation bytes \x80",
@@ -293,12 +294,25 @@ static void test_invalid_utf8(void **state) {
 static void test_roundtrip_edge_cases(void **state) {
     (void)state;
     static const char *const texts[] = {
-        "", " ", "\n", "\r\n\r\n", "\t\t\t", "                                        x",
+        "",
+        " ",
+        "\n",
+        "\r\n\r\n",
+        "\t\t\t",
+        "                                        x",
         "a                                                                               ",
-        "\xef\xbb\xbf" "BOM at the start", "NEL\xc2\x85next", "zero\xe2\x80\x8bwidth",
-        "\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x92\xbb family emoji", "1234567890123", "x=1+2*3/4",
-        "don't WON'T y'all 'S", "\xce\x95\xce\xbb\xce\xbb\xce\xb7\xce\xbd\xce\xb9\xce\xba\xce\xac",
-        "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", "<|endoftext|>", "<|endoftext",
+        "\xef\xbb\xbf"
+        "BOM at the start",
+        "NEL\xc2\x85next",
+        "zero\xe2\x80\x8bwidth",
+        "\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x92\xbb family emoji",
+        "1234567890123",
+        "x=1+2*3/4",
+        "don't WON'T y'all 'S",
+        "\xce\x95\xce\xbb\xce\xbb\xce\xb7\xce\xbd\xce\xb9\xce\xba\xce\xac",
+        "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
+        "<|endoftext|>",
+        "<|endoftext",
         "<|begin_of_text|>hi<|eot_id|>",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
@@ -322,8 +336,8 @@ static void test_special_tokens(void **state) {
     cb_ids plain = {0}, allowed = {0}, parts = {0};
     assert_int_equal(cb_tokenizer_encode(g_cl100k, text, strlen(text), 0, &plain), CB_OK);
     for (size_t i = 0; i < plain.n; i++) assert_true(plain.data[i] < 100256);
-    assert_int_equal(cb_tokenizer_encode(g_cl100k, text, strlen(text), CB_TOK_ALLOW_SPECIAL, &allowed),
-                     CB_OK);
+    assert_int_equal(
+        cb_tokenizer_encode(g_cl100k, text, strlen(text), CB_TOK_ALLOW_SPECIAL, &allowed), CB_OK);
     assert_int_equal(cb_tokenizer_encode(g_cl100k, "Hello", 5, 0, &parts), CB_OK);
     assert_int_equal(cb_ids_push(&parts, 100257), CB_OK);
     assert_int_equal(cb_tokenizer_encode(g_cl100k, " world", 6, 0, &parts), CB_OK);
@@ -335,8 +349,9 @@ static void test_special_tokens(void **state) {
     /* refusing, like tiktoken's encode(): a clear error, and out is left as it was */
     cb_ids refused = {0};
     assert_int_equal(cb_ids_push(&refused, 7), CB_OK);
-    assert_int_equal(cb_tokenizer_encode(g_cl100k, text, strlen(text), CB_TOK_REFUSE_SPECIAL, &refused),
-                     CB_ERR_ARG);
+    assert_int_equal(
+        cb_tokenizer_encode(g_cl100k, text, strlen(text), CB_TOK_REFUSE_SPECIAL, &refused),
+        CB_ERR_ARG);
     assert_non_null(strstr(cb_last_error(), "<|endoftext|>"));
     assert_int_equal(refused.n, 1);
     /* BOS on a tokenizer without one is an error */
@@ -412,8 +427,10 @@ static cb_status open_text(const char *dir, const char *name, const char *conten
     assert_int_equal(tu_write_file(path, content, len), 0);
     cb_tokenizer *tok = (cb_tokenizer *)1;
     cb_status st = cb_tokenizer_open(&tok, path, encoding);
-    if (st == CB_OK) cb_tokenizer_free(tok);
-    else assert_null(tok);
+    if (st == CB_OK)
+        cb_tokenizer_free(tok);
+    else
+        assert_null(tok);
     return st;
 }
 
@@ -451,9 +468,9 @@ static void test_bad_tiktoken(void **state) {
         {"IQ= 0\n", "bad base64"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        assert_int_not_equal(open_text(dir, "cut.tiktoken", cases[i].text, strlen(cases[i].text),
-                                       "r50k_base"),
-                             CB_OK);
+        assert_int_not_equal(
+            open_text(dir, "cut.tiktoken", cases[i].text, strlen(cases[i].text), "r50k_base"),
+            CB_OK);
         expect_msg(cases[i].needle);
     }
     /* all 256 bytes present, but the encoding name is unknown */
@@ -472,9 +489,10 @@ static char *mini_json(const char *extra_vocab, const char *merges, const char *
                        const char *extra) {
     size_t cap = 1 << 16, n = 0;
     char *s = malloc(cap);
-    n += (size_t)snprintf(s + n, cap - n, "{\"version\": \"1.0\", \"normalizer\": null, %s "
-                                          "\"pre_tokenizer\": %s, \"model\": {\"type\": \"BPE\", "
-                                          "\"ignore_merges\": true, \"vocab\": {",
+    n += (size_t)snprintf(s + n, cap - n,
+                          "{\"version\": \"1.0\", \"normalizer\": null, %s "
+                          "\"pre_tokenizer\": %s, \"model\": {\"type\": \"BPE\", "
+                          "\"ignore_merges\": true, \"vocab\": {",
                           extra, pre);
     int id = 0, k = 0;
     for (int b = 0; b < 256; b++) { /* id b is byte b */
@@ -489,8 +507,10 @@ static char *mini_json(const char *extra_vocab, const char *merges, const char *
             u[1] = (char)(0x80 | (cp & 0x3f));
             u[2] = 0;
         }
-        if (cp == '"' || cp == '\\') n += (size_t)snprintf(s + n, cap - n, "\"\\%s\": %d, ", u, id++);
-        else n += (size_t)snprintf(s + n, cap - n, "\"%s\": %d, ", u, id++);
+        if (cp == '"' || cp == '\\')
+            n += (size_t)snprintf(s + n, cap - n, "\"\\%s\": %d, ", u, id++);
+        else
+            n += (size_t)snprintf(s + n, cap - n, "\"%s\": %d, ", u, id++);
     }
     if (!*extra_vocab) n -= 2; /* drop the last ", " */
     n += (size_t)snprintf(s + n, cap - n, "%s}, \"merges\": [%s]}}", extra_vocab, merges);
@@ -508,7 +528,8 @@ static void test_bad_tokenizer_json(void **state) {
     expect_msg("not valid JSON");
     expect_msg("truncated?");
     free(data);
-    static const char BL[] = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}";
+    static const char BL[] =
+        "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}";
     char *ok = mini_json("\"ab\": 256", "\"a b\"", BL, "");
     assert_int_equal(open_text(dir, "ok.json", ok, strlen(ok), NULL), CB_OK);
     assert_int_equal(open_text(dir, "ok.json", ok, strlen(ok), "cl100k_base"), CB_ERR_ARG);
@@ -542,14 +563,16 @@ static void test_bad_tokenizer_json(void **state) {
         {"\"ab\": 5", "", BL, "", "token id 5 is defined twice"},
         {"", "", "null", "", "no ByteLevel pre-tokenizer"},
         {"", "", "{\"type\": \"Whitespace\"}", "", "pre-tokenizer type 'Whitespace'"},
-        {"", "", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}",
-         "", "does not compile"},
-        {"", "", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"x\"}, \"behavior\": \"Odd\"}", "",
-         "behavior must be"},
+        {"", "",
+         "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}", "",
+         "does not compile"},
+        {"", "", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"x\"}, \"behavior\": \"Odd\"}",
+         "", "behavior must be"},
         {"", "", BL, "\"added_tokens\": [{\"id\": 300}],", "added_tokens[0] needs"},
-        {"", "", BL, "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
-                     "[{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {\"<s>\": "
-                     "{\"ids\": [999]}}},",
+        {"", "", BL,
+         "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+         "[{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {\"<s>\": "
+         "{\"ids\": [999]}}},",
          "names id 999"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -616,7 +639,8 @@ static void test_split_behaviours(void **state) {
         if (ids.n != (size_t)cases[i].n ||
             memcmp(ids.data, cases[i].want, ids.n * sizeof(int32_t)) != 0)
             fail_msg("%s: got %zu ids", cases[i].behaviour, ids.n);
-        if (strcmp(cases[i].behaviour, "Removed") != 0) check_roundtrip(tok, &ids, text, strlen(text));
+        if (strcmp(cases[i].behaviour, "Removed") != 0)
+            check_roundtrip(tok, &ids, text, strlen(text));
         cb_ids_free(&ids);
         cb_tokenizer_free(tok);
     }
@@ -628,10 +652,11 @@ static void test_split_behaviours(void **state) {
 static void test_long_whitespace(void **state) {
     (void)state;
     const char *dir = tu_tmpdir();
-    const char *pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
-                      "\"pattern\": {\"Regex\": \"\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+|\\\\S+\"}, "
-                      "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
-                      "\"add_prefix_space\": false, \"use_regex\": false}]}";
+    const char *pre =
+        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+        "\"pattern\": {\"Regex\": \"\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+|\\\\S+\"}, "
+        "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+        "\"add_prefix_space\": false, \"use_regex\": false}]}";
     char *j = mini_json("", "", pre, "");
     char path[4200];
     snprintf(path, sizeof path, "%s/ws.json", dir);
@@ -712,20 +737,13 @@ static void test_json_reader(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cl100k_reference),
-        cmocka_unit_test(test_cl100k_builtin),
-        cmocka_unit_test(test_llama3_reference),
-        cmocka_unit_test(test_llama3_tiktoken),
-        cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_roundtrip_edge_cases),
-        cmocka_unit_test(test_special_tokens),
-        cmocka_unit_test(test_decode_errors),
-        cmocka_unit_test(test_bytes_tokenizer),
-        cmocka_unit_test(test_bad_tiktoken),
-        cmocka_unit_test(test_bad_tokenizer_json),
-        cmocka_unit_test(test_split_behaviours),
-        cmocka_unit_test(test_long_whitespace),
-        cmocka_unit_test(test_json_reader),
+        cmocka_unit_test(test_cl100k_reference),   cmocka_unit_test(test_cl100k_builtin),
+        cmocka_unit_test(test_llama3_reference),   cmocka_unit_test(test_llama3_tiktoken),
+        cmocka_unit_test(test_invalid_utf8),       cmocka_unit_test(test_roundtrip_edge_cases),
+        cmocka_unit_test(test_special_tokens),     cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_bytes_tokenizer),    cmocka_unit_test(test_bad_tiktoken),
+        cmocka_unit_test(test_bad_tokenizer_json), cmocka_unit_test(test_split_behaviours),
+        cmocka_unit_test(test_long_whitespace),    cmocka_unit_test(test_json_reader),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -34,11 +34,16 @@ void cb_tokens_close(cb_token_file *f);
 
 static inline int64_t cb_tokens_at(const cb_token_file *f, int64_t i) {
     switch (f->dtype) {
-    case CB_U8: return ((const uint8_t *)f->data)[i];
-    case CB_U16: return ((const uint16_t *)f->data)[i];
-    case CB_U32: return ((const uint32_t *)f->data)[i];
-    case CB_I32: return ((const int32_t *)f->data)[i];
-    default: return ((const int64_t *)f->data)[i];
+    case CB_U8:
+        return ((const uint8_t *)f->data)[i];
+    case CB_U16:
+        return ((const uint16_t *)f->data)[i];
+    case CB_U32:
+        return ((const uint32_t *)f->data)[i];
+    case CB_I32:
+        return ((const int32_t *)f->data)[i];
+    default:
+        return ((const int64_t *)f->data)[i];
     }
 }
 /* Copies tokens [start, start + n) into dst, widened to int64 / narrowed to int32 (ids are
@@ -72,7 +77,7 @@ void cb_token_writer_abort(cb_token_writer *w);
 typedef struct cb_dataset {
     const cb_token_file *tokens;
     int64_t begin, end;
-    int64_t block;  /* L */
+    int64_t block; /* L */
     int64_t stride;
     int64_t n_windows;
 } cb_dataset;
@@ -89,8 +94,8 @@ int64_t cb_dataset_window_start(const cb_dataset *d, int64_t i);
 /* Window i into x and y (block ids each). */
 cb_status cb_dataset_window(const cb_dataset *d, int64_t i, int64_t *x, int64_t *y);
 /* Stacks windows[0..B) into x and y: CPU tensors of shape (B, L), dtype CB_I64 or CB_I32. */
-cb_status cb_dataset_batch(const cb_dataset *d, const int64_t *windows, int64_t batch,
-                           cb_tensor *x, cb_tensor *y);
+cb_status cb_dataset_batch(const cb_dataset *d, const int64_t *windows, int64_t batch, cb_tensor *x,
+                           cb_tensor *y);
 
 /* ---- seeded sampling ---------------------------------------------------------------------- */
 
@@ -129,11 +134,11 @@ typedef struct cb_prepare_progress {
 } cb_prepare_progress;
 
 typedef struct cb_prepare_opts {
-    const char *tokenizer; /* as cb_tokenizer_open */
-    const char *encoding;  /* or NULL */
+    const char *tokenizer;     /* as cb_tokenizer_open */
+    const char *encoding;      /* or NULL */
     const char *const *inputs; /* files, or directories whose *.txt files are read in name order */
     int n_inputs;
-    const char *output;    /* OUT.npy; OUT.meta.json is written beside it */
+    const char *output;     /* OUT.npy; OUT.meta.json is written beside it */
     cb_doc_split doc_split; /* for text files; a .jsonl file gives one document per line's "text" */
     void (*progress)(void *ctx, const cb_prepare_progress *p); /* optional, about every 1 MB */
     void *progress_ctx;

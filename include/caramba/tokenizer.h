@@ -66,8 +66,8 @@ cb_status cb_tokenizer_encode(cb_tokenizer *tok, const char *text, size_t len, u
                               cb_ids *out);
 /* Concatenated bytes of the ids into a heap buffer (NUL-terminated for convenience; *out_len
  * excludes the NUL). Ids outside the vocabulary are an error naming the id. */
-cb_status cb_tokenizer_decode(const cb_tokenizer *tok, const int32_t *ids, size_t n,
-                              unsigned flags, char **out, size_t *out_len);
+cb_status cb_tokenizer_decode(const cb_tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
+                              char **out, size_t *out_len);
 
 /* Largest id + 1 (the embedding rows a model needs). Ids without a token inside that range
  * (cl100k_base's 100256..100276 gap) fail to decode. */

@@ -60,8 +60,9 @@ static int encode_jsonl(cb_tokenizer *tok, const char *path, unsigned flags) {
         char *text;
         size_t tlen;
         if (cb_json_string_field(line + s, n - s, "text", &text, &tlen) != CB_OK) {
-            fprintf(stderr, "error: caramba tokenize: %s:%zu: expected a JSON object with a string "
-                            "\"text\" (%s)\n",
+            fprintf(stderr,
+                    "error: caramba tokenize: %s:%zu: expected a JSON object with a string "
+                    "\"text\" (%s)\n",
                     path, lineno, cb_last_error());
             rc = 1;
             break;
@@ -85,14 +86,19 @@ static int encode_jsonl(cb_tokenizer *tok, const char *path, unsigned flags) {
 
 int cb_cmd_tokenize(int argc, char **argv) {
     cb_opt opts[] = {
-        {.name = "tokenizer", .metavar = "PATH",
+        {.name = "tokenizer",
+         .metavar = "PATH",
          .help = "'bytes', a .tiktoken rank file, a tokenizer.json or a directory holding one"},
-        {.name = "encoding", .metavar = "NAME",
+        {.name = "encoding",
+         .metavar = "NAME",
          .help = "for a .tiktoken file: cl100k_base, o200k_base, p50k_base, r50k_base, llama3, or "
                  "an encoding .json (default: FILE.json beside it, else the file's name)"},
-        {.name = "text-file", .metavar = "FILE",
-         .help = "encode the whole file (any bytes; '-' = stdin); prints one line {\"ids\": [...]}"},
-        {.name = "jsonl", .metavar = "FILE",
+        {.name = "text-file",
+         .metavar = "FILE",
+         .help =
+             "encode the whole file (any bytes; '-' = stdin); prints one line {\"ids\": [...]}"},
+        {.name = "jsonl",
+         .metavar = "FILE",
          .help = "one {\"text\": ...} object per line ('-' = stdin): one {\"ids\": [...]} line "
                  "per input line, in order; blank lines are skipped"},
         {.name = "bos", .help = "prepend the beginning-of-text token(s)"},
@@ -105,7 +111,10 @@ int cb_cmd_tokenize(int argc, char **argv) {
                         "--tokenizer PATH [--encoding NAME] (--text-file FILE | --jsonl FILE) "
                         "[--bos] [--eos] [--allow-special]",
                         "Encodes text with a tokenizer and prints the ids as JSON lines on stdout.",
-                        opts, sizeof opts / sizeof opts[0], 0, 0};
+                        opts,
+                        sizeof opts / sizeof opts[0],
+                        0,
+                        0};
     const char *pos[1];
     int n_pos;
     int r = cb_args_parse(&spec, argc, argv, pos, &n_pos);
@@ -150,10 +159,11 @@ int cb_cmd_tokenize(int argc, char **argv) {
         } else {
             st = cb_map_file(text_file, &map, &size);
         }
+        if (st == CB_OK) st = cb_tokenizer_encode(tok, buf ? buf : map, size, flags, &ids);
         if (st == CB_OK)
-            st = cb_tokenizer_encode(tok, buf ? buf : map, size, flags, &ids);
-        if (st == CB_OK) print_ids(stdout, &ids);
-        else rc = fail(cb_last_error());
+            print_ids(stdout, &ids);
+        else
+            rc = fail(cb_last_error());
         if (map) cb_unmap_file(map, size);
         free(buf);
         cb_ids_free(&ids);

@@ -11,15 +11,18 @@
 cb_status cb_dataset_init(cb_dataset *d, const cb_token_file *f, int64_t begin, int64_t end,
                           int64_t block, int64_t stride) {
     memset(d, 0, sizeof *d);
-    if (block <= 0) return cb_fail(CB_ERR_ARG, "block_size must be positive, got %lld", (long long)block);
-    if (stride <= 0) return cb_fail(CB_ERR_ARG, "stride must be positive, got %lld", (long long)stride);
+    if (block <= 0)
+        return cb_fail(CB_ERR_ARG, "block_size must be positive, got %lld", (long long)block);
+    if (stride <= 0)
+        return cb_fail(CB_ERR_ARG, "stride must be positive, got %lld", (long long)stride);
     if (begin < 0 || end > f->n || begin > end)
         return cb_fail(CB_ERR_ARG, "%s: token range [%lld, %lld) outside the file's %lld tokens",
                        f->path, (long long)begin, (long long)end, (long long)f->n);
     int64_t len = end - begin;
     if (len <= block)
-        return cb_fail(CB_ERR_ARG, "%s: block_size must be smaller than data length, got "
-                                   "block_size=%lld, len=%lld",
+        return cb_fail(CB_ERR_ARG,
+                       "%s: block_size must be smaller than data length, got "
+                       "block_size=%lld, len=%lld",
                        f->path, (long long)block, (long long)len);
     d->tokens = f;
     d->begin = begin;
@@ -53,7 +56,9 @@ cb_status cb_dataset_split(const cb_token_file *f, double val_fraction, int64_t 
     return CB_OK;
 }
 
-int64_t cb_dataset_window_start(const cb_dataset *d, int64_t i) { return d->begin + i * d->stride; }
+int64_t cb_dataset_window_start(const cb_dataset *d, int64_t i) {
+    return d->begin + i * d->stride;
+}
 
 cb_status cb_dataset_window(const cb_dataset *d, int64_t i, int64_t *x, int64_t *y) {
     if (i < 0 || i >= d->n_windows)
@@ -76,13 +81,13 @@ static cb_status check_batch(const cb_dataset *d, int64_t batch, const cb_tensor
     if (x->ndim != 2 || !cb_tensor_same_shape(x, y) || x->shape[0] != batch ||
         x->shape[1] != d->block)
         return cb_fail(CB_ERR_SHAPE, "dataset batch: x %s and y %s must be [%lld, %lld]",
-                       cb_shape_str(x, a, sizeof a), cb_shape_str(y, b, sizeof b),
-                       (long long)batch, (long long)d->block);
+                       cb_shape_str(x, a, sizeof a), cb_shape_str(y, b, sizeof b), (long long)batch,
+                       (long long)d->block);
     return CB_OK;
 }
 
-cb_status cb_dataset_batch(const cb_dataset *d, const int64_t *windows, int64_t batch,
-                           cb_tensor *x, cb_tensor *y) {
+cb_status cb_dataset_batch(const cb_dataset *d, const int64_t *windows, int64_t batch, cb_tensor *x,
+                           cb_tensor *y) {
     CB_TRY(check_batch(d, batch, x, y));
     int64_t L = d->block;
     for (int64_t b = 0; b < batch; b++) {

@@ -23,8 +23,10 @@ static int hex4(const char *p, const char *end) {
     int v = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -79,14 +81,30 @@ static bool string(jscan *s, char *out, size_t *len) {
         s->p += 2;
         char one = 0;
         switch (e) {
-        case '"': one = '"'; break;
-        case '\\': one = '\\'; break;
-        case '/': one = '/'; break;
-        case 'b': one = '\b'; break;
-        case 'f': one = '\f'; break;
-        case 'n': one = '\n'; break;
-        case 'r': one = '\r'; break;
-        case 't': one = '\t'; break;
+        case '"':
+            one = '"';
+            break;
+        case '\\':
+            one = '\\';
+            break;
+        case '/':
+            one = '/';
+            break;
+        case 'b':
+            one = '\b';
+            break;
+        case 'f':
+            one = '\f';
+            break;
+        case 'n':
+            one = '\n';
+            break;
+        case 'r':
+            one = '\r';
+            break;
+        case 't':
+            one = '\t';
+            break;
         case 'u': {
             int u = hex4(s->p, s->end);
             if (u < 0) return false;
@@ -107,7 +125,8 @@ static bool string(jscan *s, char *out, size_t *len) {
             o += k;
             continue;
         }
-        default: return false;
+        default:
+            return false;
         }
         if (out) out[o] = one;
         o++;
@@ -175,7 +194,8 @@ cb_status cb_json_string_field(const char *line, size_t n, const char *key, char
     if (ok) {
         s.p++;
         ws(&s);
-        if (s.p < s.end && *s.p == '}') s.p++;
+        if (s.p < s.end && *s.p == '}')
+            s.p++;
         else
             for (;;) {
                 ws(&s);

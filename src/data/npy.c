@@ -79,8 +79,9 @@ static cb_status parse_shape(hdr_parser *h, int *ndim, int64_t *shape) {
             break;
         }
         if (h->p >= h->end || *h->p < '0' || *h->p > '9')
-            return cb_fail(CB_ERR_FORMAT, "%s: bad .npy header: 'shape' must be a tuple of "
-                                          "non-negative integers",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: bad .npy header: 'shape' must be a tuple of "
+                           "non-negative integers",
                            h->name);
         int64_t v = 0;
         while (h->p < h->end && *h->p >= '0' && *h->p <= '9') {
@@ -89,8 +90,9 @@ static cb_status parse_shape(hdr_parser *h, int *ndim, int64_t *shape) {
             v = v * 10 + (*h->p++ - '0');
         }
         if (*ndim >= CB_MAX_DIMS)
-            return cb_fail(CB_ERR_UNSUPPORTED, "%s: .npy arrays of more than %d dimensions are "
-                                               "not supported",
+            return cb_fail(CB_ERR_UNSUPPORTED,
+                           "%s: .npy arrays of more than %d dimensions are "
+                           "not supported",
                            h->name, CB_MAX_DIMS);
         shape[(*ndim)++] = v;
         trailing_comma = 0;
@@ -133,12 +135,14 @@ static cb_status parse_header(const char *text, size_t len, const char *name, cb
             if (starts_with(&h, "False")) {
                 h.p += 5;
             } else if (starts_with(&h, "True")) {
-                return cb_fail(CB_ERR_UNSUPPORTED, "%s: Fortran-order .npy arrays are not "
-                                                   "supported (save with np.ascontiguousarray)",
+                return cb_fail(CB_ERR_UNSUPPORTED,
+                               "%s: Fortran-order .npy arrays are not "
+                               "supported (save with np.ascontiguousarray)",
                                name);
             } else {
-                return cb_fail(CB_ERR_FORMAT, "%s: bad .npy header: 'fortran_order' must be "
-                                              "True or False",
+                return cb_fail(CB_ERR_FORMAT,
+                               "%s: bad .npy header: 'fortran_order' must be "
+                               "True or False",
                                name);
             }
             have_fortran = 1;
@@ -163,17 +167,20 @@ static cb_status parse_header(const char *text, size_t len, const char *name, cb
                        name);
     if (!have_descr || !have_fortran || !have_shape)
         return cb_fail(CB_ERR_FORMAT, "%s: bad .npy header: missing key '%s'", name,
-                       !have_descr ? "descr" : !have_fortran ? "fortran_order" : "shape");
+                       !have_descr     ? "descr"
+                       : !have_fortran ? "fortran_order"
+                                       : "shape");
     for (int i = 0; i < N_NPY_TYPES; i++)
         if (strcmp(descr, npy_types[i].descr) == 0) {
             n->dtype = npy_types[i].dtype;
             return CB_OK;
         }
     if (descr[0] == '>' && descr[1])
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s: big-endian .npy data ('%s') is not supported",
-                       name, descr);
-    return cb_fail(CB_ERR_UNSUPPORTED, "%s: unsupported .npy dtype '%s' (supported: <f4 <f2 <i4 "
-                                       "<i8 <u2 <u4 |u1)",
+        return cb_fail(CB_ERR_UNSUPPORTED, "%s: big-endian .npy data ('%s') is not supported", name,
+                       descr);
+    return cb_fail(CB_ERR_UNSUPPORTED,
+                   "%s: unsupported .npy dtype '%s' (supported: <f4 <f2 <i4 "
+                   "<i8 <u2 <u4 |u1)",
                    name, descr);
 }
 
@@ -183,8 +190,8 @@ static cb_status npy_parse_into(cb_npy *n, const void *buf, size_t size, const c
         return cb_fail(CB_ERR_FORMAT, "%s: not a .npy file (bad magic)", name);
     int major = b[6], minor = b[7];
     if ((major != 1 && major != 2 && major != 3) || minor != 0)
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s: unsupported .npy format version %d.%d", name,
-                       major, minor);
+        return cb_fail(CB_ERR_UNSUPPORTED, "%s: unsupported .npy format version %d.%d", name, major,
+                       minor);
     size_t pre = major == 1 ? 10 : 12, hlen;
     if (size < pre) return cb_fail(CB_ERR_FORMAT, "%s: truncated .npy header", name);
     if (major == 1) {
@@ -193,13 +200,14 @@ static cb_status npy_parse_into(cb_npy *n, const void *buf, size_t size, const c
         hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
     }
     if (hlen > size - pre)
-        return cb_fail(CB_ERR_FORMAT, "%s: .npy header length %zu runs past the end of the file "
-                                      "(%zu bytes)",
+        return cb_fail(CB_ERR_FORMAT,
+                       "%s: .npy header length %zu runs past the end of the file "
+                       "(%zu bytes)",
                        name, hlen, size);
     for (size_t i = 0; i < hlen; i++)
         if (b[pre + i] == 0 || b[pre + i] >= 0x80)
-            return cb_fail(CB_ERR_FORMAT, "%s: bad .npy header: non-ASCII byte at offset %zu",
-                           name, pre + i);
+            return cb_fail(CB_ERR_FORMAT, "%s: bad .npy header: non-ASCII byte at offset %zu", name,
+                           pre + i);
     CB_TRY(parse_header((const char *)b + pre, hlen, name, n));
 
     size_t item = cb_dtype_size(n->dtype);
@@ -214,8 +222,9 @@ static cb_status npy_parse_into(cb_npy *n, const void *buf, size_t size, const c
     size_t off = pre + hlen;
     char dims[96];
     if (need > size - off)
-        return cb_fail(CB_ERR_FORMAT, "%s: truncated .npy data: shape %s of %s needs %llu bytes, "
-                                      "the file has %zu after the header",
+        return cb_fail(CB_ERR_FORMAT,
+                       "%s: truncated .npy data: shape %s of %s needs %llu bytes, "
+                       "the file has %zu after the header",
                        name, cb_dims_str(n->ndim, n->shape, dims, sizeof dims),
                        cb_dtype_name(n->dtype), (unsigned long long)need, size - off);
     if (need < size - off)
@@ -223,8 +232,9 @@ static cb_status npy_parse_into(cb_npy *n, const void *buf, size_t size, const c
                        name, (unsigned long long)(size - off - need),
                        cb_dims_str(n->ndim, n->shape, dims, sizeof dims));
     if (need && ((uintptr_t)(b + off)) % item != 0)
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s: .npy data offset %zu is not aligned to the "
-                                           "%zu-byte element size",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "%s: .npy data offset %zu is not aligned to the "
+                       "%zu-byte element size",
                        name, off, item);
     n->data = b + off;
     n->nbytes = (size_t)need;

@@ -215,8 +215,10 @@ static cb_status write_meta(const cb_prepare_opts *o, const cb_tokenizer *tok,
     cJSON_AddStringToObject(j, "tokens_file", base ? base + 1 : o->output);
     cJSON_AddStringToObject(j, "tokenizer", o->tokenizer);
     cJSON_AddStringToObject(j, "tokenizer_name", cb_tokenizer_name(tok));
-    if (o->encoding) cJSON_AddStringToObject(j, "encoding", o->encoding);
-    else cJSON_AddNullToObject(j, "encoding");
+    if (o->encoding)
+        cJSON_AddStringToObject(j, "encoding", o->encoding);
+    else
+        cJSON_AddNullToObject(j, "encoding");
     cJSON_AddNumberToObject(j, "vocab_size", (double)s->vocab_size);
     cJSON_AddStringToObject(j, "dtype", dtype_numpy_name(s->dtype));
     cJSON_AddNumberToObject(j, "documents", (double)s->documents);
@@ -226,7 +228,8 @@ static cb_status write_meta(const cb_prepare_opts *o, const cb_tokenizer *tok,
     cJSON_AddStringToObject(j, "doc_split", splits[o->doc_split]);
     cJSON_AddNumberToObject(j, "bytes", (double)s->bytes);
     cJSON *in = cJSON_AddArrayToObject(j, "inputs");
-    for (int i = 0; i < files->n; i++) cJSON_AddItemToArray(in, cJSON_CreateString(files->paths[i]));
+    for (int i = 0; i < files->n; i++)
+        cJSON_AddItemToArray(in, cJSON_CreateString(files->paths[i]));
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     cb_status st;
@@ -254,8 +257,10 @@ cb_status cb_prepare_data(const cb_prepare_opts *o, cb_prepare_stats *stats) {
     for (int i = 0; st == CB_OK && i < o->n_inputs; i++) st = expand_input(&files, o->inputs[i]);
     for (int i = 0; st == CB_OK && i < files.n; i++) {
         struct stat sb;
-        if (stat(files.paths[i], &sb) != 0) st = cb_fail(CB_ERR_IO, "%s: cannot stat", files.paths[i]);
-        else p.prog.bytes_total += (int64_t)sb.st_size;
+        if (stat(files.paths[i], &sb) != 0)
+            st = cb_fail(CB_ERR_IO, "%s: cannot stat", files.paths[i]);
+        else
+            p.prog.bytes_total += (int64_t)sb.st_size;
         if (st == CB_OK && strcmp(files.paths[i], o->output) == 0)
             st = cb_fail(CB_ERR_ARG, "prepare-data: the output %s is also an input", o->output);
     }
@@ -277,8 +282,10 @@ cb_status cb_prepare_data(const cb_prepare_opts *o, cb_prepare_stats *stats) {
         if (stat(files.paths[i], &sb) == 0) base += (int64_t)sb.st_size;
     }
     if (p.w) {
-        if (st == CB_OK) st = cb_token_writer_commit(p.w);
-        else cb_token_writer_abort(p.w);
+        if (st == CB_OK)
+            st = cb_token_writer_commit(p.w);
+        else
+            cb_token_writer_abort(p.w);
     }
     stats->files = files.n;
     stats->documents = p.prog.documents;

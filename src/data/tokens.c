@@ -37,15 +37,18 @@ static cb_status parse_text_tokens(cb_token_file *f, const char *s, size_t len) 
         int64_t v = 0;
         bool ok = true;
         while (i < len && !isspace((unsigned char)s[i])) {
-            if (s[i] < '0' || s[i] > '9' || v > INT32_MAX) ok = false;
-            else v = v * 10 + (s[i] - '0');
+            if (s[i] < '0' || s[i] > '9' || v > INT32_MAX)
+                ok = false;
+            else
+                v = v * 10 + (s[i] - '0');
             i++;
         }
         if (!ok || v > INT32_MAX) {
             free(ids);
-            return cb_fail(CB_ERR_FORMAT, "%s:%zu:%zu: '%.*s' is not a token id (a .tokens/.txt "
-                                          "token file holds whitespace-separated ids in 0..2^31-1; "
-                                          "turn text into tokens with caramba prepare-data)",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s:%zu:%zu: '%.*s' is not a token id (a .tokens/.txt "
+                           "token file holds whitespace-separated ids in 0..2^31-1; "
+                           "turn text into tokens with caramba prepare-data)",
                            f->path, line, start - line_start + 1,
                            (int)(i - start < 40 ? i - start : 40), s + start);
         }
@@ -111,7 +114,9 @@ void cb_tokens_read_i64(const cb_token_file *f, int64_t start, int64_t n, int64_
         for (int64_t i = 0; i < n; i++) dst[i] = s[i];
         break;
     }
-    case CB_I64: memcpy(dst, (const int64_t *)f->data + start, (size_t)n * sizeof *dst); break;
+    case CB_I64:
+        memcpy(dst, (const int64_t *)f->data + start, (size_t)n * sizeof *dst);
+        break;
     default:
         for (int64_t i = 0; i < n; i++) dst[i] = cb_tokens_at(f, start + i);
     }
@@ -124,7 +129,9 @@ void cb_tokens_read_i32(const cb_token_file *f, int64_t start, int64_t n, int32_
         for (int64_t i = 0; i < n; i++) dst[i] = s[i];
         break;
     }
-    case CB_I32: memcpy(dst, (const int32_t *)f->data + start, (size_t)n * sizeof *dst); break;
+    case CB_I32:
+        memcpy(dst, (const int32_t *)f->data + start, (size_t)n * sizeof *dst);
+        break;
     default:
         for (int64_t i = 0; i < n; i++) dst[i] = (int32_t)cb_tokens_at(f, start + i);
     }
@@ -164,9 +171,13 @@ static void format_header(char *h, cb_dtype dt, int64_t count) {
     h[8] = TOKW_HEADER - 10;
     h[9] = 0;
     char dict[TOKW_HEADER];
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%lld,), }",
-                     dt == CB_U16 ? "<u2" : dt == CB_U32 ? "<u4" : dt == CB_I32 ? "<i4" : "<i8",
-                     (long long)count);
+    int n =
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%lld,), }",
+                 dt == CB_U16   ? "<u2"
+                 : dt == CB_U32 ? "<u4"
+                 : dt == CB_I32 ? "<i4"
+                                : "<i8",
+                 (long long)count);
     memcpy(h + 10, dict, (size_t)n);
     h[TOKW_HEADER - 1] = '\n';
 }
@@ -227,16 +238,21 @@ cb_status cb_token_writer_append(cb_token_writer *w, const int32_t *ids, size_t 
     return CB_OK;
 }
 
-int64_t cb_token_writer_count(const cb_token_writer *w) { return w->count; }
+int64_t cb_token_writer_count(const cb_token_writer *w) {
+    return w->count;
+}
 
 cb_status cb_token_writer_commit(cb_token_writer *w) {
     cb_status st = flush_buf(w);
     char h[TOKW_HEADER];
     format_header(h, w->dtype, w->count);
-    if (st == CB_OK && (fseek(w->af.f, 0, SEEK_SET) != 0 || fwrite(h, 1, TOKW_HEADER, w->af.f) != TOKW_HEADER))
+    if (st == CB_OK &&
+        (fseek(w->af.f, 0, SEEK_SET) != 0 || fwrite(h, 1, TOKW_HEADER, w->af.f) != TOKW_HEADER))
         st = cb_fail(CB_ERR_IO, "%s: write failed: %s", w->af.path, strerror(errno));
-    if (st == CB_OK) st = cb_atomic_commit(&w->af);
-    else cb_atomic_abort(&w->af);
+    if (st == CB_OK)
+        st = cb_atomic_commit(&w->af);
+    else
+        cb_atomic_abort(&w->af);
     free(w);
     return st;
 }

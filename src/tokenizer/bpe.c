@@ -113,7 +113,8 @@ static inline bool push_pair(cb_tokenizer *t, size_t *nh, const tok_bpe_sym *sym
 cb_status tok_bpe(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *out) {
     if (n == 0) return CB_OK;
     if (n == 1) return cb_ids_push(out, t->byte_id[s[0]]);
-    if (n > INT32_MAX / 2) return cb_fail(CB_ERR_ARG, "tokenizer: a piece of %zu bytes is too long", n);
+    if (n > INT32_MAX / 2)
+        return cb_fail(CB_ERR_ARG, "tokenizer: a piece of %zu bytes is too long", n);
     if (n > t->syms_cap) {
         size_t cap = n < 64 ? 64 : n;
         tok_bpe_sym *sy = realloc(t->syms, cap * sizeof *sy);
@@ -126,7 +127,8 @@ cb_status tok_bpe(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *out) {
     bool ok = true;
     for (size_t i = 0; i < n; i++)
         sym[i] = (tok_bpe_sym){t->byte_id[s[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
-    for (size_t i = 0; ok && i + 1 < n; i++) ok = push_pair(t, &nh, sym, (int32_t)i, (int32_t)i + 1);
+    for (size_t i = 0; ok && i + 1 < n; i++)
+        ok = push_pair(t, &nh, sym, (int32_t)i, (int32_t)i + 1);
     size_t left = n;
     while (ok && nh) {
         tok_heap_ent e = heap_pop(t->heap, &nh);
@@ -166,8 +168,10 @@ cb_status tok_encode_piece(cb_tokenizer *t, const uint8_t *s, size_t n, cb_ids *
         return CB_OK;
     }
     size_t start = out->n;
-    if (t->ignore_merges && tok_strmap_get(&t->vocab, s, n, &v)) CB_TRY(cb_ids_push(out, (int32_t)v));
-    else CB_TRY(tok_bpe(t, s, n, out));
+    if (t->ignore_merges && tok_strmap_get(&t->vocab, s, n, &v))
+        CB_TRY(cb_ids_push(out, (int32_t)v));
+    else
+        CB_TRY(tok_bpe(t, s, n, out));
     if (n > TOK_CACHE_MAX_PIECE) return CB_OK;
     size_t cnt = out->n - start;
     if (t->cache.n >= TOK_CACHE_MAX_ENTRIES) { /* bounded: start over rather than evict */

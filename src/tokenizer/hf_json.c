@@ -63,8 +63,12 @@ static bool json_id(const tj_val *v, int32_t *id) {
     return true;
 }
 
-static bool is_null(const tj_val *v) { return !v || v->type == TJ_NULL; }
-static bool is_str(const tj_val *v) { return v && v->type == TJ_STR; }
+static bool is_null(const tj_val *v) {
+    return !v || v->type == TJ_NULL;
+}
+static bool is_str(const tj_val *v) {
+    return v && v->type == TJ_STR;
+}
 
 /* "type" of an object, as a NUL-terminated copy in buf ("" when missing). */
 static const char *json_type(const tj_val *obj, char *buf, size_t cap) {
@@ -120,8 +124,9 @@ static cb_status add_pretokenizer(cb_tokenizer *t, const tj_val *pt, const char 
         const tj_val *pat = tj_get(pt, "pattern");
         const tj_val *re = tj_get(pat, "Regex"), *str = tj_get(pat, "String");
         if (!is_str(re) && !is_str(str))
-            return cb_fail(CB_ERR_FORMAT, "%s: %s.pattern must be {\"Regex\": ...} or "
-                                          "{\"String\": ...}",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: %s.pattern must be {\"Regex\": ...} or "
+                           "{\"String\": ...}",
                            src, key);
         const tj_val *beh = tj_get(pt, "behavior");
         static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious",
@@ -130,8 +135,9 @@ static cb_status add_pretokenizer(cb_tokenizer *t, const tj_val *pt, const char 
         for (int i = 0; i < 5; i++)
             if (tj_str_eq(beh, names[i])) behavior = i;
         if (behavior < 0)
-            return cb_fail(CB_ERR_FORMAT, "%s: %s.behavior must be one of Isolated, Removed, "
-                                          "MergedWithPrevious, MergedWithNext, Contiguous",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: %s.behavior must be one of Isolated, Removed, "
+                           "MergedWithPrevious, MergedWithNext, Contiguous",
                            src, key);
         char *pattern = str_dup(is_str(re) ? re : str);
         if (!pattern)
@@ -141,8 +147,9 @@ static cb_status add_pretokenizer(cb_tokenizer *t, const tj_val *pt, const char 
         free(pattern);
         return st == CB_OK ? st : cb_fail_context(st, "%s", key);
     }
-    return cb_fail(CB_ERR_UNSUPPORTED, "%s: %s: pre-tokenizer type '%s' is not supported "
-                                       "(Sequence, Split, ByteLevel, Digits are)",
+    return cb_fail(CB_ERR_UNSUPPORTED,
+                   "%s: %s: pre-tokenizer type '%s' is not supported "
+                   "(Sequence, Split, ByteLevel, Digits are)",
                    src, key, type);
 }
 
@@ -161,8 +168,9 @@ static cb_status template_ids(cb_tokenizer *t, const tj_val *tp, const char *src
         const tj_val *name = tj_get(tj_get(e, "SpecialToken"), "id");
         char nb[256];
         if (!is_str(name) || name->n >= sizeof nb || memchr(name->s, 0, name->n))
-            return cb_fail(CB_ERR_FORMAT, "%s: post_processor.single: expected Sequence or "
-                                          "SpecialToken items",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: post_processor.single: expected Sequence or "
+                           "SpecialToken items",
                            src);
         memcpy(nb, name->s, name->n);
         nb[name->n] = 0;
@@ -184,8 +192,7 @@ static cb_status template_ids(cb_tokenizer *t, const tj_val *tp, const char *src
     return CB_OK;
 }
 
-static cb_status add_post_processor(cb_tokenizer *t, const tj_val *pp, const char *src,
-                                    int depth) {
+static cb_status add_post_processor(cb_tokenizer *t, const tj_val *pp, const char *src, int depth) {
     if (is_null(pp)) return CB_OK;
     char tb[64];
     const char *type = json_type(pp, tb, sizeof tb);
@@ -194,7 +201,8 @@ static cb_status add_post_processor(cb_tokenizer *t, const tj_val *pp, const cha
         const tj_val *list = tj_get(pp, "processors");
         if (!list || list->type != TJ_ARR)
             return cb_fail(CB_ERR_FORMAT, "%s: post_processor.processors must be an array", src);
-        if (depth > 4) return cb_fail(CB_ERR_UNSUPPORTED, "%s: post_processor nested too deeply", src);
+        if (depth > 4)
+            return cb_fail(CB_ERR_UNSUPPORTED, "%s: post_processor nested too deeply", src);
         for (uint32_t i = 0; i < list->n; i++)
             CB_TRY(add_post_processor(t, &list->items[i], src, depth + 1));
         return CB_OK;
@@ -224,8 +232,9 @@ static cb_status load_added(cb_tokenizer *t, const tj_val *added, const char *sr
         const tj_val *content = tj_get(e, "content");
         int32_t id;
         if (!json_id(tj_get(e, "id"), &id) || !is_str(content) || content->n == 0)
-            return cb_fail(CB_ERR_FORMAT, "%s: added_tokens[%u] needs an integer \"id\" and a "
-                                          "non-empty \"content\"",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: added_tokens[%u] needs an integer \"id\" and a "
+                           "non-empty \"content\"",
                            src, i);
         bool special = json_bool(e, "special", false);
         cb_status st = tok_set_id(t, id, content->s, content->n,
@@ -259,8 +268,9 @@ static cb_status load_model(cb_tokenizer *t, const tj_val *model, const char *sr
     if (!is_null(dropout) && !(dropout->type == TJ_NUM && dropout->num == 0))
         return cb_fail(CB_ERR_UNSUPPORTED, "%s: model.dropout is not supported", src);
     if (json_bool(model, "byte_fallback", false))
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s: model.byte_fallback (SentencePiece-style BPE) is "
-                                           "not supported; only byte-level BPE is",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "%s: model.byte_fallback (SentencePiece-style BPE) is "
+                       "not supported; only byte-level BPE is",
                        src);
     static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
@@ -296,8 +306,9 @@ static cb_status load_model(cb_tokenizer *t, const tj_val *model, const char *sr
         }
         long nb = byte_level_decode(e->key, e->klen, buf);
         if (nb <= 0) {
-            st = cb_fail(CB_ERR_UNSUPPORTED, "%s: model.vocab: token '%.*s' (id %d) is not in the "
-                                             "byte-level alphabet; only byte-level BPE is supported",
+            st = cb_fail(CB_ERR_UNSUPPORTED,
+                         "%s: model.vocab: token '%.*s' (id %d) is not in the "
+                         "byte-level alphabet; only byte-level BPE is supported",
                          src, show, e->key, id);
             break;
         }
@@ -319,16 +330,16 @@ static cb_status load_model(cb_tokenizer *t, const tj_val *model, const char *sr
             a = m->s;
             const char *sp = memchr(a, ' ', m->n);
             if (!sp || memchr(sp + 1, ' ', (size_t)(a + m->n - sp - 1))) {
-                st = cb_fail(CB_ERR_FORMAT, "%s: model.merges[%u] '%.*s' is not two tokens "
-                                            "separated by one space",
+                st = cb_fail(CB_ERR_FORMAT,
+                             "%s: model.merges[%u] '%.*s' is not two tokens "
+                             "separated by one space",
                              src, rank, (int)(m->n < 80 ? m->n : 80), a);
                 break;
             }
             la = (size_t)(sp - a);
             b = sp + 1;
             lb = (size_t)(a + m->n - b);
-        } else if (m->type == TJ_ARR && m->n == 2 && is_str(&m->items[0]) &&
-                   is_str(&m->items[1])) {
+        } else if (m->type == TJ_ARR && m->n == 2 && is_str(&m->items[0]) && is_str(&m->items[1])) {
             a = m->items[0].s;
             la = m->items[0].n;
             b = m->items[1].s;
@@ -347,18 +358,21 @@ static cb_status load_model(cb_tokenizer *t, const tj_val *model, const char *sr
             }
             buf = p;
         }
-        long na = byte_level_decode(a, la, buf), nb = na > 0 ? byte_level_decode(b, lb, buf + na) : -1;
+        long na = byte_level_decode(a, la, buf),
+             nb = na > 0 ? byte_level_decode(b, lb, buf + na) : -1;
         uint64_t ia, ib, im;
         if (na <= 0 || nb <= 0 || !tok_strmap_get(&t->vocab, buf, (size_t)na, &ia) ||
             !tok_strmap_get(&t->vocab, buf + na, (size_t)nb, &ib)) {
-            st = cb_fail(CB_ERR_FORMAT, "%s: model.merges[%u]: '%.*s' or '%.*s' is not in the "
-                                        "vocabulary",
+            st = cb_fail(CB_ERR_FORMAT,
+                         "%s: model.merges[%u]: '%.*s' or '%.*s' is not in the "
+                         "vocabulary",
                          src, rank, (int)(la < 80 ? la : 80), a, (int)(lb < 80 ? lb : 80), b);
             break;
         }
         if (!tok_strmap_get(&t->vocab, buf, (size_t)(na + nb), &im)) {
-            st = cb_fail(CB_ERR_FORMAT, "%s: model.merges[%u]: the merge of '%.*s' and '%.*s' is "
-                                        "not in the vocabulary",
+            st = cb_fail(CB_ERR_FORMAT,
+                         "%s: model.merges[%u]: the merge of '%.*s' and '%.*s' is "
+                         "not in the vocabulary",
                          src, rank, (int)(la < 80 ? la : 80), a, (int)(lb < 80 ? lb : 80), b);
             break;
         }
@@ -383,18 +397,20 @@ cb_status tok_parse_hf(cb_tokenizer **out, const char *json, size_t len, const c
     const tj_val *norm = tj_get(root, "normalizer");
     char tb[64];
     if (st == CB_OK && !is_null(norm))
-        st = cb_fail(CB_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported (byte-level BPE "
-                                         "tokenizers have none)",
+        st = cb_fail(CB_ERR_UNSUPPORTED,
+                     "%s: normalizer '%s' is not supported (byte-level BPE "
+                     "tokenizers have none)",
                      name, *json_type(norm, tb, sizeof tb) ? tb : "?");
     if (st == CB_OK) st = load_added(t, tj_get(root, "added_tokens"), name);
     if (st == CB_OK) st = load_model(t, tj_get(root, "model"), name);
     bool byte_level = false;
     if (st == CB_OK)
-        st = add_pretokenizer(t, tj_get(root, "pre_tokenizer"), name, "pre_tokenizer",
-                              &byte_level, 0);
+        st = add_pretokenizer(t, tj_get(root, "pre_tokenizer"), name, "pre_tokenizer", &byte_level,
+                              0);
     if (st == CB_OK && !byte_level)
-        st = cb_fail(CB_ERR_UNSUPPORTED, "%s: no ByteLevel pre-tokenizer: only byte-level BPE "
-                                         "tokenizers are supported",
+        st = cb_fail(CB_ERR_UNSUPPORTED,
+                     "%s: no ByteLevel pre-tokenizer: only byte-level BPE "
+                     "tokenizers are supported",
                      name);
     if (st == CB_OK) st = add_post_processor(t, tj_get(root, "post_processor"), name, 0);
     for (int i = 0; st == CB_OK && i < t->n_bos_pre + t->n_bos_post; i++) {

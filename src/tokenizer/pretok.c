@@ -86,7 +86,8 @@ static char *rewrite_pattern(const char *pat) {
         if (c == '\\' && i + 1 < n) {
             char e = pat[i + 1];
             if (e == 's') {
-                if (in_class) sb_put(&b, JS_SPACE, strlen(JS_SPACE));
+                if (in_class)
+                    sb_put(&b, JS_SPACE, strlen(JS_SPACE));
                 else {
                     sb_put(&b, "[", 1);
                     sb_put(&b, JS_SPACE, strlen(JS_SPACE));
@@ -160,8 +161,9 @@ cb_status tok_add_stage(cb_tokenizer *t, const char *pattern, bool literal, int 
         if (!st->re) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(err, msg, sizeof msg);
-            return cb_fail(CB_ERR_FORMAT, "%s: split pattern does not compile (%s at offset %zu): "
-                                          "%.200s",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: split pattern does not compile (%s at offset %zu): "
+                           "%.200s",
                            src, (const char *)msg, (size_t)erroff, pattern);
         }
         st->jit = pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE) == 0;
@@ -186,8 +188,8 @@ cb_status tok_add_stage(cb_tokenizer *t, const char *pattern, bool literal, int 
 
 /* Next match of stage st in s[from..n): *ms, *me; returns 0 none, 1 found, <0 error. Empty
  * matches are skipped (they would give empty pieces, which Hugging Face drops too). */
-static int next_match(cb_tokenizer *t, const tok_stage *st, const uint8_t *s, size_t n,
-                      size_t from, size_t *ms, size_t *me) {
+static int next_match(cb_tokenizer *t, const tok_stage *st, const uint8_t *s, size_t n, size_t from,
+                      size_t *ms, size_t *me) {
     while (from < n) {
         int rc = st->jit ? pcre2_jit_match(st->re, s, n, from, 0, t->md, t->mctx)
                          : pcre2_match(st->re, s, n, from, 0, t->md, t->mctx);
@@ -272,16 +274,20 @@ cb_status tok_pretokenize(cb_tokenizer *t, int k, const uint8_t *s, size_t n, cb
         break;
     case TOK_SPLIT_MERGED_PREV: /* a delimiter joins the piece before it */
         for (size_t i = 0; i < ns; i++) {
-            if (sp[i].delim && !prev_delim && m) sp[m - 1].end = sp[i].end;
-            else sp[m++] = sp[i];
+            if (sp[i].delim && !prev_delim && m)
+                sp[m - 1].end = sp[i].end;
+            else
+                sp[m++] = sp[i];
             prev_delim = sp[i].delim;
         }
         break;
     case TOK_SPLIT_MERGED_NEXT: { /* a delimiter joins the piece after it: walk backwards */
         size_t w = ns;
         for (size_t i = ns; i-- > 0;) {
-            if (sp[i].delim && !prev_delim && w < ns) sp[w].start = sp[i].start;
-            else sp[--w] = sp[i];
+            if (sp[i].delim && !prev_delim && w < ns)
+                sp[w].start = sp[i].start;
+            else
+                sp[--w] = sp[i];
             prev_delim = sp[i].delim;
         }
         memmove(sp, sp + w, (ns - w) * sizeof *sp);
@@ -290,12 +296,16 @@ cb_status tok_pretokenize(cb_tokenizer *t, int k, const uint8_t *s, size_t n, cb
     }
     case TOK_SPLIT_CONTIGUOUS: /* runs of the same kind become one piece */
         for (size_t i = 0; i < ns; i++) {
-            if (sp[i].delim == prev_delim && m) sp[m - 1].end = sp[i].end;
-            else sp[m++] = sp[i];
+            if (sp[i].delim == prev_delim && m)
+                sp[m - 1].end = sp[i].end;
+            else
+                sp[m++] = sp[i];
             prev_delim = sp[i].delim;
         }
         break;
-    default: m = ns; break;
+    default:
+        m = ns;
+        break;
     }
     for (size_t i = 0; i < m; i++) {
         /* st->spans may move if a deeper call were to use this stage: it never does */

@@ -36,7 +36,8 @@ static long b64_decode(const char *s, size_t n, uint8_t *out) {
                 if (v[k] < 0) return -1;
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         out[o++] = (uint8_t)(w >> 16);
         if (pad < 2) out[o++] = (uint8_t)(w >> 8);
         if (pad < 1) out[o++] = (uint8_t)w;
@@ -60,7 +61,8 @@ static cb_status apply_encoding_json(cb_tokenizer *t, const char *json_path, int
     const tj_val *sp = tj_get(root, "special_tokens");
     const tj_val *nv = tj_get(root, "n_vocab");
     char *pattern = NULL;
-    if (root->type != TJ_OBJ) st = cb_fail(CB_ERR_FORMAT, "%s: not a JSON object", json_path);
+    if (root->type != TJ_OBJ)
+        st = cb_fail(CB_ERR_FORMAT, "%s: not a JSON object", json_path);
     else if (!pat || pat->type != TJ_STR || memchr(pat->s, 0, pat->n))
         st = cb_fail(CB_ERR_FORMAT, "%s: \"pat_str\" must be a string", json_path);
     else if (sp && sp->type != TJ_OBJ)
@@ -141,8 +143,9 @@ static cb_status parse_ranks(cb_tokenizer *t, const char *data, size_t len, cons
             return cb_fail(CB_ERR_FORMAT, "%s:%zu: token longer than %zu bytes", name, line,
                            sizeof buf);
         long nb = b64_decode(ls, bl, buf);
-        if (nb <= 0) return cb_fail(CB_ERR_FORMAT, "%s:%zu: bad base64 '%.*s'", name, line,
-                                    (int)(bl < 64 ? bl : 64), ls);
+        if (nb <= 0)
+            return cb_fail(CB_ERR_FORMAT, "%s:%zu: bad base64 '%.*s'", name, line,
+                           (int)(bl < 64 ? bl : 64), ls);
         int64_t rank = 0;
         for (const char *p = sp + 1; p < ls + ll; p++) {
             if (*p < '0' || *p > '9' || rank > (1 << 24))
@@ -166,16 +169,19 @@ cb_status tok_parse_tiktoken(cb_tokenizer **out, const char *data, size_t len, c
         enc = tok_find_encoding(encoding);
         if (!enc) {
             size_t el = strlen(encoding);
-            if (el > 5 && strcmp(encoding + el - 5, ".json") == 0) enc_json = encoding;
+            if (el > 5 && strcmp(encoding + el - 5, ".json") == 0)
+                enc_json = encoding;
             else
-                return cb_fail(CB_ERR_ARG, "unknown encoding '%s' (built in: %s; or the path of "
-                                           "an encoding .json)",
+                return cb_fail(CB_ERR_ARG,
+                               "unknown encoding '%s' (built in: %s; or the path of "
+                               "an encoding .json)",
                                encoding, tok_encoding_names());
         }
     }
     if (!enc && !enc_json)
-        return cb_fail(CB_ERR_ARG, "%s: cannot tell which encoding this rank file is: pass one "
-                                   "(%s)",
+        return cb_fail(CB_ERR_ARG,
+                       "%s: cannot tell which encoding this rank file is: pass one "
+                       "(%s)",
                        name, tok_encoding_names());
     char *tname = enc ? strdup(enc->name) : stem_of(enc_json);
     cb_tokenizer *t = tname ? tok_new(TOK_TIKTOKEN, tname) : NULL;
@@ -185,8 +191,9 @@ cb_status tok_parse_tiktoken(cb_tokenizer **out, const char *data, size_t len, c
     cb_status st = parse_ranks(t, data, len, name, &count);
     if (st == CB_OK) st = tok_build_vocab(t, name);
     if (st == CB_OK && enc && expect && count != expect)
-        st = cb_fail(CB_ERR_FORMAT, "%s: %lld ranks, but encoding %s has %lld (truncated file, or "
-                                    "the wrong encoding)",
+        st = cb_fail(CB_ERR_FORMAT,
+                     "%s: %lld ranks, but encoding %s has %lld (truncated file, or "
+                     "the wrong encoding)",
                      name, (long long)count, enc->name, (long long)expect);
     if (st == CB_OK && enc) {
         st = tok_add_encoding_specials(t, enc);
@@ -196,8 +203,9 @@ cb_status tok_parse_tiktoken(cb_tokenizer **out, const char *data, size_t len, c
     } else if (st == CB_OK) {
         st = apply_encoding_json(t, enc_json, &expect);
         if (st == CB_OK && expect && count != expect)
-            st = cb_fail(CB_ERR_FORMAT, "%s: %lld ranks, but %s says n_vocab %lld (truncated file, "
-                                        "or the wrong encoding)",
+            st = cb_fail(CB_ERR_FORMAT,
+                         "%s: %lld ranks, but %s says n_vocab %lld (truncated file, "
+                         "or the wrong encoding)",
                          name, (long long)count, enc_json, (long long)expect);
     }
     if (st != CB_OK) {
@@ -227,8 +235,10 @@ cb_status tok_open_tiktoken(cb_tokenizer **out, const char *path, const char *en
         char *dot = strrchr(json, '.'), *slash = strrchr(json, '/');
         if (dot && (!slash || dot > slash)) *dot = 0;
         strcat(json, ".json");
-        if (cb_file_exists(json)) encoding = json;
-        else if (tok_find_encoding(stem)) encoding = tok_find_encoding(stem)->name;
+        if (cb_file_exists(json))
+            encoding = json;
+        else if (tok_find_encoding(stem))
+            encoding = tok_find_encoding(stem)->name;
         free(stem);
     }
     char *data;

@@ -22,9 +22,9 @@ uint64_t tok_hash_bytes(const void *p, size_t n);
 typedef struct tok_strslot {
     uint64_t head; /* first 8 key bytes, zero-padded */
     uint64_t val;
-    uint32_t off;  /* the key's bytes after the first 8, in pool */
+    uint32_t off; /* the key's bytes after the first 8, in pool */
     uint32_t len;
-    uint32_t h32;  /* hash bits (never 0) */
+    uint32_t h32; /* hash bits (never 0) */
     uint32_t used;
 } tok_strslot;
 typedef struct tok_strmap {
@@ -84,10 +84,10 @@ typedef struct tok_span {
 } tok_span;
 
 typedef struct tok_stage {
-    pcre2_code *re;   /* NULL: no split at this stage */
-    bool jit;         /* JIT compiled */
-    int behavior;     /* TOK_SPLIT_* */
-    bool invert;      /* the pattern matches the pieces, not the delimiters */
+    pcre2_code *re;    /* NULL: no split at this stage */
+    bool jit;          /* JIT compiled */
+    int behavior;      /* TOK_SPLIT_* */
+    bool invert;       /* the pattern matches the pieces, not the delimiters */
     bool prefix_space; /* ByteLevel add_prefix_space: a piece not starting with ' ' gets one */
     /* scratch owned by the stage (one piece at a time is processed per stage) */
     char *buf;
@@ -98,7 +98,7 @@ typedef struct tok_stage {
 
 typedef struct tok_special {
     int32_t id;
-    bool special;    /* recognised only with CB_TOK_ALLOW_SPECIAL; else always (HF added) */
+    bool special; /* recognised only with CB_TOK_ALLOW_SPECIAL; else always (HF added) */
     bool lstrip, rstrip, single_word;
 } tok_special;
 
@@ -122,8 +122,8 @@ struct cb_tokenizer {
     int kind;
     /* ids -> bytes */
     int64_t n_ids, ids_cap; /* n_ids: largest id + 1 */
-    uint64_t *id_span; /* off << 32 | len into id_pool */
-    uint8_t *id_flags; /* TOK_ID_* */
+    uint64_t *id_span;      /* off << 32 | len into id_pool */
+    uint8_t *id_flags;      /* TOK_ID_* */
     char *id_pool;
     size_t id_pool_n, id_pool_cap;
     /* ordinary tokens: bytes -> id (specials are not here) */

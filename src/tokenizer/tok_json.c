@@ -70,8 +70,7 @@ static cb_status perr(const tj_parser *ps, const char *what) {
 }
 
 static void ws(tj_parser *ps) {
-    while (ps->p < ps->end &&
-           (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\t' || *ps->p == '\r'))
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\t' || *ps->p == '\r'))
         ps->p++;
 }
 
@@ -79,8 +78,10 @@ static int hex4(const char *p) {
     int v = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -122,14 +123,30 @@ static cb_status parse_string(tj_parser *ps, const char **out, uint32_t *len) {
         char x = ps->p[1];
         ps->p += 2;
         switch (x) {
-        case '"': buf[o++] = '"'; break;
-        case '\\': buf[o++] = '\\'; break;
-        case '/': buf[o++] = '/'; break;
-        case 'b': buf[o++] = '\b'; break;
-        case 'f': buf[o++] = '\f'; break;
-        case 'n': buf[o++] = '\n'; break;
-        case 'r': buf[o++] = '\r'; break;
-        case 't': buf[o++] = '\t'; break;
+        case '"':
+            buf[o++] = '"';
+            break;
+        case '\\':
+            buf[o++] = '\\';
+            break;
+        case '/':
+            buf[o++] = '/';
+            break;
+        case 'b':
+            buf[o++] = '\b';
+            break;
+        case 'f':
+            buf[o++] = '\f';
+            break;
+        case 'n':
+            buf[o++] = '\n';
+            break;
+        case 'r':
+            buf[o++] = '\r';
+            break;
+        case 't':
+            buf[o++] = '\t';
+            break;
         case 'u': {
             int u = e - ps->p >= 4 ? hex4(ps->p) : -1;
             if (u < 0) return perr(ps, "bad \\u escape");
@@ -162,7 +179,9 @@ static cb_status parse_string(tj_parser *ps, const char **out, uint32_t *len) {
             }
             break;
         }
-        default: ps->p -= 2; return perr(ps, "bad escape");
+        default:
+            ps->p -= 2;
+            return perr(ps, "bad escape");
         }
     }
     if (o > UINT32_MAX) return perr(ps, "string too long");

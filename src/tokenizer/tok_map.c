@@ -136,8 +136,12 @@ int tok_strmap_insert(tok_strmap *m, const void *key, size_t len, uint64_t val, 
         m->pool_cap = cap;
     }
     if (tail) memcpy(m->pool + m->pool_n, (const char *)key + 8, tail);
-    m->slots[i] = (tok_strslot){head8(key, len), val, (uint32_t)m->pool_n, (uint32_t)len,
-                                (uint32_t)(tok_hash_bytes(key, len) >> 32) | 1u, 1};
+    m->slots[i] = (tok_strslot){head8(key, len),
+                                val,
+                                (uint32_t)m->pool_n,
+                                (uint32_t)len,
+                                (uint32_t)(tok_hash_bytes(key, len) >> 32) | 1u,
+                                1};
     m->pool_n += tail;
     m->n++;
     return 1;
@@ -160,7 +164,9 @@ void tok_strmap_free(tok_strmap *m) {
 /* Keys are stored plus one so that a zeroed table (calloc: untouched pages cost nothing) is
  * empty; real keys are below 2^56. Tables stay at most 3/4 full. */
 
-static inline uint32_t pair_slot(uint64_t key, uint32_t mask) { return (uint32_t)mix64(key) & mask; }
+static inline uint32_t pair_slot(uint64_t key, uint32_t mask) {
+    return (uint32_t)mix64(key) & mask;
+}
 
 static int pairmap_rehash(tok_pairmap *m, uint32_t cap) {
     tok_pairent *e = calloc(cap, sizeof *e);

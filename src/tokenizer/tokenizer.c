@@ -91,8 +91,9 @@ cb_status tok_build_vocab(cb_tokenizer *t, const char *src) {
         uint8_t c = (uint8_t)b;
         uint64_t id;
         if (!tok_strmap_get(&t->vocab, &c, 1, &id))
-            return cb_fail(CB_ERR_FORMAT, "%s: no token for the byte 0x%02x: not a complete "
-                                          "byte-level BPE vocabulary",
+            return cb_fail(CB_ERR_FORMAT,
+                           "%s: no token for the byte 0x%02x: not a complete "
+                           "byte-level BPE vocabulary",
                            src, b);
         t->byte_id[b] = (int32_t)id;
     }
@@ -186,13 +187,15 @@ cb_status cb_tokenizer_open(cb_tokenizer **out, const char *path, const char *en
     }
     if (!cb_file_exists(path)) {
         if (tok_find_encoding(path))
-            return cb_fail(CB_ERR_NOTFOUND, "tokenizer '%s': no such file; the built-in encodings "
-                                            "need their rank file: --tokenizer FILE.tiktoken "
-                                            "--encoding %s",
+            return cb_fail(CB_ERR_NOTFOUND,
+                           "tokenizer '%s': no such file; the built-in encodings "
+                           "need their rank file: --tokenizer FILE.tiktoken "
+                           "--encoding %s",
                            path, path);
-        return cb_fail(CB_ERR_NOTFOUND, "tokenizer '%s': no such file (expected 'bytes', a "
-                                        ".tiktoken rank file, a tokenizer.json or a directory "
-                                        "holding one)",
+        return cb_fail(CB_ERR_NOTFOUND,
+                       "tokenizer '%s': no such file (expected 'bytes', a "
+                       ".tiktoken rank file, a tokenizer.json or a directory "
+                       "holding one)",
                        path);
     }
     bool json = has_suffix(path, ".json");
@@ -201,7 +204,8 @@ cb_status cb_tokenizer_open(cb_tokenizer **out, const char *path, const char *en
         FILE *f = fopen(path, "rb");
         int c = ' ';
         if (f) {
-            while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {}
+            while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {
+            }
             fclose(f);
         }
         json = c == '{';
@@ -217,9 +221,12 @@ cb_status cb_tokenizer_open(cb_tokenizer **out, const char *path, const char *en
 
 /* ---- encode / decode ---------------------------------------------------------------------- */
 
-static bool is_ascii_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static bool is_ascii_space(uint8_t c) {
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
 static bool is_word_byte(uint8_t c) {
-    return c >= 0x80 || c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+    return c >= 0x80 || c == '_' || (c >= '0' && c <= '9') ||
+           ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
 }
 
 static cb_status encode_text(cb_tokenizer *t, const uint8_t *s, size_t n, unsigned flags,
@@ -232,8 +239,9 @@ static cb_status encode_text(cb_tokenizer *t, const uint8_t *s, size_t n, unsign
         if (!t->special_first[s[i]]) continue;
         size_t ml = 0;
         if (refuse && tok_trie_match(t, s + i, n - i, false, true, &ml) >= 0)
-            return cb_fail(CB_ERR_ARG, "text contains the special token '%.*s' at byte %zu; "
-                                       "allow special tokens to encode it as one",
+            return cb_fail(CB_ERR_ARG,
+                           "text contains the special token '%.*s' at byte %zu; "
+                           "allow special tokens to encode it as one",
                            (int)ml, (const char *)s + i, i);
         int sp = tok_trie_match(t, s + i, n - i, allow, false, &ml);
         if (sp < 0) continue;
@@ -283,8 +291,9 @@ cb_status cb_tokenizer_decode(const cb_tokenizer *t, const int32_t *ids, size_t 
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_ids || !(t->id_flags[id] & TOK_ID_PRESENT))
-            return cb_fail(CB_ERR_ARG, "decode: id %d at position %zu is not a token of %s "
-                                       "(vocabulary size %lld)",
+            return cb_fail(CB_ERR_ARG,
+                           "decode: id %d at position %zu is not a token of %s "
+                           "(vocabulary size %lld)",
                            id, i, t->name, (long long)t->n_ids);
         if ((flags & CB_TOK_SKIP_SPECIAL) && (t->id_flags[id] & TOK_ID_SPECIAL)) continue;
         total += (uint32_t)t->id_span[id];
@@ -305,12 +314,18 @@ cb_status cb_tokenizer_decode(const cb_tokenizer *t, const int32_t *ids, size_t 
     return CB_OK;
 }
 
-int64_t cb_tokenizer_vocab_size(const cb_tokenizer *t) { return t->n_ids; }
-int32_t cb_tokenizer_eot_id(const cb_tokenizer *t) { return t->eot_id; }
+int64_t cb_tokenizer_vocab_size(const cb_tokenizer *t) {
+    return t->n_ids;
+}
+int32_t cb_tokenizer_eot_id(const cb_tokenizer *t) {
+    return t->eot_id;
+}
 int32_t cb_tokenizer_bos_id(const cb_tokenizer *t) {
     return t->n_bos_pre ? t->bos_pre[0] : t->n_bos_post ? t->bos_post[0] : -1;
 }
-const char *cb_tokenizer_name(const cb_tokenizer *t) { return t->name; }
+const char *cb_tokenizer_name(const cb_tokenizer *t) {
+    return t->name;
+}
 
 cb_status cb_tokenizer_token_bytes(const cb_tokenizer *t, int32_t id, const char **bytes,
                                    size_t *len) {

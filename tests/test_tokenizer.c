@@ -551,6 +551,24 @@ static void test_bad_tokenizer_json(void **state) {
     cb_ids_free(&ids);
     cb_tokenizer_free(tok);
     free(ok);
+    /* added tokens not marked special are always recognised, special ones only when allowed */
+    ok = mini_json("", "", BL,
+                   "\"added_tokens\": [{\"id\": 300, \"content\": \"xyz\", \"special\": false}, "
+                   "{\"id\": 301, \"content\": \"<s>\", \"special\": true}],");
+    assert_int_equal(open_text(model, "tokenizer.json", ok, strlen(ok), NULL), CB_OK);
+    free(ok);
+    assert_int_equal(cb_tokenizer_open(&tok, model, NULL), CB_OK);
+    assert_int_equal(cb_tokenizer_encode(tok, "axyz<s>", 7, 0, &ids), CB_OK);
+    int32_t plain[] = {'a', 300, '<', 's', '>'};
+    assert_int_equal(ids.n, 5);
+    assert_memory_equal(ids.data, plain, sizeof plain);
+    ids.n = 0;
+    assert_int_equal(cb_tokenizer_encode(tok, "axyz<s>", 7, CB_TOK_ALLOW_SPECIAL, &ids), CB_OK);
+    int32_t allowed[] = {'a', 300, 301};
+    assert_int_equal(ids.n, 3);
+    assert_memory_equal(ids.data, allowed, sizeof allowed);
+    cb_ids_free(&ids);
+    cb_tokenizer_free(tok);
     const struct {
         const char *vocab, *merges, *pre, *extra, *needle;
     } cases[] = {

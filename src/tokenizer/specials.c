@@ -43,6 +43,7 @@ cb_status tok_add_special(cb_tokenizer *t, int32_t id, const char *text, size_t 
     sp[t->n_specials] = (tok_special){id, special, lstrip, rstrip, single_word};
     t->trie[node].special = t->n_specials++;
     t->special_first[(uint8_t)text[0]] = 1;
+    if (!special) t->has_plain_added = true;
     return CB_OK;
 }
 

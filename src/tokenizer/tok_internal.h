@@ -147,6 +147,7 @@ struct cb_tokenizer {
     tok_trie_node *trie;
     int n_trie, cap_trie;
     uint8_t special_first[256];
+    bool has_plain_added; /* an added token that is not special: always matched */
     /* CB_TOK_BOS: template ids before and after the text */
     int32_t bos_pre[TOK_MAX_TEMPLATE], bos_post[TOK_MAX_TEMPLATE];
     int n_bos_pre, n_bos_post;

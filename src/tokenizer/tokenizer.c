@@ -233,7 +233,9 @@ static cb_status encode_text(cb_tokenizer *t, const uint8_t *s, size_t n, unsign
                              cb_ids *out) {
     bool allow = flags & CB_TOK_ALLOW_SPECIAL;
     bool refuse = (flags & CB_TOK_REFUSE_SPECIAL) && !allow;
-    if (t->n_specials == 0) return tok_pretokenize(t, 0, s, n, out);
+    /* nothing to look for: no special token may match and none must be refused */
+    if (t->n_specials == 0 || (!allow && !refuse && !t->has_plain_added))
+        return tok_pretokenize(t, 0, s, n, out);
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
         if (!t->special_first[s[i]]) continue;

@@ -1,8 +1,9 @@
 /* Benchmark: the `tiny` Llama (BENCHMARKS.md) on the CPU — forward+backward tokens/s, full
  * training step (forward, backward, AdamW) tokens/s, 128-token prefill tokens/s and peak memory —
  * against the same model in plain PyTorch (bench/torch_peer.py) run in the same invocation with
- * the same thread count. Prints a table and writes JSON (argv: --threads N --iters K --json F
- * --no-peer). */
+ * the same thread count. The training step is the trainer's own (src/trainer: cb_train_grads,
+ * the global gradient norm, cb_optimizer_step), i.e. what `caramba run` does per step. Prints a
+ * table and writes JSON (argv: --threads N --iters K --json F --no-peer). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "caramba/model.h"
 #include "caramba/rng.h"
 #include "caramba/threads.h"
+#include "caramba/trainer.h"
 #include "ops/kernels.h"
 
 static double now(void) {
@@ -23,20 +25,6 @@ static double now(void) {
 static void die(const char *what) {
     fprintf(stderr, "bench_train: %s: %s\n", what, cb_last_error());
     exit(1);
-}
-
-typedef struct {
-    cb_tensor *m, *v;
-} moments;
-
-/* One AdamW step over every parameter (the trainer's optimizer does the same through the kernel
- * table; here it is inlined so the benchmark measures the kernels, not the bookkeeping). */
-static void adamw_all(cb_model *m, moments *mo, int64_t step) {
-    const cb_kernels *k = cb_cpu_kernels();
-    for (int i = 0; i < m->n_params; i++) {
-        cb_param *p = m->params[i];
-        k->adamw(p->t, p->t->grad, mo[i].m, mo[i].v, 1e-4f, 0.9f, 0.999f, 1e-8f, p->no_decay ? 0.0f : 0.1f, step, 1.0f);
-    }
 }
 
 int main(int argc, char **argv) {
@@ -70,11 +58,11 @@ int main(int argc, char **argv) {
     cb_tensor_init(&X, CB_I32, CB_CPU, 2, sh, x);
     cb_tensor_init(&Y, CB_I32, CB_CPU, 2, sh, ys);
     cb_tensor_init(&PX, CB_I32, CB_CPU, 2, psh, x);
-    moments *mo = calloc((size_t)m->n_params, sizeof *mo);
-    for (int i = 0; i < m->n_params; i++) {
-        cb_tensor_new(&mo[i].m, CB_F32, CB_CPU, m->params[i]->t->ndim, m->params[i]->t->shape);
-        cb_tensor_new(&mo[i].v, CB_F32, CB_CPU, m->params[i]->t->ndim, m->params[i]->t->shape);
-    }
+    /* AdamW as a run configures it: decay 0.1 except norms / biases / embeddings */
+    cb_adamw_cfg ac = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1, .decay_all = false};
+    cb_optimizer *opt;
+    if (cb_optimizer_new(&opt, m, &ac) != CB_OK) die("optimizer");
+    cb_batch batch = {&X, &Y};
     cb_graph g;
     if (cb_graph_init(&g, CB_CPU) != CB_OK) die("graph");
     double t_fb = 0, t_step = 0, t_pre = 0;
@@ -82,12 +70,13 @@ int main(int argc, char **argv) {
     for (int mode = 0; mode < 2; mode++)
         for (int it = -2; it < iters; it++) {
             double t0 = now();
-            cb_graph_reset(&g);
-            cb_model_zero_grads(m);
-            cb_tensor *l = cb_model_loss(m, &g, &X, &Y);
-            if (!l || cb_backward(&g, l) != CB_OK) die("step");
-            if (mode == 1) adamw_all(m, mo, it + 3);
-            loss = cb_f32(l)[0];
+            double lv = 0, norm = 0;
+            if (cb_train_grads(m, NULL, &g, NULL, &batch, 1, &lv) != CB_OK) die("step");
+            if (mode == 1) {
+                if (cb_grad_global_norm(m, &norm) != CB_OK) die("grad norm");
+                if (cb_optimizer_step(opt, 1e-4, cb_clip_scale(norm, 1.0)) != CB_OK) die("adamw");
+            }
+            loss = (float)lv;
             if (it >= 0) *(mode ? &t_step : &t_fb) += now() - t0;
         }
     cb_graph pg;
@@ -100,6 +89,7 @@ int main(int argc, char **argv) {
         if (!cb_model_forward(m, &pg, &PX, NULL)) die("prefill");
         if (it >= 0) t_pre += now() - t0;
     }
+    if (g.profile) cb_graph_profile_print(&g, stderr);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double fb = B * T * iters / t_fb, st = B * T * iters / t_step, pre = P * piters / t_pre;
@@ -144,11 +134,7 @@ int main(int argc, char **argv) {
     }
     cb_graph_free(&g);
     cb_graph_free(&pg);
-    for (int i = 0; i < m->n_params; i++) {
-        cb_tensor_free(mo[i].m);
-        cb_tensor_free(mo[i].v);
-    }
-    free(mo);
+    cb_optimizer_free(opt);
     cb_model_free(m);
     free(xs);
     free(ys);

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "caramba/arena.h"
 #include "caramba/status.h"
@@ -36,6 +37,15 @@ struct cb_node {
     void *extra; /* op-specific block (e.g. attention config), lives in the host arena */
 };
 
+/* Per-op wall time, collected when profiling is on (CARAMBA_PROFILE=1 or cb_graph.profile). */
+typedef struct cb_op_profile {
+    const char *op;
+    double forward_s, backward_s;
+    int64_t calls;
+} cb_op_profile;
+
+enum { CB_PROFILE_MAX_OPS = 48 };
+
 struct cb_graph {
     cb_device device;
     cb_dtype act_dtype; /* dtype of activations created by ops (f32 on the CPU) */
@@ -48,6 +58,9 @@ struct cb_graph {
     uint64_t seed;         /* dropout stream */
     uint64_t rng_counter;  /* advances by the number of elements each dropout consumes */
     const void *kernels;   /* const cb_kernels * of the device */
+    bool profile;          /* accumulate per-op times into prof[] (CPU timings; see below) */
+    cb_op_profile prof[CB_PROFILE_MAX_OPS];
+    int n_prof;
 };
 
 cb_status cb_graph_init(cb_graph *g, cb_device dev);
@@ -69,6 +82,13 @@ cb_node *cb_graph_record(cb_graph *g, const char *op, cb_backward_fn bw, cb_tens
                          cb_tensor *const *inputs, int n_inputs);
 /* The gradient buffer of t, allocated (zeroed) from the arena on first use. */
 cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t);
+
+/* Profiling: cb_graph_init turns it on when CARAMBA_PROFILE is set. Times are host wall time
+ * around each kernel call (on a GPU they measure launches unless the backend synchronises). */
+cb_op_profile *cb_graph_prof_slot(cb_graph *g, const char *op);
+double cb_now(void);
+/* Prints ops sorted by total time, with their share. */
+void cb_graph_profile_print(const cb_graph *g, FILE *f);
 
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards. */
 cb_status cb_backward(cb_graph *g, cb_tensor *loss);

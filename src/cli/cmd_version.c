@@ -7,12 +7,8 @@
 int cb_cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    printf("caramba 0.1.0\nbackends: cpu%s\n",
-#ifdef CARAMBA_CUDA
-           cb_device_available(CB_CUDA) ? ", cuda" : ", cuda (built, no device present)"
-#else
-           ""
-#endif
-    );
+    int cuda = cb_device_available(CB_CUDA);
+    printf("caramba 0.1.0\nbackends: cpu%s\n", cuda ? ", cuda" : "");
+    if (!cuda) printf("cuda: %s\n", cb_last_error());
     return 0;
 }

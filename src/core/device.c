@@ -1,18 +1,12 @@
-/* Device memory dispatch. CUDA entry points live in src/ops/cuda/ and exist only when the
- * library is built with CARAMBA_CUDA. */
+/* Device memory dispatch. CUDA memory comes from the CUDA plugin (ops/cuda_api.h), loaded the
+ * first time a cuda tensor is needed. */
 #include "caramba/device.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#ifdef CARAMBA_CUDA
-void *cb_cuda_alloc(size_t bytes);
-void cb_cuda_free(void *p);
-cb_status cb_cuda_memset0(void *p, size_t bytes);
-cb_status cb_cuda_copy(int dst_is_dev, void *dst, int src_is_dev, const void *src, size_t bytes);
-int cb_cuda_available(void);
-#endif
+#include "ops/cuda_api.h"
 
 void *cb_device_alloc(cb_device dev, size_t bytes) {
     if (bytes == 0) bytes = 64;
@@ -25,12 +19,8 @@ void *cb_device_alloc(cb_device dev, size_t bytes) {
         }
         return p;
     }
-#ifdef CARAMBA_CUDA
-    return cb_cuda_alloc(bytes);
-#else
-    cb_fail(CB_ERR_UNSUPPORTED, "this build has no CUDA backend (rebuild with CARAMBA_CUDA=ON)");
-    return NULL;
-#endif
+    const cb_cuda_api *cu = cb_cuda_api_get();
+    return cu ? cu->alloc(bytes) : NULL;
 }
 
 void cb_device_free(cb_device dev, void *p) {
@@ -39,9 +29,8 @@ void cb_device_free(cb_device dev, void *p) {
         free(p);
         return;
     }
-#ifdef CARAMBA_CUDA
-    cb_cuda_free(p);
-#endif
+    const cb_cuda_api *cu = cb_cuda_api_get();
+    if (cu) cu->free(p);
 }
 
 cb_status cb_device_memset0(cb_device dev, void *p, size_t bytes) {
@@ -49,11 +38,8 @@ cb_status cb_device_memset0(cb_device dev, void *p, size_t bytes) {
         memset(p, 0, bytes);
         return CB_OK;
     }
-#ifdef CARAMBA_CUDA
-    return cb_cuda_memset0(p, bytes);
-#else
-    return cb_fail(CB_ERR_UNSUPPORTED, "this build has no CUDA backend");
-#endif
+    const cb_cuda_api *cu = cb_cuda_api_get();
+    return cu ? cu->memset0(p, bytes) : CB_ERR_UNSUPPORTED;
 }
 
 cb_status cb_device_copy(cb_device dst_dev, void *dst, cb_device src_dev, const void *src,
@@ -63,20 +49,13 @@ cb_status cb_device_copy(cb_device dst_dev, void *dst, cb_device src_dev, const 
         memmove(dst, src, bytes);
         return CB_OK;
     }
-#ifdef CARAMBA_CUDA
-    return cb_cuda_copy(dst_dev == CB_CUDA, dst, src_dev == CB_CUDA, src, bytes);
-#else
-    return cb_fail(CB_ERR_UNSUPPORTED, "this build has no CUDA backend");
-#endif
+    const cb_cuda_api *cu = cb_cuda_api_get();
+    return cu ? cu->copy(dst_dev == CB_CUDA, dst, src_dev == CB_CUDA, src, bytes) : CB_ERR_UNSUPPORTED;
 }
 
 int cb_device_available(cb_device dev) {
     if (dev == CB_CPU) return 1;
-#ifdef CARAMBA_CUDA
-    return cb_cuda_available();
-#else
-    return 0;
-#endif
+    return cb_cuda_api_get() != NULL;
 }
 
 const char *cb_device_name(cb_device dev) { return dev == CB_CUDA ? "cuda" : "cpu"; }

@@ -2,6 +2,7 @@
 #include "caramba/graph.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "caramba/device.h"
@@ -16,6 +17,8 @@ cb_status cb_graph_init(cb_graph *g, cb_device dev) {
     g->kernels = k;
     g->grad_enabled = true;
     g->seed = 0x5eed;
+    const char *prof = getenv("CARAMBA_PROFILE");
+    g->profile = prof && *prof && strcmp(prof, "0") != 0;
     cb_arena_init(&g->act, dev);
     cb_arena_init(&g->host, CB_CPU);
     return CB_OK;
@@ -122,8 +125,48 @@ cb_status cb_backward(cb_graph *g, cb_tensor *loss) {
     for (int64_t i = g->n_nodes - 1; i >= 0; i--) {
         cb_node *n = &g->nodes[i];
         if (!n->out->grad) continue; /* nothing downstream needed this output */
+        double t0 = g->profile ? cb_now() : 0;
         cb_status st = n->backward(g, n);
+        if (g->profile) {
+            cb_op_profile *p = cb_graph_prof_slot(g, n->op);
+            if (p) p->backward_s += cb_now() - t0;
+        }
         if (st != CB_OK) return cb_fail_context(st, "backward of %s", n->op);
     }
     return CB_OK;
+}
+
+double cb_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+cb_op_profile *cb_graph_prof_slot(cb_graph *g, const char *op) {
+    for (int i = 0; i < g->n_prof; i++)
+        if (g->prof[i].op == op || strcmp(g->prof[i].op, op) == 0) return &g->prof[i];
+    if (g->n_prof == CB_PROFILE_MAX_OPS) return NULL;
+    g->prof[g->n_prof] = (cb_op_profile){.op = op};
+    return &g->prof[g->n_prof++];
+}
+
+static int by_total(const void *a, const void *b) {
+    const cb_op_profile *x = a, *y = b;
+    double tx = x->forward_s + x->backward_s, ty = y->forward_s + y->backward_s;
+    return tx < ty ? 1 : tx > ty ? -1 : 0;
+}
+
+void cb_graph_profile_print(const cb_graph *g, FILE *f) {
+    cb_op_profile sorted[CB_PROFILE_MAX_OPS];
+    double total = 0;
+    for (int i = 0; i < g->n_prof; i++) {
+        sorted[i] = g->prof[i];
+        total += sorted[i].forward_s + sorted[i].backward_s;
+    }
+    qsort(sorted, (size_t)g->n_prof, sizeof sorted[0], by_total);
+    fprintf(f, "%-16s %10s %10s %8s %6s\n", "op", "fwd ms", "bwd ms", "calls", "share");
+    for (int i = 0; i < g->n_prof; i++)
+        fprintf(f, "%-16s %10.2f %10.2f %8lld %5.1f%%\n", sorted[i].op, sorted[i].forward_s * 1e3,
+                sorted[i].backward_s * 1e3, (long long)sorted[i].calls,
+                total > 0 ? 100 * (sorted[i].forward_s + sorted[i].backward_s) / total : 0);
 }

@@ -143,8 +143,10 @@ typedef struct cb_kernels {
 /* The kernel table for a device (NULL with a message when the backend is not built/present). */
 const cb_kernels *cb_kernels_for(cb_device dev);
 const cb_kernels *cb_cpu_kernels(void);
-#ifdef CARAMBA_CUDA
-const cb_kernels *cb_cuda_kernels(void);
+#ifdef __cplusplus
+extern "C" const cb_kernels *cb_cuda_kernels(void); /* in the CUDA plugin only */
+#else
+const cb_kernels *cb_cuda_kernels(void); /* in the CUDA plugin only */
 #endif
 
 /* Counter-based uniform in [0,1) shared by every backend so dropout masks agree across devices:

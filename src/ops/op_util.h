@@ -19,7 +19,15 @@ bool cb_op_check_float(const cb_graph *g, const char *op, const cb_tensor *t, co
 /* Runs a kernel call; on failure turns the status into a NULL return with context. */
 #define CB_OP_KERNEL(op, call)                                                                     \
     do {                                                                                           \
+        double op_t0_ = g->profile ? cb_now() : 0;                                                 \
         cb_status op_st_ = (call);                                                                 \
+        if (g->profile) {                                                                          \
+            cb_op_profile *op_p_ = cb_graph_prof_slot(g, op);                                      \
+            if (op_p_) {                                                                           \
+                op_p_->forward_s += cb_now() - op_t0_;                                             \
+                op_p_->calls++;                                                                    \
+            }                                                                                      \
+        }                                                                                          \
         if (op_st_ != CB_OK) {                                                                     \
             cb_fail_context(op_st_, "%s", op);                                                     \
             return NULL;                                                                           \

@@ -1,0 +1,24 @@
+/* The plugin's one exported entry point: the table of the CUDA backend (ops/cuda_api.h). */
+#include "ops/cuda/cuda_backend.h"
+#include "ops/cuda_api.h"
+
+static const cb_cuda_api api = {
+    CB_CUDA_API_VERSION,
+    cb_cuda_alloc,
+    cb_cuda_free,
+    cb_cuda_memset0,
+    cb_cuda_copy,
+    cb_cuda_available,
+    cb_cuda_sync,
+    cb_cuda_release_cached,
+    cb_cuda_memory_stats,
+    cb_cuda_device_description,
+    cb_cuda_stream,
+    cb_cuda_kernels,
+    cb_cuda_adamw_multi,
+    cb_cuda_sum_squares_multi,
+};
+
+extern "C" __attribute__((visibility("default"))) const cb_cuda_api *cb_cuda_plugin_api(void) {
+    return &api;
+}

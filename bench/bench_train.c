@@ -28,6 +28,7 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
+    cb_blas_tune_reexec(argv);
     int threads = 2, iters = 5, peer = 1;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {

@@ -10,6 +10,10 @@ extern "C" {
 /* Applies the environment (or n > 0 when given) and returns the thread count in use. */
 int cb_threads_init(int n);
 int cb_threads_count(void);
+/* Call first thing in main(): when OpenBLAS picked pre-AVX-512 kernels on an AVX-512 CPU,
+ * re-executes the program with OPENBLAS_CORETYPE=SkylakeX (see src/core/blas_tune.c). Returns
+ * only when nothing needs changing (or the re-exec failed). */
+void cb_blas_tune_reexec(char **argv);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "caramba/threads.h"
 #include "cli/commands.h"
 #include "cli/run_cli.h"
 
@@ -26,6 +27,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cb_blas_tune_reexec(argv);
     if (argc < 2) {
         usage(stderr);
         return 1;

@@ -8,6 +8,7 @@
 #include "caramba/model.h"
 #include "caramba/npy.h"
 #include "caramba/safetensors.h"
+#include "caramba/trace.h"
 #include "testutil.h"
 
 static cb_model *open_fixture(void) {
@@ -41,6 +42,49 @@ static void test_logits(void **state) {
     double ref_max = tu_max_abs(ref->data, n), diff = tu_max_abs_diff(cb_f32(logits), ref->data, n);
     assert_true(diff <= 1e-4 * ref_max);
     cb_graph_free(&g);
+    cb_npy_close(ref);
+    cb_npy_close(in);
+    cb_model_free(m);
+}
+
+/* Hidden states (transformers' output_hidden_states: embeddings, after layer 0, after the final
+ * norm) captured with the trace utility. */
+static void test_trace_hidden_states(void **state) {
+    (void)state;
+    cb_model *m = open_fixture();
+    cb_npy *in, *ref;
+    cb_tensor ids = ids_of(&in);
+    assert_int_equal(cb_npy_open(&ref, tu_path("tests/data/tiny_llama3/ref_hidden_states.npy")), CB_OK);
+    assert_int_equal(ref->shape[0], 3);
+    const int64_t per = 2 * 24 * 64;
+    const char *paths[2] = {"topology.layers.0.layers.1", "topology.layers.1"};
+    for (int k = 0; k < 2; k++) {
+        cb_trace t;
+        assert_int_equal(cb_trace_init(&t, paths[k]), CB_OK);
+        assert_int_equal(cb_trace_check(&t, m->root), CB_OK);
+        cb_graph g;
+        assert_int_equal(cb_graph_init(&g, CB_CPU), CB_OK);
+        g.trace = &t;
+        assert_non_null(cb_model_forward(m, &g, &ids, NULL));
+        assert_int_equal(t.n, 1);
+        const float *r = (const float *)ref->data + (k + 1) * per;
+        assert_int_equal(cb_tensor_numel(t.outputs[0]), per);
+        assert_true(tu_max_abs_diff(cb_f32(t.outputs[0]), r, per) <= 1e-4 * tu_max_abs(r, per));
+        cb_graph_free(&g);
+    }
+    cb_trace t; /* by kind: one output per attention layer, in execution order */
+    assert_int_equal(cb_trace_init(&t, "AttentionLayer"), CB_OK);
+    cb_graph g;
+    assert_int_equal(cb_graph_init(&g, CB_CPU), CB_OK);
+    g.trace = &t;
+    assert_non_null(cb_model_forward(m, &g, &ids, NULL));
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.modules[0]->attn_index, 0);
+    assert_int_equal(t.modules[1]->attn_index, 1);
+    assert_int_equal(t.outputs[1]->shape[2], 64);
+    cb_graph_free(&g);
+    assert_int_equal(cb_trace_init(&t, "topology.nothing.*"), CB_OK);
+    assert_int_equal(cb_trace_check(&t, m->root), CB_ERR_NOTFOUND);
     cb_npy_close(ref);
     cb_npy_close(in);
     cb_model_free(m);
@@ -169,6 +213,7 @@ static void test_bad_checkpoints(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits),
+        cmocka_unit_test(test_trace_hidden_states),
         cmocka_unit_test(test_loss_and_grads),
         cmocka_unit_test(test_repeat_steps),
         cmocka_unit_test(test_variants),

@@ -58,6 +58,7 @@ struct cb_graph {
     uint64_t seed;         /* dropout stream */
     uint64_t rng_counter;  /* advances by the number of elements each dropout consumes */
     const void *kernels;   /* const cb_kernels * of the device */
+    struct cb_trace *trace; /* when set, module outputs matching it are recorded (trace.h) */
     bool profile;          /* accumulate per-op times into prof[] (CPU timings; see below) */
     cb_op_profile prof[CB_PROFILE_MAX_OPS];
     int n_prof;

@@ -1,6 +1,8 @@
 /* Module tree plumbing: construction helpers, dispatch of forward by kind, walking, freeing. */
 #include "model/module_impl.h"
 
+#include "caramba/trace.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +83,7 @@ cb_tensor *cb_module_forward(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_c
     case CB_MOD_ATTENTION: y = cb_layer_attention_forward(m, g, x, ctx); break;
     default: y = cb_topology_forward(m, g, x, ctx); break;
     }
+    if (y && g->trace) cb_trace_record(g->trace, m, y);
     if (!y) cb_fail_context(CB_ERR_ARG, "%s (%s)", m->path ? m->path : "?", cb_module_kind_name(m->kind));
     return y;
 }

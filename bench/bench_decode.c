@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "caramba/fileio.h"
@@ -160,6 +161,83 @@ static void copy_caches(cb_infer_ctx *dst, const cb_infer_ctx *src, int64_t len,
     }
 }
 
+/* The PyTorch peer as a child process in --serve mode: one repetition per "run" line. */
+typedef struct peer_proc {
+    pid_t pid;
+    FILE *to, *from;
+    char *line;
+    size_t cap;
+} peer_proc;
+
+static int peer_start(peer_proc *p, const char *python, const char *script, const char *dir,
+                      int n_new, int threads, const char *csv, char *torch_ver, size_t tv) {
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) return -1;
+    char nn[16], nt[16];
+    snprintf(nn, sizeof nn, "%d", n_new);
+    snprintf(nt, sizeof nt, "%d", threads);
+    fflush(NULL);
+    p->pid = fork();
+    if (p->pid < 0) return -1;
+    if (p->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl(python, python, script, "--serve", "--model", dir, "--new", nn, "--threads", nt,
+              "--prompt", csv, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    p->to = fdopen(in[1], "w");
+    p->from = fdopen(out[0], "r");
+    if (!p->to || !p->from || getline(&p->line, &p->cap, p->from) <= 0 ||
+        !strstr(p->line, "\"ready\": true"))
+        return -1;
+    char *s = strstr(p->line, "\"torch\": \"");
+    if (s) sscanf(s + 10, "%63[^\"]", torch_ver);
+    (void)tv;
+    return 0;
+}
+
+/* One peer repetition; *match = how many of its greedy ids equal ours (from the start). */
+static int peer_run(peer_proc *p, const int32_t *ids, int n, double *pre, double *dec, int *match) {
+    fprintf(p->to, "run\n");
+    fflush(p->to);
+    if (getline(&p->line, &p->cap, p->from) <= 0) return -1;
+    char *s;
+    if (!(s = strstr(p->line, "\"decode_tok_s\": "))) return -1;
+    *dec = strtod(s + 16, NULL);
+    if ((s = strstr(p->line, "\"prefill_tok_s\": "))) *pre = strtod(s + 17, NULL);
+    *match = 0;
+    if ((s = strstr(p->line, "\"ids\": ["))) {
+        s += 8;
+        for (int i = 0; i < n; i++) {
+            char *e;
+            long v = strtol(s, &e, 10);
+            if (e == s || v != ids[i]) break;
+            (*match)++;
+            s = e + (*e == ',' ? 1 : 0);
+            while (*s == ' ') s++;
+        }
+    }
+    return 0;
+}
+
+static void peer_stop(peer_proc *p) {
+    if (p->to) {
+        fprintf(p->to, "quit\n");
+        fclose(p->to);
+    }
+    if (p->from) fclose(p->from);
+    if (p->pid > 0) waitpid(p->pid, NULL, 0);
+    free(p->line);
+    *p = (peer_proc){0};
+}
+
 int main(int argc, char **argv) {
     int threads = 0, prompt_len = 128, n_new = 128, reps = 5, long_steps = 32, peer = 1;
     const char *python = "/usr/bin/python3", *peer_path = NULL, *dir = NULL, *json = NULL;
@@ -235,9 +313,28 @@ int main(int argc, char **argv) {
     cb_generator *gen;
     CHECK(cb_generator_new(&gen, m, &gc));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_new), tok;
-    double *dec = malloc(sizeof(double) * (size_t)(reps + 1)),
-           *pre = malloc(sizeof(double) * (size_t)(reps + 1));
-    for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up */
+    double *dec = calloc((size_t)reps, sizeof(double)), *pre = calloc((size_t)reps, sizeof(double));
+    double *pdec = calloc((size_t)reps, sizeof(double)),
+           *ppre = calloc((size_t)reps, sizeof(double));
+    double *ratio = calloc((size_t)reps, sizeof(double));
+    peer_proc pp = {0};
+    int have_peer = 0, match = -1;
+    char torch_ver[64] = "?";
+    if (peer) {
+        size_t cap = (size_t)prompt_len * 8 + 16;
+        char *csv = malloc(cap);
+        int o = 0;
+        for (int i = 0; i < prompt_len; i++)
+            o += snprintf(csv + o, cap - (size_t)o, "%s%d", i ? "," : "", prompt[i]);
+        have_peer = peer_start(&pp, python, peer_path, dir, n_new, threads, csv, torch_ver,
+                               sizeof torch_ver) == 0;
+        if (!have_peer)
+            fprintf(stderr, "bench_decode: the PyTorch peer did not start (%s %s --serve ...)\n",
+                    python, peer_path);
+        free(csv);
+    }
+    /* repetitions alternate caramba / PyTorch so both see the same machine load; rep 0 warms up */
+    for (int rep = 0; rep <= reps; rep++) {
         cb_generator_reset(gen);
         double t0 = now_s();
         CHECK(cb_generator_feed(gen, prompt, 1, prompt_len, NULL));
@@ -253,88 +350,59 @@ int main(int argc, char **argv) {
         if (rep == 0) continue;
         pre[rep - 1] = prompt_len / (t1 - t0);
         dec[rep - 1] = (n_new - 1) / (t2 - t1);
+        if (have_peer) {
+            int mt = -1;
+            if (peer_run(&pp, ids, n_new, &ppre[rep - 1], &pdec[rep - 1], &mt)) {
+                fprintf(stderr, "bench_decode: the PyTorch peer stopped answering\n");
+                have_peer = 0;
+                peer_stop(&pp);
+            }
+            if (rep == 1) match = mt;
+            ratio[rep - 1] = dec[rep - 1] / pdec[rep - 1];
+        }
     }
+    if (peer && pp.pid) peer_stop(&pp);
     double c_dec = maxv(dec, reps), c_dec_med = median(dec, reps), c_pre = maxv(pre, reps);
+    double py_dec = peer && match >= 0 ? maxv(pdec, reps) : NAN;
+    double py_dec_med = peer && match >= 0 ? median(pdec, reps) : NAN;
+    double py_pre = peer && match >= 0 ? maxv(ppre, reps) : NAN;
+    double ratio_med = peer && match >= 0 ? median(ratio, reps) : NAN;
     cb_generator_free(gen);
     double wbytes = weight_bytes(m);
 
     double bw = copy_bandwidth(threads);
     printf("copy bandwidth (read + write, %d threads): %.2f GB/s\n", threads, bw / 1e9);
-
-    double py_dec = NAN, py_dec_med = NAN, py_pre = NAN;
-    int match = -1;
-    char torch_ver[64] = "?";
-    if (peer) {
-        size_t cap = (size_t)prompt_len * 8 + 8192;
-        char *cmd = malloc(cap);
-        int o = snprintf(cmd, cap, "%s %s --model %s --new %d --threads %d --reps %d --prompt ",
-                         python, peer_path, dir, n_new, threads, reps);
-        for (int i = 0; i < prompt_len; i++)
-            o += snprintf(cmd + o, cap - (size_t)o, "%s%d", i ? "," : "", prompt[i]);
-        FILE *p = popen(cmd, "r");
-        char *line = NULL;
-        size_t lc = 0;
-        if (p && getline(&line, &lc, p) > 0) {
-            char *s;
-            if ((s = strstr(line, "\"decode_tok_s_best\": "))) py_dec = strtod(s + 21, NULL);
-            if ((s = strstr(line, "\"decode_tok_s_median\": "))) py_dec_med = strtod(s + 23, NULL);
-            if ((s = strstr(line, "\"prefill_tok_s\": "))) py_pre = strtod(s + 17, NULL);
-            if ((s = strstr(line, "\"torch\": \""))) sscanf(s + 10, "%63[^\"]", torch_ver);
-            if ((s = strstr(line, "\"ids\": ["))) {
-                s += 8;
-                match = 0;
-                for (int i = 0; i < n_new; i++) {
-                    char *e;
-                    long v = strtol(s, &e, 10);
-                    if (e == s || v != ids[i]) break;
-                    match++;
-                    s = e + (*e == ',' ? 1 : 0);
-                    while (*s == ' ') s++;
-                }
-            }
-        }
-        int prc = p ? pclose(p) : -1;
-        if (prc != 0 || isnan(py_dec))
-            fprintf(stderr, "bench_decode: the PyTorch peer failed (exit %d); run: %s\n", prc, cmd);
-        free(line);
-        free(cmd);
-    }
     printf("\n| decode, prompt %d, %d new tokens, batch 1, greedy | tokens/s (best) | median | "
            "prefill tokens/s |\n"
            "|---|---|---|---|\n",
            prompt_len, n_new);
     printf("| caramba, fp32 KV cache | %.0f | %.0f | %.0f |\n", c_dec, c_dec_med, c_pre);
-    if (peer)
+    if (peer) {
         printf("| PyTorch %s eager, KV cache | %.0f | %.0f | %.0f |\n", torch_ver, py_dec,
                py_dec_med, py_pre);
-    if (peer)
         printf("| **ratio** | **%.2fx** | %.2fx | %.2fx |\n", c_dec / py_dec,
                c_dec_med / py_dec_med, c_pre / py_pre);
+        printf("median of the per-repetition ratios (each caramba run next to a PyTorch run): "
+               "%.2fx\n",
+               ratio_med);
+    }
+    cb_kv_policy fp32p = {.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}};
+    double short_bytes = wbytes + kv_bytes(m, &fp32p, prompt_len + n_new / 2);
     printf("greedy ids identical to PyTorch for %d of %d tokens; caramba reads %.1f MB per token "
            "(%.0f%% of the copy bandwidth)\n",
-           match, n_new,
-           (wbytes + kv_bytes(m, &(cb_kv_policy){.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}},
-                              prompt_len + n_new / 2)) /
-               1e6,
-           100.0 * c_dec *
-               (wbytes + kv_bytes(m, &(cb_kv_policy){.all = CB_KV_FP32, .slot = {-1, -1, -1, -1}},
-                                  prompt_len + n_new / 2)) /
-               bw);
+           match, n_new, short_bytes / 1e6, 100.0 * c_dec * short_bytes / bw);
 
-    /* ---- 2. long contexts x cache kinds ---------------------------------------------------------
-     */
+    /* ---- 2. long contexts x cache kinds ----------------------------------------------------- */
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (jf)
-        fprintf(
-            jf,
-            "{\"threads\": %d, \"copy_bandwidth_Bps\": %.6g, \"short\": {\"prompt\": %d, \"new\": "
-            "%d, "
-            "\"caramba_tok_s\": %.6g, \"caramba_tok_s_median\": %.6g, \"caramba_prefill_tok_s\": "
-            "%.6g, "
-            "\"torch_tok_s\": %.6g, \"torch_tok_s_median\": %.6g, \"torch_prefill_tok_s\": %.6g, "
-            "\"ids_match\": %d}, \"long\": [",
-            threads, bw, prompt_len, n_new, c_dec, c_dec_med, c_pre, py_dec, py_dec_med, py_pre,
-            match);
+        fprintf(jf,
+                "{\"threads\": %d, \"copy_bandwidth_Bps\": %.6g, \"short\": {\"prompt\": %d, "
+                "\"new\": %d, \"caramba_tok_s\": %.6g, \"caramba_tok_s_median\": %.6g, "
+                "\"caramba_prefill_tok_s\": %.6g, \"torch_tok_s\": %.6g, \"torch_tok_s_median\": "
+                "%.6g, \"torch_prefill_tok_s\": %.6g, \"ratio_median_paired\": %.6g, "
+                "\"ids_match\": %d}, \"long\": [",
+                threads, bw, prompt_len, n_new, c_dec, c_dec_med, c_pre, py_dec, py_dec_med, py_pre,
+                ratio_med, match);
     printf("\n| context | cache | cache bytes | tokens/s (best) | median | bytes/token read | "
            "bandwidth fraction |\n"
            "|---|---|---|---|---|---|---|\n");
@@ -416,6 +484,9 @@ int main(int argc, char **argv) {
     free(ids);
     free(dec);
     free(pre);
+    free(pdec);
+    free(ppre);
+    free(ratio);
     cb_model_free(m);
     return 0;
 }

@@ -7,6 +7,11 @@ with Debian's python3-torch (1.13).
 Prints one JSON object on stdout:
   {"threads", "torch", "prompt_len", "new_tokens", "prefill_tok_s", "decode_tok_s_best",
    "decode_tok_s_median", "ids": [generated ids of the first repetition]}
+
+With --serve it loads the model, warms up, prints {"ready": true, "torch": ..., "threads": ...}
+and then runs one repetition per "run" line read from stdin, answering with one JSON line
+{"prefill_tok_s", "decode_tok_s", "ids"}, so that bench_decode can interleave its own
+repetitions with the peer's (both sides then see the same machine load).
 """
 import argparse
 import json
@@ -108,12 +113,36 @@ def main():
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--serve", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = json.load(open(a.model + "/config.json"))
     w = load_safetensors(a.model + "/model.safetensors")
     prompt = [int(x) for x in a.prompt.split(",")]
     S = len(prompt)
+
+    def one_rep():
+        m = Llama(cfg, w, S + a.new)
+        t0 = time.perf_counter()
+        logits = m.forward(torch.tensor([prompt]))
+        t1 = time.perf_counter()
+        ids = [int(logits.argmax(-1))]
+        for _ in range(a.new - 1):
+            logits = m.forward(torch.tensor([[ids[-1]]]))
+            ids.append(int(logits.argmax(-1)))
+        t2 = time.perf_counter()
+        return S / (t1 - t0), (a.new - 1) / (t2 - t1), ids
+
+    if a.serve:
+        with torch.inference_mode():
+            one_rep()  # warm-up
+            print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+            for line in sys.stdin:
+                if line.strip() != "run":
+                    break
+                p, d, ids = one_rep()
+                print(json.dumps({"prefill_tok_s": p, "decode_tok_s": d, "ids": ids}), flush=True)
+        return
     decode, prefill, first_ids = [], [], None
     with torch.inference_mode():
         for rep in range(a.reps + 1):  # repetition 0 warms up

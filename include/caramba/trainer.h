@@ -179,6 +179,7 @@ typedef struct cb_train_spec {
 } cb_train_spec;
 
 typedef struct cb_train_result {
+    bool interrupted; /* stopped by cb_train_request_stop (checkpoint written) */
     int64_t start_step, end_step;
     double final_loss, val_loss; /* val_loss: last evaluation, NaN when none */
     double seconds, tok_s;       /* this invocation */
@@ -186,6 +187,12 @@ typedef struct cb_train_result {
 } cb_train_result;
 
 cb_status cb_train_run(const cb_train_spec *s, cb_train_result *r);
+
+/* Asks the running loop to stop after the current step and write a checkpoint (the group runner
+ * then reports how to resume). Async-signal-safe: the CLI calls it from its SIGINT handler. */
+void cb_train_request_stop(void);
+bool cb_train_stop_requested(void);
+void cb_train_clear_stop(void);
 
 /* ---- the group runner --------------------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
  * Loads (parses, lowers, validates) a manifest and runs one group: its training runs in order
  * (src/trainer/group.c: checkpoints, metrics, resume). --dry-run only reports what would run
  * (cb_run_validated). Verification and benchmarks are reported, not run, by this build. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,6 +55,13 @@ int cb_run_validated(const cb_manifest *m, const cb_group_cfg *g) {
     return 0;
 }
 
+/* Ctrl-C: finish the current step, write a checkpoint, exit 130. A second Ctrl-C kills. */
+static void on_sigint(int sig) {
+    (void)sig;
+    cb_train_request_stop();
+    signal(SIGINT, SIG_DFL);
+}
+
 int cb_cli_run_manifest(const char *path, const cb_run_cli_opts *ro) {
     cb_diags errs = {0};
     cb_manifest *m = NULL;
@@ -91,11 +99,14 @@ int cb_cli_run_manifest(const char *path, const cb_run_cli_opts *ro) {
             .out = stdout,
         };
         rc = 0;
+        cb_train_clear_stop();
+        void (*prev)(int) = signal(SIGINT, on_sigint);
         if (cb_train_group(m, g, &go) != CB_OK) {
             fflush(stdout);
             fprintf(stderr, "error: %s\n", cb_last_error());
-            rc = 1;
+            rc = cb_train_stop_requested() ? 130 : 1;
         }
+        signal(SIGINT, prev == SIG_ERR ? SIG_DFL : prev);
     }
     cb_manifest_free(m);
     return rc;

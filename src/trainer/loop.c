@@ -7,12 +7,19 @@
  * remaining steps compute the same losses bit for bit as an uninterrupted run (same build, same
  * thread count). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "caramba/fileio.h"
 #include "caramba/trainer.h"
+
+static volatile sig_atomic_t stop_requested;
+
+void cb_train_request_stop(void) { stop_requested = 1; }
+bool cb_train_stop_requested(void) { return stop_requested != 0; }
+void cb_train_clear_stop(void) { stop_requested = 0; }
 
 typedef struct loop {
     const cb_train_spec *s;
@@ -223,6 +230,10 @@ cb_status cb_train_run(const cb_train_spec *s, cb_train_result *r) {
     double last_val = r->val_loss;
     while (step < s->steps && st == CB_OK) {
         if (s->stop_after > 0 && step >= s->stop_after) break;
+        if (stop_requested) {
+            r->interrupted = true;
+            break;
+        }
         double t0 = cb_clock_seconds();
         for (int64_t k = 0; k < K && st == CB_OK; k++)
             st = cb_dataset_sample_batch(s->train, &L.sampler, L.micro[k].x, L.micro[k].y);

@@ -67,6 +67,23 @@ for s in 4 5 6; do
 done
 cmp -s "$T/A/a/final/model.safetensors" "$T/B/a/final/model.safetensors" || fail "final weights differ after resume"
 
+# Ctrl-C: the step finishes, a checkpoint is written, exit 130 with the resume command
+sed 's/steps: 6/steps: 1000000/' "$T/m.yml" > "$T/long.yml"
+"$BIN" run "$T/long.yml" --out "$T/I" --no-progress > "$T/iout" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+  grep -q '"type": "metrics"' "$T/I/a/metrics.jsonl" 2>/dev/null && break
+  sleep 0.1
+done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+[ $rc -eq 130 ] || fail "interrupted run exit $rc: $(cat "$T/iout")"
+grep -q "^error: interrupted at step [0-9]* of run 'a'; continue with: .*--resume $T/I/a/step_" "$T/iout" ||
+  fail "interrupt message: $(cat "$T/iout")"
+ck="$T/I/a/$(cat "$T/I/a/latest")"
+[ -s "$ck/trainer.json" ] || fail "no checkpoint after Ctrl-C"
+
 # dry run: report only
 "$BIN" run "$T/m.yml" --dry-run --out "$T/C" > "$T/out" 2>&1 || fail "dry run"
 grep -q "^group 'g'" "$T/out" && grep -q "dry run" "$T/out" || fail "dry run output: $(cat "$T/out")"

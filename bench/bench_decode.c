@@ -161,6 +161,13 @@ static void copy_caches(cb_infer_ctx *dst, const cb_infer_ctx *src, int64_t len,
     }
 }
 
+/* A JSON number, or null when the peer gave none. */
+static const char *jnum(double v, char *buf) {
+    if (isnan(v) || isinf(v)) return "null";
+    snprintf(buf, 32, "%.6g", v);
+    return buf;
+}
+
 /* The PyTorch peer as a child process in --serve mode: one repetition per "run" line. */
 typedef struct peer_proc {
     pid_t pid;
@@ -394,15 +401,16 @@ int main(int argc, char **argv) {
 
     /* ---- 2. long contexts x cache kinds ----------------------------------------------------- */
     FILE *jf = json ? fopen(json, "w") : NULL;
+    char jb[4][32];
     if (jf)
         fprintf(jf,
                 "{\"threads\": %d, \"copy_bandwidth_Bps\": %.6g, \"short\": {\"prompt\": %d, "
                 "\"new\": %d, \"caramba_tok_s\": %.6g, \"caramba_tok_s_median\": %.6g, "
-                "\"caramba_prefill_tok_s\": %.6g, \"torch_tok_s\": %.6g, \"torch_tok_s_median\": "
-                "%.6g, \"torch_prefill_tok_s\": %.6g, \"ratio_median_paired\": %.6g, "
+                "\"caramba_prefill_tok_s\": %.6g, \"torch_tok_s\": %s, \"torch_tok_s_median\": "
+                "%s, \"torch_prefill_tok_s\": %s, \"ratio_median_paired\": %s, "
                 "\"ids_match\": %d}, \"long\": [",
-                threads, bw, prompt_len, n_new, c_dec, c_dec_med, c_pre, py_dec, py_dec_med, py_pre,
-                ratio_med, match);
+                threads, bw, prompt_len, n_new, c_dec, c_dec_med, c_pre, jnum(py_dec, jb[0]),
+                jnum(py_dec_med, jb[1]), jnum(py_pre, jb[2]), jnum(ratio_med, jb[3]), match);
     printf("\n| context | cache | cache bytes | tokens/s (best) | median | bytes/token read | "
            "bandwidth fraction |\n"
            "|---|---|---|---|---|---|---|\n");

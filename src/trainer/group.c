@@ -371,11 +371,14 @@ static cb_status run_one(const cb_manifest *m, const cb_group_cfg *g, int i, con
         fprintf(out, "  schedule: lr %g %s", t->lr, cb_schedule_name(t->scheduler));
         if (t->scheduler != CB_CFG_SCHED_NONE)
             fprintf(out, ", warmup %lld, floor %g", (long long)t->warmup_steps, t->min_lr_ratio);
-        fprintf(out, "; AdamW wd %g, clip %g; %lld steps; eval every %lld steps on %lld x %lld "
-                     "held-out tokens\n",
-                t->weight_decay, t->grad_clip, (long long)r->steps, (long long)eval_every,
-                (long long)(val.n_windows < t->eval_batches * B ? val.n_windows : t->eval_batches * B),
-                (long long)t->block_size);
+        fprintf(out, "; AdamW wd %g, clip %g; %lld steps; ", t->weight_decay, t->grad_clip,
+                (long long)r->steps);
+        if (val.n_windows <= 0 || eval_every <= 0)
+            fprintf(out, "no validation (%s)\n", val.n_windows <= 0 ? "val_frac is 0" : "eval_every is 0");
+        else
+            fprintf(out, "eval every %lld steps on %lld x %lld held-out tokens\n", (long long)eval_every,
+                    (long long)(val.n_windows < t->eval_batches * B ? val.n_windows : t->eval_batches * B),
+                    (long long)t->block_size);
         if (rp->resume) fprintf(out, "  resuming from %s\n", rp->resume);
         fprintf(out, "  metrics: %s%s%s\n", jl_path, tb ? "  tensorboard: " : "", tb ? tb_dir : "");
         fflush(out);

@@ -239,6 +239,19 @@ static void test_jsonl_and_tensorboard(void **state) {
         assert_int_equal(cb_read_file(p("logs/c/final/model.safetensors"), 1 << 24, &wc, &nc), CB_OK);
         assert_int_equal(na, nc);
         assert_memory_equal(wa, wc, na);
+        free(wc);
+        /* init_from a run directory: its `latest` checkpoint */
+        char runs[1024];
+        snprintf(runs, sizeof runs,
+                 "      - id: d\n        mode: train\n        steps: 1\n"
+                 "        train: {phase: standard, batch_size: 1, block_size: 4, lr: 1.0e-30, init_from: %s}\n",
+                 p("logs/a"));
+        cb_manifest *m2 = parse("val_frac: 0.1", runs, p("markov.npy"));
+        assert_int_equal(train(m2, "logs2"), CB_OK);
+        cb_manifest_free(m2);
+        assert_int_equal(cb_read_file(p("logs2/d/final/model.safetensors"), 1 << 24, &wc, &nc), CB_OK);
+        assert_int_equal(na, nc);
+        assert_memory_equal(wa, wc, na);
         free(wa);
         free(wc);
     }

@@ -117,6 +117,16 @@ static cb_status weights_for(const cb_group_cfg *g, int i, const char *out_dir, 
             w->path = fmt_path(out_dir, from, "final");
             return w->path ? CB_OK : cb_fail(CB_ERR_NOMEM, "out of memory");
         }
+    /* a run directory (no weights of its own, a `latest` file) means its newest checkpoint */
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s/latest", from);
+    if (strncmp(from, "hf://", 5) != 0 && cb_is_dir(from) && cb_file_exists(probe)) {
+        snprintf(probe, sizeof probe, "%s/model.safetensors", from);
+        if (!cb_file_exists(probe)) {
+            w->path = cb_train_ckpt_resolve(from);
+            return w->path ? CB_OK : cb_fail_context(CB_ERR_NOTFOUND, "starting weights '%s'", from);
+        }
+    }
     w->path = strdup(from);
     return w->path ? CB_OK : cb_fail(CB_ERR_NOMEM, "out of memory");
 }

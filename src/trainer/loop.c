@@ -225,7 +225,7 @@ cb_status cb_train_run(const cb_train_spec *s, cb_train_result *r) {
     cb_progress bar;
     cb_progress_start(&bar, s->run_id ? s->run_id : "train", start, s->steps, s->progress);
     double t_begin = cb_clock_seconds(), train_s = 0, ema = NAN;
-    int64_t tok_run = 0;
+    int64_t tok_run = 0, saved_step = -1;
     int64_t step = start;
     double last_val = r->val_loss;
     while (step < s->steps && st == CB_OK) {
@@ -287,6 +287,7 @@ cb_status cb_train_run(const cb_train_spec *s, cb_train_result *r) {
             fill_state(&L, step, loss, last_val);
             st = save(&L, name, r);
             if (st != CB_OK) break;
+            saved_step = step;
         }
     }
     r->end_step = step;
@@ -296,7 +297,7 @@ cb_status cb_train_run(const cb_train_spec *s, cb_train_result *r) {
     if (isnan(r->val_loss)) snprintf(fields, sizeof fields, "loss %.4f | %.0f tok/s", r->final_loss, r->tok_s);
     else snprintf(fields, sizeof fields, "loss %.4f val %.4f | %.0f tok/s", r->final_loss, r->val_loss, r->tok_s);
     cb_progress_finish(&bar, fields);
-    if (st == CB_OK && s->ckpt_dir && step > start) {
+    if (st == CB_OK && s->ckpt_dir && step > start && (step == s->steps || step != saved_step)) {
         char name[48];
         if (step == s->steps) snprintf(name, sizeof name, "final");
         else snprintf(name, sizeof name, "step_%08lld", (long long)step);

@@ -10,8 +10,11 @@
  * polynomial, 2^n assembled in the exponent bits. Inputs below -87.3 flush to 0 (softmax
  * weights that small are exactly 0 in f32 anyway). */
 static inline float cb_fast_expf(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-    float n = __builtin_rintf(x * 1.44269504088896341f); /* vroundps: no libm call */
+    x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x); /* NaN passes through unchanged */
+    /* round x*log2(e) to an integer with the 1.5*2^23 trick: no float-to-int conversion, so NaN
+     * stays a NaN instead of undefined behaviour */
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
     float r = x - n * 0.693145751953125f; /* ln2 split in a high part ... */
     r = r - n * 1.428606765330187045e-06f; /* ... and a low part for accuracy */
     float p = 1.0f / 720.0f;
@@ -21,7 +24,9 @@ static inline float cb_fast_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    uint32_t bits = (tb - 0x4B400000u + 127u) << 23; /* low mantissa bits of t hold n */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -66,7 +71,7 @@ static inline float cb_v16_hsum(cb_v16 v) {
 
 /* Vector exp with the same reduction as cb_fast_expf; round-to-nearest by the 1.5*2^23 trick. */
 static inline cb_v16 cb_v16_exp(cb_v16 x) {
-    const cb_v16 lo = cb_v16_set1(-87.3f), hi = cb_v16_set1(88.7f);
+    const cb_v16 lo = cb_v16_set1(-87.3f), hi = cb_v16_set1(88.0f);
     x = cb_v16_min(cb_v16_max(x, lo), hi);
     const cb_v16 magic = cb_v16_set1(12582912.0f);
     cb_v16 n = (x * 1.44269504088896341f + magic) - magic;

@@ -83,11 +83,17 @@ cb_node *cb_graph_record(cb_graph *g, const char *op, cb_backward_fn bw, cb_tens
                          cb_tensor *const *inputs, int n_inputs);
 /* The gradient buffer of t, allocated (zeroed) from the arena on first use. */
 cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t);
+/* Same, but a first allocation is left uninitialised and *fresh says so: a backward that writes
+ * the whole buffer in one go (a GEMM with beta = 0) then skips zeroing it. */
+cb_tensor *cb_graph_grad_uninit(cb_graph *g, cb_tensor *t, bool *fresh);
 
 /* Profiling: cb_graph_init turns it on when CARAMBA_PROFILE is set. Times are host wall time
- * around each kernel call (on a GPU they measure launches unless the backend synchronises). */
+ * around each kernel call; on a GPU the device is synchronised around each call, so they are
+ * kernel times (plus a synchronisation each), and profiling slows the step down. */
 cb_op_profile *cb_graph_prof_slot(cb_graph *g, const char *op);
 double cb_now(void);
+/* cb_now() after waiting for the graph's device (profiling on a GPU times kernels, not launches). */
+double cb_graph_prof_clock(const cb_graph *g);
 /* Prints ops sorted by total time, with their share. */
 void cb_graph_profile_print(const cb_graph *g, FILE *f);
 

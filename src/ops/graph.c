@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "caramba/device.h"
+#include "ops/cuda_api.h"
 #include "ops/kernels.h"
 
 cb_status cb_graph_init(cb_graph *g, cb_device dev) {
@@ -108,7 +109,26 @@ cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t) {
         t->grad = cb_graph_view(g, bg, t->ndim, t->shape);
         return t->grad;
     }
-    t->grad = cb_graph_zeros(g, CB_F32, t->ndim, t->shape);
+    /* Activation gradients take the activation's dtype when it is 16-bit (AMP on a GPU: the
+     * backward GEMMs and the tensor-core attention then read 16-bit operands, as autocast does);
+     * parameter gradients are persistent f32 tensors and never come from here. */
+    cb_dtype gdt = g->device == CB_CUDA && (t->dtype == CB_BF16 || t->dtype == CB_F16) ? t->dtype : CB_F32;
+    t->grad = cb_graph_zeros(g, gdt, t->ndim, t->shape);
+    return t->grad;
+}
+
+cb_tensor *cb_graph_grad_uninit(cb_graph *g, cb_tensor *t, bool *fresh) {
+    *fresh = false;
+    if (!t || !cb_tensor_requires_grad(t)) return NULL;
+    if (t->grad) return t->grad;
+    if (t->view_of && cb_tensor_requires_grad(t->view_of)) {
+        cb_tensor *bg = cb_graph_grad_uninit(g, t->view_of, fresh);
+        if (!bg) return NULL;
+        t->grad = cb_graph_view(g, bg, t->ndim, t->shape);
+        return t->grad;
+    }
+    t->grad = cb_graph_tensor(g, CB_F32, t->ndim, t->shape);
+    *fresh = t->grad != NULL;
     return t->grad;
 }
 
@@ -121,15 +141,17 @@ cb_status cb_backward(cb_graph *g, cb_tensor *loss) {
     cb_tensor *dl = cb_graph_grad(g, loss);
     if (!dl) return CB_ERR_NOMEM;
     float one = 1.0f;
-    CB_TRY(cb_device_copy(dl->device, dl->data, CB_CPU, &one, sizeof one));
+    uint16_t one16 = dl->dtype == CB_BF16 ? cb_f32_to_bf16(one) : cb_f32_to_f16(one);
+    if (dl->dtype == CB_F32) CB_TRY(cb_device_copy(dl->device, dl->data, CB_CPU, &one, sizeof one));
+    else CB_TRY(cb_device_copy(dl->device, dl->data, CB_CPU, &one16, sizeof one16));
     for (int64_t i = g->n_nodes - 1; i >= 0; i--) {
         cb_node *n = &g->nodes[i];
         if (!n->out->grad) continue; /* nothing downstream needed this output */
-        double t0 = g->profile ? cb_now() : 0;
+        double t0 = g->profile ? cb_graph_prof_clock(g) : 0;
         cb_status st = n->backward(g, n);
         if (g->profile) {
             cb_op_profile *p = cb_graph_prof_slot(g, n->op);
-            if (p) p->backward_s += cb_now() - t0;
+            if (p) p->backward_s += cb_graph_prof_clock(g) - t0;
         }
         if (st != CB_OK) return cb_fail_context(st, "backward of %s", n->op);
     }
@@ -140,6 +162,14 @@ double cb_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double cb_graph_prof_clock(const cb_graph *g) {
+    if (g->device == CB_CUDA) {
+        const cb_cuda_api *cu = cb_cuda_api_get();
+        if (cu) cu->sync();
+    }
+    return cb_now();
 }
 
 cb_op_profile *cb_graph_prof_slot(cb_graph *g, const char *op) {

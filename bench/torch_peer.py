@@ -23,6 +23,8 @@ p.add_argument("--iters", type=int, default=5)
 p.add_argument("--device", default="cpu")
 p.add_argument("--dtype", default="float32")
 p.add_argument("--compile", action="store_true")
+p.add_argument("--no-prefill", action="store_true", help="skip the prefill timing (a recompile under --compile)")
+p.add_argument("--matmul", type=int, default=0, help="also time an N^3 matmul in --dtype (TFLOP/s)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -176,7 +178,12 @@ res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "params":
        "sdpa": HAS_SDPA}
 res["fwd_bwd_tok_s"] = tok / timed(fwd_bwd, args.iters)
 res["train_step_tok_s"] = tok / timed(train_step, args.iters)
-res["prefill_tok_s"] = args.prefill / timed(prefill, max(args.iters * 4, 10))
+if not args.no_prefill:
+    res["prefill_tok_s"] = args.prefill / timed(prefill, max(args.iters * 4, 10))
+if args.matmul:
+    n = args.matmul
+    a_, b_ = torch.randn(n, n, device=dev, dtype=dt), torch.randn(n, n, device=dev, dtype=dt)
+    res["matmul_tflops"] = 2 * n ** 3 / timed(lambda: a_ @ b_, 10) / 1e12
 try:
     import resource
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

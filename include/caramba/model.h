@@ -36,6 +36,8 @@ struct cb_model {
     bool llama_names;    /* parameter names are Hugging Face Llama names */
     int64_t bos_id, eos_id; /* from the checkpoint's config, -1 when unknown */
     bool finalized;
+    cb_dtype compute_dtype; /* CB_F32, or the AMP dtype (cb_model_set_compute_dtype): a forward
+                               then creates 16-bit activations on its graph */
 };
 
 /* Takes ownership of root. vocab_size 0 means no embedder (inputs are already [B, T, d]). */
@@ -52,7 +54,7 @@ int64_t cb_model_param_count(const cb_model *m);
 cb_param *cb_model_find_param(const cb_model *m, const char *name);
 
 /* ids [B, T] int32/int64 -> logits [B, T, V] (or features when there is no head). ctx may be
- * NULL (no cache). */
+ * NULL (no cache). A model with a 16-bit compute dtype sets g->act_dtype to it (AMP). */
 cb_tensor *cb_model_forward(cb_model *m, cb_graph *g, const cb_tensor *ids, cb_infer_ctx *ctx);
 /* Mean next-token cross-entropy of logits[:, :-1] against ids[:, 1:]. */
 cb_tensor *cb_model_next_token_loss(cb_model *m, cb_graph *g, const cb_tensor *ids);
@@ -74,6 +76,14 @@ cb_status cb_model_from_manifest(cb_model **out, const struct cb_model_cfg *cfg,
 cb_status cb_model_from_llama_config(cb_model **out, const cb_llama_config *cfg, cb_device dev);
 /* Resolves M (directory or hf://org/name), reads config.json, builds and loads the weights. */
 cb_status cb_model_open_hf(cb_model **out, const char *model, cb_device dev);
+
+/* Mixed precision on the GPU (src/model/amp.c): dt = CB_BF16 or CB_F16 gives every 2-d parameter
+ * a 16-bit copy (param->t->lowp) that the ops read when the graph's act_dtype is dt; the f32
+ * parameters stay the master weights. CB_F32 drops the copies. Fails on the CPU for 16-bit. */
+cb_status cb_model_set_compute_dtype(cb_model *m, cb_dtype dt);
+/* Rewrites the 16-bit copies from the masters (after loading weights into a model that has them;
+ * the GPU optimizer refreshes them itself). */
+cb_status cb_model_refresh_lowp(cb_model *m);
 
 /* Inference caches for this model: one layer cache per attention layer. */
 cb_status cb_model_caches_new(const cb_model *m, int64_t batch, int64_t max_len,

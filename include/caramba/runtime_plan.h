@@ -32,6 +32,8 @@ typedef struct cb_runtime_plan {
     int threads;           /* CPU threads (OpenMP team and OpenBLAS) */
     bool use_amp;
     char amp_dtype[16];    /* resolved autocast dtype */
+    char compute_dtype[16]; /* what the run computes in: float32 on the CPU; on cuda amp_dtype
+                               when use_amp, else dtype (16-bit: AMP with f32 master weights) */
     bool compile;
     char compile_mode[48];
     bool reused;           /* read from an existing plan file with the same key */

@@ -36,6 +36,10 @@ typedef struct cb_tensor {
     struct cb_tensor *grad; /* same shape, f32, or NULL */
     struct cb_tensor *view_of; /* storage (and gradient) alias this tensor's, or NULL */
     unsigned flags;
+    /* Mixed precision (AMP): a 16-bit copy of a parameter's values that the ops read instead of
+     * the f32 master when the graph computes in that dtype (owned; freed with the tensor; kept
+     * current by the optimizer, see cb_model_set_compute_dtype). NULL when there is none. */
+    struct cb_tensor *lowp;
 } cb_tensor;
 
 int64_t cb_tensor_numel(const cb_tensor *t);

@@ -101,6 +101,7 @@ cb_status cb_tensor_enable_grad(cb_tensor *t) {
 void cb_tensor_free(cb_tensor *t) {
     if (!t) return;
     if (t->grad) cb_tensor_free(t->grad);
+    if (t->lowp) cb_tensor_free(t->lowp);
     if (t->flags & CB_TENSOR_OWNS_DATA) cb_device_free(t->device, t->data);
     free(t);
 }

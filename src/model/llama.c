@@ -181,7 +181,7 @@ cb_status cb_model_from_llama_config(cb_model **out, const cb_llama_config *c, c
 
 cb_status cb_model_load(cb_model *m, const cb_checkpoint *ck) {
     for (int i = 0; i < m->n_params; i++) CB_TRY(cb_checkpoint_load(ck, m->params[i]->name, m->params[i]->t));
-    return CB_OK;
+    return cb_model_refresh_lowp(m); /* no-op unless the model computes in 16 bits */
 }
 
 cb_status cb_model_save(const cb_model *m, const char *path) {

@@ -187,6 +187,7 @@ cb_tensor *cb_model_forward(cb_model *m, cb_graph *g, const cb_tensor *ids, cb_i
     }
     int64_t end = (ctx ? ctx->pos_offset : 0) + ids->shape[1];
     if (cb_model_ensure_positions(m, end) != CB_OK) return NULL;
+    if (m->compute_dtype != CB_F32 && g->device == m->device) g->act_dtype = m->compute_dtype;
     if (ids->device != g->device) { /* host ids (or features) to the graph's device */
         cb_tensor *d = cb_graph_tensor(g, ids->dtype, ids->ndim, ids->shape);
         if (!d || cb_device_copy(g->device, d->data, ids->device, ids->data, cb_tensor_nbytes(ids)) != CB_OK)

@@ -17,7 +17,34 @@
 extern "C" {
 #endif
 
-enum { CB_CUDA_API_VERSION = 1 };
+enum { CB_CUDA_API_VERSION = 2 };
+
+/* Batch-1 greedy decoder for the Llama shape (src/ops/cuda/decode.cu): one CUDA graph per step,
+ * KV cache in GPU memory (f16, q8_0 or q4_0 rows laid out as caramba/quant.h). All pointers are
+ * device pointers; the weights stay owned by the caller and must outlive the decoder. */
+typedef struct cb_cuda_dec_layer {
+    const float *attn_norm, *mlp_norm; /* [d] f32 */
+    const void *wq, *wk, *wv, *wo;     /* bf16 [H*hd, d], [Hkv*hd, d] (x2), [d, H*hd] */
+    const void *wg, *wu, *wd;          /* bf16 [F, d] (x2), [d, F] */
+} cb_cuda_dec_layer;
+
+typedef struct cb_cuda_dec_cfg {
+    int n_layers, d_model, n_heads, n_kv_heads, head_dim, d_ff;
+    int64_t vocab;
+    float rms_eps;
+    int rope_pairs;                   /* P: pairs (i, i+P) rotate in every head */
+    const float *rope_cos, *rope_sin; /* [rope_rows, P] f32 */
+    int64_t rope_rows;
+    int kv_dtype; /* cb_dtype: CB_F16, CB_Q8_0 or CB_Q4_0 */
+    int64_t max_len;
+    const void *embed; /* [vocab, d] */
+    int embed_dtype;   /* cb_dtype of embed (f32, bf16 or f16) */
+    const float *final_norm;
+    const void *lm_head; /* bf16 [vocab, d] */
+    const cb_cuda_dec_layer *layers;
+} cb_cuda_dec_cfg;
+
+typedef struct cb_cuda_decoder cb_cuda_decoder;
 
 typedef struct cb_cuda_api {
     int version; /* CB_CUDA_API_VERSION */
@@ -37,6 +64,23 @@ typedef struct cb_cuda_api {
                              float beta2, float eps, float weight_decay, int64_t step,
                              float grad_scale);
     cb_status (*sum_squares_multi)(int n, const cb_tensor *const *xs, double *out);
+    /* The decoder. reset: prompt ids (host) into the token stream, position 0. fill: pseudo-random
+     * cache contents for positions [0, n) and position n (long-context benchmarks). steps: n more
+     * steps, asynchronous (step p feeds token p, writes the greedy choice to p + 1 past the
+     * prompt). tokens: ids [from, from + n) of the stream (synchronises). logits: the last
+     * step's [vocab] f32. cache_row: the stored bytes of one row (which 0: keys, 1: values). */
+    cb_status (*dec_new)(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder **out);
+    void (*dec_free)(cb_cuda_decoder *d);
+    cb_status (*dec_reset)(cb_cuda_decoder *d, const int32_t *prompt, int64_t n);
+    cb_status (*dec_fill)(cb_cuda_decoder *d, int64_t n, uint64_t seed);
+    cb_status (*dec_steps)(cb_cuda_decoder *d, int64_t n);
+    cb_status (*dec_tokens)(cb_cuda_decoder *d, int64_t from, int64_t n, int32_t *out);
+    cb_status (*dec_logits)(cb_cuda_decoder *d, float *out);
+    cb_status (*dec_cache_row)(cb_cuda_decoder *d, int layer, int which, int64_t pos, void *out);
+    size_t (*dec_cache_bytes)(const cb_cuda_decoder *d, int64_t len);
+    /* Quantizes rows [rows, width] f32 (device) into the cache row format (device), bit for bit
+     * what the CPU quantizers write (for the tests and for device-resident caches). */
+    cb_status (*quantize_rows)(int dtype, const float *x, int64_t rows, int64_t width, void *out);
 } cb_cuda_api;
 
 /* Exported by the plugin. */

@@ -19,7 +19,7 @@ cb_tensor *cb_embedding(cb_graph *g, const cb_tensor *ids, cb_tensor *W) {
     shape[ids->ndim] = W->shape[1];
     cb_tensor *y = cb_graph_tensor(g, g->act_dtype, ids->ndim + 1, shape);
     if (!y) return NULL;
-    CB_OP_KERNEL("embedding", cb_k(g)->embedding_fwd(ids, W, y));
+    CB_OP_KERNEL("embedding", cb_k(g)->embedding_fwd(ids, cb_op_weight(g, W), y));
     cb_tensor *ins[2] = {(cb_tensor *)ids, W};
     cb_graph_record(g, "embedding", embedding_backward, y, ins, 2);
     return y;

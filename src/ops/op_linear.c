@@ -8,9 +8,12 @@ static cb_status linear_backward(cb_graph *g, cb_node *n) {
     const cb_kernels *k = cb_k(g);
     cb_tensor *x = n->in[0], *W = n->in[1], *b = n->in[2], *dy = n->out->grad;
     int64_t in = W->shape[1], out = W->shape[0], R = cb_tensor_rows(x);
-    cb_tensor *dx = cb_need_grad(g, x), *dW = cb_need_grad(g, W), *db = b ? cb_need_grad(g, b) : NULL;
-    if (dx) /* dx [R, in] += dy [R, out] . W [out, in] */
-        CB_TRY(k->gemm(false, false, R, in, out, 1.0f, dy, out, 0, W, in, 0, 1.0f, dx, in, 0, 1));
+    bool fresh = false;
+    cb_tensor *dx = cb_graph_grad_uninit(g, x, &fresh), *dW = cb_need_grad(g, W),
+              *db = b ? cb_need_grad(g, b) : NULL;
+    if (dx) /* dx [R, in] (+)= dy [R, out] . W [out, in]; a fresh buffer is written, not zeroed */
+        CB_TRY(k->gemm(false, false, R, in, out, 1.0f, dy, out, 0, cb_op_weight(g, W), in, 0,
+                       fresh ? 0.0f : 1.0f, dx, in, 0, 1));
     if (dW) /* dW [out, in] += dy^T [out, R] . x [R, in] */
         CB_TRY(k->gemm(true, false, out, in, R, 1.0f, dy, out, 0, x, in, 0, 1.0f, dW, in, 0, 1));
     if (db) CB_TRY(k->bias_grad(dy, db));
@@ -35,7 +38,8 @@ cb_tensor *cb_linear(cb_graph *g, cb_tensor *x, cb_tensor *W, cb_tensor *b) {
     if (!y) return NULL;
     const cb_kernels *k = cb_k(g);
     int64_t R = cb_tensor_rows(x), in = W->shape[1], out = W->shape[0];
-    CB_OP_KERNEL("linear", k->gemm(false, true, R, out, in, 1.0f, x, in, 0, W, in, 0, 0.0f, y, out, 0, 1));
+    CB_OP_KERNEL("linear", k->gemm(false, true, R, out, in, 1.0f, x, in, 0, cb_op_weight(g, W), in,
+                                   0, 0.0f, y, out, 0, 1));
     if (b) CB_OP_KERNEL("linear", k->bias_add(y, b));
     cb_tensor *ins[3] = {x, W, b};
     cb_graph_record(g, "linear", linear_backward, y, ins, b ? 3 : 2);

@@ -314,6 +314,8 @@ cb_status cb_runtime_plan_decide(const cb_model_cfg *model, const cb_train_cfg *
     snprintf(p->amp_dtype, sizeof p->amp_dtype, "%s",
              t->amp_dtype == CB_TDTYPE_AUTO ? "bfloat16" : dtype_name(t->amp_dtype));
     p->use_amp = t->use_amp;
+    snprintf(p->compute_dtype, sizeof p->compute_dtype, "%s",
+             !cuda ? "float32" : p->use_amp ? p->amp_dtype : p->dtype);
     p->batch_size = t->batch_size;
     if (t->auto_batch_size && t->auto_batch_ref_block_size > 0 && t->block_size > 0) {
         int64_t b = (int64_t)floor((double)t->batch_size * (double)t->auto_batch_ref_block_size /
@@ -341,6 +343,7 @@ static cJSON *plan_json(const cb_runtime_plan *p) {
     cJSON_AddNumberToObject(o, "threads", p->threads);
     cJSON_AddBoolToObject(o, "use_amp", p->use_amp);
     cJSON_AddStringToObject(o, "amp_dtype", p->amp_dtype);
+    cJSON_AddStringToObject(o, "compute_dtype", p->compute_dtype);
     cJSON_AddBoolToObject(o, "compile", p->compile);
     cJSON_AddStringToObject(o, "compile_mode", p->compile_mode);
     return o;
@@ -384,6 +387,10 @@ static int load_plan(const char *path, const char *key, cb_runtime_plan *p) {
             q.threads = (int)th->valuedouble;
             q.use_amp = cJSON_IsTrue(amp);
             q.compile = cJSON_IsTrue(co);
+            /* plans written before compute_dtype existed: derive it as cb_runtime_plan_decide does */
+            if (copy_str(o, "compute_dtype", q.compute_dtype, sizeof q.compute_dtype))
+                snprintf(q.compute_dtype, sizeof q.compute_dtype, "%s",
+                         strncmp(q.device, "cuda", 4) != 0 ? "float32" : q.use_amp ? q.amp_dtype : q.dtype);
         }
     }
     cJSON_Delete(root);

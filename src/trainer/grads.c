@@ -5,9 +5,11 @@
  * back-propagating loss_i / k leave sum_i grad(loss_i) / k, the gradient of the mean loss over
  * all k * B rows (every micro-batch has the same number of tokens). */
 #include <math.h>
+#include <stdlib.h>
 
 #include "caramba/device.h"
 #include "caramba/trainer.h"
+#include "ops/cuda_api.h"
 #include "ops/kernels.h"
 
 static cb_tensor *next_token_ce(void *ctx, cb_model *student, cb_model *teacher, cb_graph *g,
@@ -55,6 +57,21 @@ cb_status cb_train_grads(cb_model *m, cb_model *teacher, cb_graph *g, const cb_l
 }
 
 cb_status cb_grad_global_norm(const cb_model *m, double *norm) {
+    if (m->device == CB_CUDA) { /* one pass, one synchronisation for every gradient */
+        const cb_cuda_api *cu = cb_cuda_api_get();
+        if (!cu) return CB_ERR_UNSUPPORTED;
+        const cb_tensor **gs = malloc(sizeof *gs * (size_t)(m->n_params + 1));
+        if (!gs) return cb_fail(CB_ERR_NOMEM, "gradient norm");
+        int k = 0;
+        for (int i = 0; i < m->n_params; i++)
+            if (m->params[i]->t->grad) gs[k++] = m->params[i]->t->grad;
+        double s = 0;
+        cb_status st = cu->sum_squares_multi(k, gs, &s);
+        free(gs);
+        CB_TRY(st);
+        *norm = sqrt(s);
+        return CB_OK;
+    }
     double s = 0;
     for (int i = 0; i < m->n_params; i++) {
         cb_tensor *gr = m->params[i]->t->grad;

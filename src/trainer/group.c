@@ -340,6 +340,20 @@ static cb_status run_one(const cb_manifest *m, const cb_group_cfg *g, int i, con
         }
         start_from = rp->init.path;
     }
+    /* AMP on the GPU: 16-bit activations and weight copies, f32 master weights (src/model/amp.c) */
+    cb_dtype compute = strcmp(plan.compute_dtype, "bfloat16") == 0  ? CB_BF16
+                       : strcmp(plan.compute_dtype, "float16") == 0 ? CB_F16
+                                                                    : CB_F32;
+    if (dev == CB_CUDA && compute != CB_F32) {
+        if (compute == CB_F16)
+            fprintf(stderr, "warning: run '%s': float16 compute without loss scaling may underflow "
+                            "gradients; bfloat16 is the safer choice\n", r->id);
+        st = cb_model_set_compute_dtype(model, compute);
+        if (st != CB_OK) {
+            cb_model_free(model);
+            return cb_fail_context(st, "run '%s': mixed precision", r->id);
+        }
+    }
     cb_dataset train, val;
     st = cb_dataset_split(tokens, m->defaults.val_frac, t->block_size, 1, &train, &val);
     char *run_dir = fmt_path(out_dir, r->id, NULL);
@@ -358,8 +372,9 @@ static cb_status run_one(const cb_manifest *m, const cb_group_cfg *g, int i, con
     if (st == CB_OK) {
         fprintf(out, "  model: %lld parameters%s; %s\n", (long long)cb_model_param_count(model),
                 model->llama_names ? " (Hugging Face Llama names)" : "", start_from);
-        fprintf(out, "  plan: %s, %s, %d thread%s%s, batch %lld x %lld tokens", plan.device,
-                plan.dtype, threads, threads == 1 ? "" : "s", env_threads > 0 ? " (environment)" : "",
+        fprintf(out, "  plan: %s, %s%s%s, %d thread%s%s, batch %lld x %lld tokens", plan.device,
+                plan.dtype, strcmp(plan.compute_dtype, plan.dtype) ? ", compute " : "",
+                strcmp(plan.compute_dtype, plan.dtype) ? plan.compute_dtype : "", threads, threads == 1 ? "" : "s", env_threads > 0 ? " (environment)" : "",
                 (long long)B, (long long)t->block_size);
         if (K > 1) fprintf(out, " x %lld micro-batches", (long long)K);
         fprintf(out, " (%s %s)\n", plan.reused ? "reused" : "new", plan.path[0] ? plan.path : "plan");

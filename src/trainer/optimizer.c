@@ -8,6 +8,7 @@
 
 #include "caramba/safetensors.h"
 #include "caramba/trainer.h"
+#include "ops/cuda_api.h"
 #include "ops/kernels.h"
 
 void cb_adamw_defaults(cb_adamw_cfg *c) {
@@ -73,8 +74,42 @@ double cb_optimizer_decay(const cb_optimizer *o, int i) {
     return o->params[i]->no_decay && !o->cfg.decay_all ? 0.0 : o->cfg.weight_decay;
 }
 
+/* On the GPU: one multi-tensor launch per weight-decay group (ops/cuda_api.h adamw_multi), which
+ * also rewrites the parameters' bf16 copies under AMP. */
+static cb_status step_cuda(cb_optimizer *o, double lr, double grad_scale) {
+    const cb_cuda_api *cu = cb_cuda_api_get();
+    if (!cu) return CB_ERR_UNSUPPORTED;
+    size_t n = (size_t)o->n + 1;
+    cb_tensor **p = malloc(n * sizeof *p), **m = malloc(n * sizeof *m), **v = malloc(n * sizeof *v);
+    const cb_tensor **g = malloc(n * sizeof *g);
+    cb_status st = p && m && v && g ? CB_OK : cb_fail(CB_ERR_NOMEM, "AdamW: out of memory");
+    for (int pass = 0; pass < 2 && st == CB_OK; pass++) {
+        double wd = 0;
+        int k = 0;
+        for (int i = 0; i < o->n; i++) {
+            cb_param *pr = o->params[i];
+            double d = cb_optimizer_decay(o, i);
+            if (!pr->t->grad || (pass == 0) == (d == 0.0)) continue; /* pass 0: decayed */
+            wd = d;
+            p[k] = pr->t, g[k] = pr->t->grad, m[k] = o->m[i], v[k] = o->v[i];
+            k++;
+        }
+        if (k > 0)
+            st = cu->adamw_multi(k, p, g, m, v, (float)lr, (float)o->cfg.beta1, (float)o->cfg.beta2,
+                                 (float)o->cfg.eps, (float)wd, o->step, (float)grad_scale);
+    }
+    free(p);
+    free(m);
+    free(v);
+    free(g);
+    return st == CB_OK ? CB_OK : cb_fail_context(st, "AdamW update");
+}
+
 cb_status cb_optimizer_step(cb_optimizer *o, double lr, double grad_scale) {
     o->step++;
+    bool all_cuda = o->n > 0;
+    for (int i = 0; i < o->n; i++) all_cuda &= o->params[i]->t->device == CB_CUDA;
+    if (all_cuda) return step_cuda(o, lr, grad_scale);
     for (int i = 0; i < o->n; i++) {
         cb_param *p = o->params[i];
         if (!p->t->grad) continue; /* frozen: neither moved nor decayed */

@@ -43,6 +43,21 @@ cb_status cb_cuda_adamw_multi(int n, cb_tensor *const *params, const cb_tensor *
 /* sum over i of sum(x_i^2), f64 accumulation, one synchronisation for all tensors. */
 cb_status cb_cuda_sum_squares_multi(int n, const cb_tensor *const *xs, double *out);
 
+/* The batch-1 decoder (decode.cu); see ops/cuda_api.h. */
+struct cb_cuda_dec_cfg;
+struct cb_cuda_decoder;
+cb_status cb_cuda_dec_new(const struct cb_cuda_dec_cfg *cfg, struct cb_cuda_decoder **out);
+void cb_cuda_dec_free(struct cb_cuda_decoder *d);
+cb_status cb_cuda_dec_reset(struct cb_cuda_decoder *d, const int32_t *prompt, int64_t n);
+cb_status cb_cuda_dec_fill(struct cb_cuda_decoder *d, int64_t n, uint64_t seed);
+cb_status cb_cuda_dec_steps(struct cb_cuda_decoder *d, int64_t n);
+cb_status cb_cuda_dec_tokens(struct cb_cuda_decoder *d, int64_t from, int64_t n, int32_t *out);
+cb_status cb_cuda_dec_logits(struct cb_cuda_decoder *d, float *out);
+cb_status cb_cuda_dec_cache_row(struct cb_cuda_decoder *d, int layer, int which, int64_t pos,
+                                void *out);
+size_t cb_cuda_dec_cache_bytes(const struct cb_cuda_decoder *d, int64_t len);
+cb_status cb_cuda_quantize_rows(int dtype, const float *x, int64_t rows, int64_t width, void *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -56,6 +56,34 @@ __global__ void k_scale_rows(int64_t batch, int64_t M, int64_t N, int64_t ldc, i
         }                                                                                          \
     } while (0)
 
+/* Plans (descriptors + the heuristic's algorithm) cached by problem: building them costs tens of
+ * microseconds of host time per call, more than a small GEMM runs, and a training step or a
+ * decode step repeats the same few dozen shapes. Open addressing; when full, plans are built per
+ * call as before. Driven by one host thread at a time (as the whole backend). */
+struct lt_key {
+    int64_t M, N, K, lda, ldb, ldc, sa, sb, sc, batch;
+    int32_t ta, tb, adt, bdt, cdt;
+    uint32_t al1, al2, alc;
+};
+
+struct lt_plan {
+    lt_key key;
+    bool used;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+};
+
+enum { LT_CACHE = 1024 };
+static lt_plan lt_cache[LT_CACHE];
+
+static uint64_t lt_hash(const lt_key &k) {
+    const unsigned char *p = (const unsigned char *)&k;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof k; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 static cb_status lt_matmul(cb_cuda_ctx *c, bool transA, bool transB, int64_t M, int64_t N,
                            int64_t K, float alpha, const void *A, cb_dtype adt, int64_t lda,
                            int64_t strideA, const void *B, cb_dtype bdt, int64_t ldb,
@@ -76,6 +104,28 @@ static cb_status lt_matmul(cb_cuda_ctx *c, bool transA, bool transB, int64_t M, 
     int32_t bc = (int32_t)batch;
     uint32_t al1 = align_of(B, ea, ldb, strideB), al2 = align_of(A, ea, lda, strideA);
     uint32_t alc = align_of(C, ec, ldc, strideC);
+    lt_key key;
+    memset(&key, 0, sizeof key); /* padding takes part in the hash */
+    key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
+    key.sa = batch > 1 ? strideA : 0, key.sb = batch > 1 ? strideB : 0;
+    key.sc = batch > 1 ? strideC : 0, key.batch = batch;
+    key.ta = transA, key.tb = transB, key.adt = adt, key.bdt = bdt, key.cdt = cdt;
+    key.al1 = al1, key.al2 = al2, key.alc = alc;
+    uint64_t h = lt_hash(key);
+    lt_plan *slot = nullptr;
+    for (int probe = 0; probe < 16; probe++) {
+        lt_plan *e = &lt_cache[(h + (uint64_t)probe) % LT_CACHE];
+        if (!e->used) {
+            slot = e;
+            break;
+        }
+        if (memcmp(&e->key, &key, sizeof key) == 0) {
+            LT_TRY(cublasLtMatmul(lt, e->op, &alpha, B, e->la, A, e->lb, &beta, C, e->lc, C, e->lc,
+                                  &e->algo, c->lt_ws, c->lt_ws_size, c->stream),
+                   "matmul");
+            return CB_OK;
+        }
+    }
 
     LT_TRY(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F), "matmul descriptor");
     LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof op1),
@@ -127,6 +177,13 @@ static cb_status lt_matmul(cb_cuda_ctx *c, bool transA, bool transB, int64_t M, 
     LT_TRY(cublasLtMatmul(lt, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &heur.algo,
                           c->lt_ws, c->lt_ws_size, c->stream),
            "matmul");
+    if (slot) { /* keep the plan: the descriptors now belong to the cache */
+        slot->key = key;
+        slot->op = op, slot->la = la, slot->lb = lb, slot->lc = lc;
+        slot->algo = heur.algo;
+        slot->used = true;
+        op = nullptr, la = lb = lc = nullptr;
+    }
 done:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);

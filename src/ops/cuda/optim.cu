@@ -1,5 +1,7 @@
 /* AdamW (single- and multi-tensor) and the sum of squares for global-norm clipping.
- *   param, m, v [n] (f32 master weights and moments; param may be 16-bit), grad [n] */
+ *   param, m, v [n] (f32 master weights and moments; param may be 16-bit), grad [n]
+ *   param->lowp [n] (16-bit copy for AMP, optional): the multi-tensor update rewrites it from the
+ *   new master value in the same pass, so the copies are never stale after a step. */
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_kernels.h"
 
@@ -22,8 +24,11 @@ __device__ __forceinline__ void adam_elem(const adam_hp &h, cb_tv p, cb_tv g, fl
     cb_st(p, i, pi - h.lr * upd);
 }
 
-__global__ void k_adamw(int64_t n, adam_hp h, cb_tv p, cb_tv g, float *m, float *v) {
-    CB_GRID_LOOP(i, n) adam_elem(h, p, g, m, v, i);
+__global__ void k_adamw(int64_t n, adam_hp h, cb_tv p, cb_tv g, float *m, float *v, cb_tv lp) {
+    CB_GRID_LOOP(i, n) {
+        adam_elem(h, p, g, m, v, i);
+        if (lp.p) cb_st(lp, i, cb_ld(p, i));
+    }
 }
 
 static cb_status make_hp(adam_hp *h, float lr, float beta1, float beta2, float eps, float wd,
@@ -60,8 +65,11 @@ extern "C" cb_status cb_cuda_adamw(cb_tensor *param, const cb_tensor *grad, cb_t
     CB_TRY(make_hp(&h, lr, beta1, beta2, eps, weight_decay, step, grad_scale));
     int64_t n = cb_tensor_numel(param);
     if (!n) return CB_OK;
+    cb_tv lp = {nullptr, (int)CB_F32};
+    if (param->lowp && cb_tensor_numel(param->lowp) == n && param->lowp->device == CB_CUDA)
+        lp = cb_view(param->lowp);
     k_adamw<<<cb_cu_blocks(n, 256), 256, 0, c->stream>>>(n, h, cb_view(param), cb_view(grad),
-                                                         (float *)m->data, (float *)v->data);
+                                                         (float *)m->data, (float *)v->data, lp);
     CB_CU_LAUNCHED("adamw");
     return CB_OK;
 }
@@ -74,10 +82,11 @@ extern "C" cb_status cb_cuda_adamw(cb_tensor *param, const cb_tensor *grad, cb_t
  * chunk b - first_block[t] of MT_CHUNK elements. Passed by value (well under 4 KB). */
 struct mt_args {
     void *p[MT_MAX];
+    void *lp[MT_MAX]; /* the parameter's 16-bit copy (AMP), written with the update, or NULL */
     const void *g[MT_MAX];
     float *m[MT_MAX], *v[MT_MAX];
     int64_t n[MT_MAX];
-    unsigned char pdt[MT_MAX], gdt[MT_MAX];
+    unsigned char pdt[MT_MAX], gdt[MT_MAX], lpdt[MT_MAX];
     int first_block[MT_MAX + 1];
     int count;
 };
@@ -89,8 +98,11 @@ __global__ void k_adamw_multi(mt_args a, adam_hp h) {
     while (t + 1 < a.count && a.first_block[t + 1] <= b) t++;
     int64_t start = (int64_t)(b - a.first_block[t]) * MT_CHUNK;
     int64_t end = start + MT_CHUNK < a.n[t] ? start + MT_CHUNK : a.n[t];
-    cb_tv p = {a.p[t], a.pdt[t]}, g = {(void *)a.g[t], a.gdt[t]};
-    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) adam_elem(h, p, g, a.m[t], a.v[t], i);
+    cb_tv p = {a.p[t], a.pdt[t]}, g = {(void *)a.g[t], a.gdt[t]}, lp = {a.lp[t], a.lpdt[t]};
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+        adam_elem(h, p, g, a.m[t], a.v[t], i);
+        if (lp.p) cb_st(lp, i, cb_ld(p, i)); /* same thread, so it reads the value just stored */
+    }
 }
 
 extern "C" cb_status cb_cuda_adamw_multi(int n, cb_tensor *const *params,
@@ -114,6 +126,9 @@ extern "C" cb_status cb_cuda_adamw_multi(int n, cb_tensor *const *params,
             if (blocks + nb > (1LL << 30)) break;
             int k = a.count++;
             a.p[k] = params[i]->data;
+            const cb_tensor *lo = params[i]->lowp;
+            a.lp[k] = lo && cb_tensor_numel(lo) == ne && lo->device == CB_CUDA ? lo->data : nullptr;
+            a.lpdt[k] = (unsigned char)(lo ? lo->dtype : CB_F32);
             a.g[k] = grads[i]->data;
             a.m[k] = (float *)m[i]->data;
             a.v[k] = (float *)v[i]->data;

@@ -17,6 +17,16 @@ static const cb_cuda_api api = {
     cb_cuda_kernels,
     cb_cuda_adamw_multi,
     cb_cuda_sum_squares_multi,
+    cb_cuda_dec_new,
+    cb_cuda_dec_free,
+    cb_cuda_dec_reset,
+    cb_cuda_dec_fill,
+    cb_cuda_dec_steps,
+    cb_cuda_dec_tokens,
+    cb_cuda_dec_logits,
+    cb_cuda_dec_cache_row,
+    cb_cuda_dec_cache_bytes,
+    cb_cuda_quantize_rows,
 };
 
 extern "C" __attribute__((visibility("default"))) const cb_cuda_api *cb_cuda_plugin_api(void) {

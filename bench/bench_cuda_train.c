@@ -73,6 +73,49 @@ static double matmul_tflops(const cb_cuda_api *cu, int64_t n) {
     return best;
 }
 
+/* Attention forward + backward through the kernel table at the step's shape (bf16, causal),
+ * median ms of 10: shows which kernels the step gets (CARAMBA_CUDA_TRACE prints the choice). */
+static void attn_bench(const cb_cuda_api *cu, int B, int T, int H, int Hkv, int hd) {
+    const cb_kernels *k = cu->kernels();
+    int64_t sq[3] = {B, T, (int64_t)H * hd}, skv[3] = {B, T, (int64_t)Hkv * hd}, sl[3] = {B, H, T};
+    cb_tensor *q, *kk, *v, *o, *lse, *dq, *dk, *dv, *dout;
+    if (cb_tensor_new(&q, CB_BF16, CB_CUDA, 3, sq) || cb_tensor_new(&kk, CB_BF16, CB_CUDA, 3, skv) ||
+        cb_tensor_new(&v, CB_BF16, CB_CUDA, 3, skv) || cb_tensor_new(&o, CB_BF16, CB_CUDA, 3, sq) ||
+        cb_tensor_new(&lse, CB_F32, CB_CUDA, 3, sl) || cb_tensor_new(&dq, CB_BF16, CB_CUDA, 3, sq) ||
+        cb_tensor_new(&dk, CB_BF16, CB_CUDA, 3, skv) || cb_tensor_new(&dv, CB_BF16, CB_CUDA, 3, skv) ||
+        cb_tensor_new(&dout, CB_BF16, CB_CUDA, 3, sq))
+        die("attention buffers");
+    cb_tensor *fill[4] = {q, kk, v, dout};
+    cb_rng rng;
+    cb_rng_seed(&rng, 3);
+    for (int i = 0; i < 4; i++) {
+        int64_t n = cb_tensor_numel(fill[i]);
+        uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) h[j] = cb_f32_to_bf16(cb_rng_normal(&rng));
+        if (cb_device_copy(CB_CUDA, fill[i]->data, CB_CPU, h, (size_t)n * 2)) die("upload");
+        free(h);
+    }
+    cb_attn_cfg cfg = {.n_heads = H, .n_kv_heads = Hkv, .head_dim = hd, .v_head_dim = hd,
+                       .scale = 1.0f / sqrtf((float)hd), .causal = true};
+    double tf[10], tb[10];
+    for (int it = -2; it < 10; it++) {
+        double t0 = now();
+        if (k->attention_fwd(&cfg, q, kk, v, NULL, NULL, o, lse)) die("attention fwd");
+        cu->sync();
+        double t1 = now();
+        if (k->attention_bwd(&cfg, q, kk, v, NULL, NULL, o, lse, dout, dq, dk, dv, NULL, NULL)) die("attention bwd");
+        cu->sync();
+        if (it >= 0) tf[it] = t1 - t0, tb[it] = now() - t1;
+        if (it == -2) unsetenv("CARAMBA_CUDA_TRACE");
+    }
+    qsort(tf, 10, sizeof *tf, cmp_d);
+    qsort(tb, 10, sizeof *tb, cmp_d);
+    printf("attention bf16 causal B=%d T=%d H=%d Hkv=%d hd=%d: fwd %.3f ms, bwd %.3f ms\n", B, T, H, Hkv, hd,
+           tf[5] * 1e3, tb[5] * 1e3);
+    cb_tensor *all[9] = {q, kk, v, o, lse, dq, dk, dv, dout};
+    for (int i = 0; i < 9; i++) cb_tensor_free(all[i]);
+}
+
 int main(int argc, char **argv) {
     int iters = 10, B = 16, T = 1024, f32 = 0, profile = 0;
     int d = 768, L = 12, H = 12, Hkv = 4, F = 2048, V = 32768;
@@ -187,12 +230,18 @@ int main(int argc, char **argv) {
            "TFLOP/s; GPU memory held %.1f GiB\n",
            tflops, 100 * tflops / mm, mm, 100 * tflops / 989.0, held / 1073741824.0);
     if (profile) {
+        setenv("CARAMBA_CUDA_TRACE", "1", 1);
+        attn_bench(cu, B, T, H, Hkv, d / H);
+        setenv("CARAMBA_CUDA_TRACE", "1", 1);
+        attn_bench(cu, B, T, H, H, d / H);
         g.profile = true;
         for (int it = 0; it < 2; it++) {
             double lv;
             if (it == 1) memset(g.prof, 0, sizeof g.prof), g.n_prof = 0;
+            if (it == 1) setenv("CARAMBA_CUDA_TRACE", "1", 1);
             if (cb_train_grads(m, NULL, &g, NULL, &batch, 1, &lv) != CB_OK) die("profile");
         }
+        unsetenv("CARAMBA_CUDA_TRACE");
         printf("per-op GPU time of one forward+backward (synchronised per op):\n");
         cb_graph_profile_print(&g, stdout);
         g.profile = false;

@@ -34,17 +34,20 @@ if c:
     print()
 dc, hf = load("decode_caramba.json"), load("decode_hf.json")
 if dc:
-    print(f"small decode, batch 1, prompt {dc['prompt']}, {dc['new']} new tokens, greedy\n")
-    print("| | decode tok/s | end-to-end tok/s | caramba decode / this |")
-    print("|---|---|---|---|")
+    print(f"small decode, batch 1, prompt {dc['prompt']}, {dc['new']} new tokens, greedy; caramba: "
+          f"{dc['step_us']:.1f} us per decode step, batched prefill {dc['prefill_ms']:.2f} ms "
+          f"(stepping through the prompt instead: {dc.get('prompt_stepped_ms', 0):.1f} ms)\n")
+    print("| | decode tok/s | end-to-end tok/s | caramba / this (decode) | caramba / this (end to end) |")
+    print("|---|---|---|---|---|")
     print(f"| caramba GPU decoder (bf16 weights, fp16 cache, CUDA graph per token) | {dc['decode_tok_s']:,.0f} | "
-          f"{dc['e2e_tok_s']:,.0f} | 1.00x |")
+          f"{dc['e2e_tok_s']:,.0f} | 1.00x | 1.00x |")
     if hf:
         for cache in ("static", "dynamic"):
             if cache in hf:
                 h = hf[cache]
                 print(f"| HF transformers {hf['transformers']} generate, {cache} cache (bf16) | {h['decode_tok_s']:,.0f} | "
-                      f"{h['e2e_tok_s']:,.0f} | {dc['decode_tok_s'] / h['decode_tok_s']:.2f}x |")
+                      f"{h['e2e_tok_s']:,.0f} | {dc['decode_tok_s'] / h['decode_tok_s']:.2f}x | "
+                      f"{dc['e2e_tok_s'] / h['e2e_tok_s']:.2f}x |")
     try:
         ours = [int(x) for x in open(os.path.join(d, "ours_ids.txt")).read().strip().split(",")]
         theirs = hf["static"]["ids"]

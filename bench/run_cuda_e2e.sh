@@ -54,5 +54,11 @@ if has decode; then
     > "$OUT/decode_hf.json" 2> "$OUT/decode_hf.err"; tail -3 "$OUT/decode_hf.err"
   cp /tmp/small_hf/ours_ids.txt "$OUT/" 2>/dev/null
 fi
+if has sanitize; then
+  echo "== compute-sanitizer memcheck over test_cuda_model"
+  timeout 200 compute-sanitizer --tool memcheck "$CARRY/test_cuda_model" > "$OUT/memcheck.log" 2>&1
+  echo "memcheck exit $?" | tee -a "$OUT/summary.txt"
+  grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | tail -5
+fi
 pack
 cat "$FINAL/report.md"

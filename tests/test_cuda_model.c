@@ -268,7 +268,9 @@ static void test_decoder(void **state) {
     int32_t prompt[NP];
     for (int i = 0; i < NP; i++) prompt[i] = (int32_t)((i * 131 + 7) % 512);
     const cb_kv_kind kinds[3] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0};
-    const double tol[3] = {2e-3, 5e-3, 5e-3};
+    /* q4_0 codes are 1/8 of a block's range apart: an f32 rounding difference between the CPU
+     * and GPU keys that flips one code moves a score visibly (the bytes are checked below) */
+    const double tol[3] = {2e-3, 5e-3, 3e-2};
     int64_t V = mg->vocab_size;
     float *lg = malloc(sizeof(float) * (size_t)V);
     for (int k = 0; k < 3; k++) {
@@ -302,17 +304,22 @@ static void test_decoder(void **state) {
         }
         print_message("  decoder %s cache: logits vs CPU cached forward, worst rel L2 %.3g\n",
                       cb_kv_kind_name(kinds[k]), worst);
-        /* the cache rows are the CPU's format: the last key row equals the CPU cache's bytes
-         * (the same values quantized: allow a rare one-code difference from f32 rounding) */
+        /* the cache rows are the CPU's format: every key and value row equals the CPU cache's
+         * bytes (the same values quantized; f32 rounding differences between the two forwards
+         * may flip a rare code) */
         size_t rb = cb_kv_bytes_per_token(kinds[k], 2 * 32);
         uint8_t *row = malloc(rb);
-        assert_int_equal(cb_gpu_decoder_cache_row(d, 1, 1, NP - 1, row), CB_OK);
-        const uint8_t *crow = cb_seq_cache_row(&ctx.caches[1].v, 0, NP - 1);
-        size_t same = 0;
-        for (size_t b = 0; b < rb; b++) same += row[b] == crow[b];
-        print_message("    value row %d of layer 1: %zu of %zu bytes identical to the CPU cache\n", NP - 1,
-                      same, rb);
-        assert_true(same * 10 >= rb * 9);
+        size_t same = 0, total = 0;
+        for (int l = 0; l < mg->n_attn; l++)
+            for (int w = 0; w < 2; w++)
+                for (int p = 0; p < NP; p++) {
+                    assert_int_equal(cb_gpu_decoder_cache_row(d, l, w, p, row), CB_OK);
+                    const uint8_t *crow = cb_seq_cache_row(w ? &ctx.caches[l].v : &ctx.caches[l].k, 0, p);
+                    for (size_t b = 0; b < rb; b++) same += row[b] == crow[b];
+                    total += rb;
+                }
+        print_message("    cache rows: %zu of %zu bytes identical to the CPU cache's\n", same, total);
+        assert_true(same * 100 >= total * 99);
         free(row);
         /* generation: 8 greedy tokens, each the argmax of the decoder's own logits */
         assert_int_equal(cb_gpu_decoder_steps(d, 8), CB_OK);
@@ -324,6 +331,39 @@ static void test_decoder(void **state) {
         for (int64_t i = 1; i < V; i++)
             if (lg[i] > lg[best]) best = i;
         assert_int_equal(out[NP + 8], best);
+        if (kinds[k] == CB_KV_FP16) {
+            /* the batched prefill (bf16 forward of the whole prompt) writes the same keys and
+             * values as stepping through the prompt, up to bf16 rounding */
+            cb_gpu_decoder *d2;
+            if (cb_gpu_decoder_new(&d2, mg, CB_KV_FP16, 64) != CB_OK) fail_msg("%s", cb_last_error());
+            if (cb_gpu_decoder_prefill(d2, prompt, NP) != CB_OK) fail_msg("prefill: %s", cb_last_error());
+            uint16_t *r1 = malloc(rb), *r2 = malloc(rb);
+            double num = 0, den = 0;
+            for (int l = 0; l < mg->n_attn; l++)
+                for (int w = 0; w < 2; w++)
+                    for (int p = 0; p < NP; p++) {
+                        assert_int_equal(cb_gpu_decoder_cache_row(d, l, w, p, r1), CB_OK);
+                        assert_int_equal(cb_gpu_decoder_cache_row(d2, l, w, p, r2), CB_OK);
+                        for (size_t i = 0; i < rb / 2; i++) {
+                            double a = cb_f16_to_f32(r1[i]), b = cb_f16_to_f32(r2[i]);
+                            num += (a - b) * (a - b);
+                            den += a * a;
+                        }
+                    }
+            double rel = sqrt(num / den);
+            print_message("  batched prefill vs token-by-token: cache rows rel L2 %.3g\n", rel);
+            assert_true(rel <= 2e-2);
+            assert_int_equal(cb_gpu_decoder_steps(d2, 8), CB_OK);
+            int32_t out2[NP + 9];
+            assert_int_equal(cb_gpu_decoder_tokens(d2, 0, NP + 9, out2), CB_OK);
+            int agree = 0;
+            while (agree < 9 && out2[NP + agree] == out[NP + agree]) agree++;
+            print_message("  prefill path: %d of 9 greedy tokens equal the token-by-token path's\n", agree);
+            for (int i = 0; i < NP + 9; i++) assert_true(out2[i] >= 0 && out2[i] < V);
+            free(r1);
+            free(r2);
+            cb_gpu_decoder_free(d2);
+        }
         cb_graph_free(&g);
         cb_model_caches_free(&ctx);
         cb_gpu_decoder_free(d);

@@ -26,8 +26,13 @@ typedef struct cb_gpu_decoder cb_gpu_decoder;
  * and its rope tables are grown to max_len. kv: CB_KV_FP16, CB_KV_Q8_0 or CB_KV_Q4_0. */
 cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, int64_t max_len);
 void cb_gpu_decoder_free(cb_gpu_decoder *d);
-/* Starts a sequence: prompt ids [n] (host), position 0. */
+/* Starts a sequence: prompt ids [n] (host), position 0; the steps then consume the prompt one
+ * token per step (no batched work: the simplest path, and the reference for prefill). */
 cb_status cb_gpu_decoder_reset(cb_gpu_decoder *d, const int32_t *prompt, int64_t n);
+/* Starts a sequence with a batched forward of the prompt (bf16, the op graph's kernels: GEMMs and
+ * the tensor-core attention) that writes every layer's keys and values into the decoder's cache,
+ * then makes the first greedy choice: the next step decodes position n. 1 <= n < max_len. */
+cb_status cb_gpu_decoder_prefill(cb_gpu_decoder *d, const int32_t *prompt, int64_t n);
 /* Benchmarks of long contexts: pseudo-random cache contents for positions [0, n); the next step
  * decodes position n. */
 cb_status cb_gpu_decoder_fill(cb_gpu_decoder *d, int64_t n, uint64_t seed);

@@ -8,6 +8,7 @@
 
 #include "caramba/kv_cache.h"
 #include "caramba/status.h"
+#include "caramba/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,6 +23,13 @@ struct cb_infer_ctx {
     int64_t pos_offset; /* position of the first token of this call */
     int q_chunk;        /* overrides (0 = use the layer's setting) */
     int local_window;
+    /* Caches that live elsewhere (the GPU decoder's batched prefill, caramba/gpu_decode.h): when
+     * set and caches is NULL, every attention layer hands its post-RoPE keys and values
+     * [B, T, Hkv*hd] to kv_sink (layer = its index in model order, pos0 = pos_offset), then
+     * attends over the fresh keys (so it serves a prefill from position 0). */
+    cb_status (*kv_sink)(void *user, int layer, const cb_tensor *k, const cb_tensor *v,
+                         int64_t pos0);
+    void *kv_sink_user;
 };
 
 /* Resets the cache cursor before a forward; pos_offset = current cache length. */

@@ -12,6 +12,10 @@
 struct cb_gpu_decoder {
     const cb_cuda_api *cu;
     cb_cuda_decoder *dec;
+    cb_model *m;
+    cb_graph g; /* the batched prefill's forward */
+    bool g_ready;
+    int64_t max_len;
     size_t weight_bytes; /* per step, embedding table excluded (one row counted) */
 };
 
@@ -135,6 +139,8 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
         return st;
     }
     d->cu = cu;
+    d->m = m;
+    d->max_len = max_len;
     d->weight_bytes = wb;
     *out = d;
     return CB_OK;
@@ -142,6 +148,7 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
 
 void cb_gpu_decoder_free(cb_gpu_decoder *d) {
     if (!d) return;
+    if (d->g_ready) cb_graph_free(&d->g);
     d->cu->dec_free(d->dec);
     free(d);
 }
@@ -149,6 +156,40 @@ void cb_gpu_decoder_free(cb_gpu_decoder *d) {
 cb_status cb_gpu_decoder_reset(cb_gpu_decoder *d, const int32_t *prompt, int64_t n) {
     return d->cu->dec_reset(d->dec, prompt, n);
 }
+static cb_status sink(void *user, int layer, const cb_tensor *k, const cb_tensor *v, int64_t pos0) {
+    cb_gpu_decoder *d = user;
+    return d->cu->dec_write_kv(d->dec, layer, pos0, k, v);
+}
+
+cb_status cb_gpu_decoder_prefill(cb_gpu_decoder *d, const int32_t *prompt, int64_t n) {
+    if (n < 1 || n >= d->max_len)
+        return cb_fail(CB_ERR_ARG, "GPU decoder: prompt of %lld tokens (cache holds %lld)", (long long)n,
+                       (long long)d->max_len);
+    for (int64_t i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= d->m->vocab_size)
+            return cb_fail(CB_ERR_ARG, "GPU decoder: token id %d at %lld outside the vocabulary",
+                           prompt[i], (long long)i);
+    if (!d->g_ready) {
+        CB_TRY(cb_graph_init(&d->g, CB_CUDA));
+        d->g_ready = true;
+    }
+    cb_graph_reset(&d->g);
+    cb_graph_set_grad(&d->g, false);
+    cb_infer_ctx ctx = {.n_caches = d->m->n_attn, .kv_sink = sink, .kv_sink_user = d};
+    cb_infer_ctx_begin(&ctx, 0);
+    int64_t sh[2] = {1, n};
+    cb_tensor ids;
+    cb_tensor_init(&ids, CB_I32, CB_CPU, 2, sh, (void *)prompt);
+    cb_tensor *logits = cb_model_forward(d->m, &d->g, &ids, &ctx);
+    if (!logits) return cb_fail_context(CB_ERR_INTERNAL, "GPU decoder: prefill forward");
+    CB_TRY(cb_infer_ctx_end(&ctx));
+    int64_t V = d->m->vocab_size;
+    cb_tensor last;
+    cb_tensor_init(&last, logits->dtype, logits->device, 1, &V,
+                   (char *)logits->data + cb_dtype_bytes(logits->dtype, (n - 1) * V));
+    return d->cu->dec_start(d->dec, prompt, n, &last);
+}
+
 cb_status cb_gpu_decoder_fill(cb_gpu_decoder *d, int64_t n, uint64_t seed) {
     return d->cu->dec_fill(d->dec, n, seed);
 }

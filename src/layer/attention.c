@@ -135,6 +135,9 @@ cb_tensor *cb_layer_attention_forward(cb_module *m, cb_graph *g, cb_tensor *x, c
         }
         lc = &ctx->caches[ctx->next++];
     }
+    if (ctx && !ctx->caches && ctx->kv_sink) { /* device-resident caches: hand over, attend fresh */
+        if (ctx->kv_sink(ctx->kv_sink_user, ctx->next++, k, v, pos0) != CB_OK) return NULL;
+    }
     int64_t old = 0;
     if (lc) {
         cb_status st = dec ? cb_layer_cache_append_decoupled(lc, k, k2, v, &old)

@@ -226,5 +226,7 @@ cb_tensor *cb_model_next_token_loss(cb_model *m, cb_graph *g, const cb_tensor *i
                                       : -100;
         }
     int64_t sh[2] = {B, T};
-    return cb_model_loss(m, g, ids, cb_graph_wrap(g, CB_I64, 2, sh, tg));
+    cb_tensor *targets = cb_graph_wrap(g, CB_I64, 2, sh, tg);
+    if (targets) targets->device = CB_CPU; /* host arena memory: cb_model_loss moves it */
+    return cb_model_loss(m, g, ids, targets);
 }

@@ -81,6 +81,13 @@ typedef struct cb_cuda_api {
     /* Quantizes rows [rows, width] f32 (device) into the cache row format (device), bit for bit
      * what the CPU quantizers write (for the tests and for device-resident caches). */
     cb_status (*quantize_rows)(int dtype, const float *x, int64_t rows, int64_t width, void *out);
+    /* Batched prefill: write_kv stores keys / values [1, T, Hkv*hd] (device, any float dtype) of
+     * one layer at positions pos0.. of the cache; start then takes the prompt ids (host) and the
+     * last position's logits row (device) and makes the greedy choice the next step feeds. */
+    cb_status (*dec_write_kv)(cb_cuda_decoder *d, int layer, int64_t pos0, const cb_tensor *k,
+                              const cb_tensor *v);
+    cb_status (*dec_start)(cb_cuda_decoder *d, const int32_t *prompt, int64_t n,
+                           const cb_tensor *last_logits);
 } cb_cuda_api;
 
 /* Exported by the plugin. */

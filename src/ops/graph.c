@@ -99,6 +99,13 @@ cb_node *cb_graph_record(cb_graph *g, const char *op, cb_backward_fn bw, cb_tens
     return n;
 }
 
+/* Activation gradients take the activation's dtype when it is 16-bit (AMP on a GPU: the backward
+ * GEMMs and the tensor-core attention then read 16-bit operands, as autocast does); parameter
+ * gradients are persistent f32 tensors and never come from here. */
+static cb_dtype grad_dtype(const cb_graph *g, const cb_tensor *t) {
+    return g->device == CB_CUDA && (t->dtype == CB_BF16 || t->dtype == CB_F16) ? t->dtype : CB_F32;
+}
+
 cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t) {
     if (!t || !cb_tensor_requires_grad(t)) return NULL;
     if (t->grad) return t->grad;
@@ -109,11 +116,7 @@ cb_tensor *cb_graph_grad(cb_graph *g, cb_tensor *t) {
         t->grad = cb_graph_view(g, bg, t->ndim, t->shape);
         return t->grad;
     }
-    /* Activation gradients take the activation's dtype when it is 16-bit (AMP on a GPU: the
-     * backward GEMMs and the tensor-core attention then read 16-bit operands, as autocast does);
-     * parameter gradients are persistent f32 tensors and never come from here. */
-    cb_dtype gdt = g->device == CB_CUDA && (t->dtype == CB_BF16 || t->dtype == CB_F16) ? t->dtype : CB_F32;
-    t->grad = cb_graph_zeros(g, gdt, t->ndim, t->shape);
+    t->grad = cb_graph_zeros(g, grad_dtype(g, t), t->ndim, t->shape);
     return t->grad;
 }
 
@@ -127,7 +130,7 @@ cb_tensor *cb_graph_grad_uninit(cb_graph *g, cb_tensor *t, bool *fresh) {
         t->grad = cb_graph_view(g, bg, t->ndim, t->shape);
         return t->grad;
     }
-    t->grad = cb_graph_tensor(g, CB_F32, t->ndim, t->shape);
+    t->grad = cb_graph_tensor(g, grad_dtype(g, t), t->ndim, t->shape);
     *fresh = t->grad != NULL;
     return t->grad;
 }

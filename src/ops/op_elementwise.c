@@ -19,12 +19,25 @@ static cb_tensor *binary_out(cb_graph *g, const char *op, cb_tensor *a, cb_tenso
     return cb_graph_tensor(g, g->act_dtype, a->ndim, a->shape);
 }
 
+/* dst (+)= alpha * src for the gradient of t: a fresh buffer is written with one pass (scale)
+ * instead of zeroed and accumulated into. */
+static cb_status grad_axpy(cb_graph *g, cb_tensor *t, float alpha, const cb_tensor *src) {
+    bool fresh = false;
+    cb_tensor *dst = cb_graph_grad_uninit(g, t, &fresh);
+    if (!dst) return cb_tensor_requires_grad(t) ? CB_ERR_NOMEM : CB_OK;
+    return fresh ? cb_k(g)->scale(src, alpha, dst) : cb_k(g)->axpy(alpha, src, dst);
+}
+
 static cb_status add_backward(cb_graph *g, cb_node *n) {
-    cb_tensor *dy = n->out->grad, *da = cb_need_grad(g, n->in[0]), *db = cb_need_grad(g, n->in[1]);
-    if (da) CB_TRY(cb_k(g)->axpy(1.0f, dy, da));
-    if (db) {
-        if (cb_tensor_numel(db) == cb_tensor_numel(dy)) CB_TRY(cb_k(g)->axpy(1.0f, dy, db));
-        else CB_TRY(cb_k(g)->reduce_rows_acc(1.0f, dy, db));
+    cb_tensor *dy = n->out->grad, *a = n->in[0], *b = n->in[1];
+    if (cb_tensor_requires_grad(a)) CB_TRY(grad_axpy(g, a, 1.0f, dy));
+    if (cb_tensor_requires_grad(b)) {
+        if (cb_tensor_numel(b) == cb_tensor_numel(dy)) CB_TRY(grad_axpy(g, b, 1.0f, dy));
+        else {
+            cb_tensor *db = cb_need_grad(g, b);
+            if (!db) return CB_ERR_NOMEM;
+            CB_TRY(cb_k(g)->reduce_rows_acc(1.0f, dy, db));
+        }
     }
     return CB_OK;
 }
@@ -55,8 +68,7 @@ cb_tensor *cb_mul(cb_graph *g, cb_tensor *a, cb_tensor *b) {
 }
 
 static cb_status scale_backward(cb_graph *g, cb_node *n) {
-    cb_tensor *da = cb_need_grad(g, n->in[0]);
-    return da ? cb_k(g)->axpy(n->f[0], n->out->grad, da) : CB_OK;
+    return cb_tensor_requires_grad(n->in[0]) ? grad_axpy(g, n->in[0], n->f[0], n->out->grad) : CB_OK;
 }
 
 cb_tensor *cb_scale(cb_graph *g, cb_tensor *a, float s) {

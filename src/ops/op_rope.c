@@ -2,9 +2,12 @@
 #include "ops/op_util.h"
 
 static cb_status rope_backward(cb_graph *g, cb_node *n) {
-    cb_tensor *dx = cb_need_grad(g, n->in[0]);
+    bool fresh = false;
+    cb_tensor *dx = cb_graph_grad_uninit(g, n->in[0], &fresh);
     if (!dx) return CB_OK;
     const cb_rope_table *tab = n->extra;
+    /* a fresh gradient buffer takes the inverse rotation directly (every element is written) */
+    if (fresh) return cb_k(g)->rope(n->out->grad, (int)n->i[0], tab->cos, tab->sin, n->i[1], true, dx);
     /* rotate dy back into a scratch tensor, then accumulate */
     cb_tensor *tmp = cb_graph_tensor(g, CB_F32, dx->ndim, dx->shape);
     if (!tmp) return CB_ERR_NOMEM;

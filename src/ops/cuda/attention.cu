@@ -17,6 +17,9 @@
  * of queries and loops over keys to produce dQ, dQ2. Scores are recomputed in both, from lse. */
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_kernels.h"
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "ops/cuda/attention.cuh"
 
 #include <string.h>
@@ -499,6 +502,17 @@ extern "C" cb_status cb_cuda_attention_bwd(const cb_attn_cfg *cfg, const cb_tens
     k_attn_bwd_dot<<<cb_cu_blocks(rows * 32, 256), 256, 0, c->stream>>>(d, a.out, a.dout, Dv);
     CB_CU_LAUNCHED("attention_bwd_dot");
     int fast = cb_cu_attention_bwd_fast(c, d, a, Dv);
+    if (getenv("CARAMBA_CUDA_TRACE")) /* say which kernels ran, and why */
+        fprintf(stderr, "cuda attention_bwd: B=%lld T=%lld S=%lld H=%d Hkv=%d hd=%d/%d/%d causal=%d "
+                        "q %s k %s v %s dout %s lse %s dq %s dk %s dv %s align q%d k%d v%d dout%d -> %s\n",
+                (long long)d.B, (long long)d.T, (long long)d.S, d.H, d.Hkv, d.hd, d.hdv, d.hd2, d.causal,
+                cb_dtype_name((cb_dtype)a.q.dt), cb_dtype_name((cb_dtype)a.k.dt),
+                cb_dtype_name((cb_dtype)a.v.dt), cb_dtype_name((cb_dtype)a.dout.dt),
+                cb_dtype_name((cb_dtype)a.lse.dt), cb_dtype_name((cb_dtype)a.dq.dt),
+                cb_dtype_name((cb_dtype)a.dk.dt), cb_dtype_name((cb_dtype)a.dv.dt),
+                (int)(((uintptr_t)a.q.p & 15) == 0), (int)(((uintptr_t)a.k.p & 15) == 0),
+                (int)(((uintptr_t)a.v.p & 15) == 0), (int)(((uintptr_t)a.dout.p & 15) == 0),
+                fast > 0 ? "tensor cores" : "general kernels");
     if (fast < 0) return CB_ERR_DEVICE;
     if (fast > 0) return CB_OK;
     int DQ = d.hd + d.hd2;

@@ -57,6 +57,10 @@ cb_status cb_cuda_dec_cache_row(struct cb_cuda_decoder *d, int layer, int which,
                                 void *out);
 size_t cb_cuda_dec_cache_bytes(const struct cb_cuda_decoder *d, int64_t len);
 cb_status cb_cuda_quantize_rows(int dtype, const float *x, int64_t rows, int64_t width, void *out);
+cb_status cb_cuda_dec_write_kv(struct cb_cuda_decoder *d, int layer, int64_t pos0, const cb_tensor *k,
+                               const cb_tensor *v);
+cb_status cb_cuda_dec_start(struct cb_cuda_decoder *d, const int32_t *prompt, int64_t n,
+                            const cb_tensor *last_logits);
 
 #ifdef __cplusplus
 }

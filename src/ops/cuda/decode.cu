@@ -26,6 +26,7 @@
  * GEMVs: one warp per output row, 16-byte weight loads, the input vector staged in shared memory
  * (normalised there when the rmsnorm is fused). Activations stay f32. */
 #include <math.h>
+#include <type_traits>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,66 +97,6 @@ __device__ void quant_row(const float *x, int width, uint8_t *dst, int warp, int
     for (int b = warp; b < nb; b += nwarps) {
         int i = b * 32 + lane;
         quant_block<KV>(i < width ? x[i] : 0.0f, dst + (size_t)b * bb, lane);
-    }
-}
-
-/* Dequantized element e (< hd) of head `head` in a stored row. */
-template <int KV, int HD>
-__device__ __forceinline__ float kv_elem(const uint8_t *row, int head, int e) {
-    if (KV == CB_F16) return __half2float(((const __half *)row)[head * HD + e]);
-    int g = head * HD + e, b = g >> 5, i = g & 31;
-    if (KV == CB_Q8_0) {
-        const uint8_t *blk = row + (size_t)b * 34;
-        return (float)(int8_t)blk[2 + i] * __half2float(__ushort_as_half(*(const uint16_t *)blk));
-    }
-    const uint8_t *blk = row + (size_t)b * 18;
-    int byte = blk[2 + (i & 15)];
-    int q = i < 16 ? (byte & 15) : (byte >> 4);
-    return (float)(q - 8) * __half2float(__ushort_as_half(*(const uint16_t *)blk));
-}
-
-/* The 32 values of quant block (or 32-value span) `blk32` of head `head` of a row into out[32]. */
-template <int KV, int HD>
-__device__ __forceinline__ void kv_span32(const uint8_t *row, int head, int blk32, float *out) {
-    if (KV == CB_F16) {
-        const uint4 *p = (const uint4 *)((const __half *)row + head * HD + blk32 * 32);
-#pragma unroll
-        for (int c = 0; c < 4; c++) {
-            uint4 u = p[c];
-            const __half2 *h = (const __half2 *)&u;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                float2 f = __half22float2(h[k]);
-                out[c * 8 + 2 * k] = f.x;
-                out[c * 8 + 2 * k + 1] = f.y;
-            }
-        }
-        return;
-    }
-    int b = head * (HD / 32) + blk32;
-    if (KV == CB_Q8_0) {
-        const uint8_t *blk = row + (size_t)b * 34;
-        float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
-        const uint16_t *qs = (const uint16_t *)(blk + 2);
-#pragma unroll
-        for (int k = 0; k < 16; k++) {
-            uint16_t w = qs[k];
-            out[2 * k] = (float)(int8_t)(w & 0xff) * d;
-            out[2 * k + 1] = (float)(int8_t)(w >> 8) * d;
-        }
-    } else {
-        const uint8_t *blk = row + (size_t)b * 18;
-        float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
-        const uint16_t *qs = (const uint16_t *)(blk + 2);
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            uint16_t w = qs[k];
-            int b0 = w & 0xff, b1 = w >> 8;
-            out[2 * k] = (float)((b0 & 15) - 8) * d;
-            out[2 * k + 1] = (float)((b1 & 15) - 8) * d;
-            out[16 + 2 * k] = (float)((b0 >> 4) - 8) * d;
-            out[16 + 2 * k + 1] = (float)((b1 >> 4) - 8) * d;
-        }
     }
 }
 
@@ -283,25 +224,120 @@ __global__ void k_dec_rope_append(float *qkv, const int64_t *state, const float 
     quant_row<KV>(v, W, vc + (size_t)pos * row_bytes, warp, nw, lane);
 }
 
-#define ATT_THREADS 128
+#define ATT_THREADS 128 /* = keys per tile */
 
-/* Split-K attention over the cache for one kv head and one chunk of keys.
+/* One head's segment of a cached row: SB bytes in global memory (4-byte aligned when SB % 4 ==
+ * 0), staged in shared memory at a stride of SBS bytes (a multiple of 4 with an odd word count,
+ * so one thread per row reads without bank conflicts). */
+template <int KV, int HD> struct kv_seg {
+    static constexpr int SB = KV == CB_F16 ? HD * 2 : KV == CB_Q8_0 ? HD / 32 * 34 : HD / 32 * 18;
+    static constexpr int SB4 = (SB + 3) / 4 * 4;
+    static constexpr int SBS = (SB4 / 4) % 2 ? SB4 : SB4 + 4;
+};
+
+/* A tile of up to ATT_THREADS cache rows (head kvh's SB bytes of each) moves global -> registers
+ * -> shared memory in two steps, so the loads of the next tile are in flight while the current
+ * one is computed on. Words are 4 bytes when SB allows, else 2; word i of the tile (row i / W,
+ * word i % W) goes through thread i % ATT_THREADS: consecutive threads read consecutive bytes. */
+template <int KV, int HD> struct tile_io {
+    static constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
+    static constexpr bool W4 = SB % 4 == 0;
+    static constexpr int W = W4 ? SB / 4 : SB / 2; /* words per row = words per thread */
+    typedef typename std::conditional<W4, unsigned int, unsigned short>::type word;
+    word r[W];
+
+    __device__ __forceinline__ void fetch(const uint8_t *rows0, size_t row_bytes, int kvh, int rows) {
+        const uint8_t *src = rows0 + (size_t)kvh * SB;
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
+            if (row < rows) r[k] = __ldg((const word *)(src + (size_t)row * row_bytes + sizeof(word) * w));
+        }
+    }
+    __device__ __forceinline__ void store(uint8_t *tile, int rows) const {
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
+            if (row < rows) *(word *)(tile + row * SBS + sizeof(word) * w) = r[k];
+        }
+    }
+};
+
+/* Values [32 b, 32 b + 32) of a staged head segment. */
+template <int KV> __device__ __forceinline__ void seg_span32(const uint8_t *row, int b, float *out) {
+    if (KV == CB_F16) {
+        const uint32_t *p = (const uint32_t *)(row + 64 * b);
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+            float2 f = __half22float2(*(const __half2 *)&p[k]);
+            out[2 * k] = f.x;
+            out[2 * k + 1] = f.y;
+        }
+    } else if (KV == CB_Q8_0) {
+        const uint8_t *blk = row + 34 * b;
+        float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
+        const uint16_t *qs = (const uint16_t *)(blk + 2);
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+            uint16_t w = qs[k];
+            out[2 * k] = (float)(int8_t)(w & 0xff) * d;
+            out[2 * k + 1] = (float)(int8_t)(w >> 8) * d;
+        }
+    } else {
+        const uint8_t *blk = row + 18 * b;
+        float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
+        const uint16_t *qs = (const uint16_t *)(blk + 2);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            uint16_t w = qs[k];
+            int b0 = w & 0xff, b1 = w >> 8;
+            out[2 * k] = (float)((b0 & 15) - 8) * d;
+            out[2 * k + 1] = (float)((b1 & 15) - 8) * d;
+            out[16 + 2 * k] = (float)((b0 >> 4) - 8) * d;
+            out[16 + 2 * k + 1] = (float)((b1 >> 4) - 8) * d;
+        }
+    }
+}
+
+/* Value e of a staged head segment. */
+template <int KV> __device__ __forceinline__ float seg_elem(const uint8_t *row, int e) {
+    if (KV == CB_F16) return __half2float(((const __half *)row)[e]);
+    int b = e >> 5, i = e & 31;
+    if (KV == CB_Q8_0) {
+        const uint8_t *blk = row + 34 * b;
+        return (float)(int8_t)blk[2 + i] * __half2float(__ushort_as_half(*(const uint16_t *)blk));
+    }
+    const uint8_t *blk = row + 18 * b;
+    int byte = blk[2 + (i & 15)];
+    return (float)((i < 16 ? (byte & 15) : (byte >> 4)) - 8) *
+           __half2float(__ushort_as_half(*(const uint16_t *)blk));
+}
+
+/* Split-K attention over the cache for one kv head and one chunk of keys (a multiple of 128).
  * q [H*HD] f32 (roped); partials pm/pl [H][nch] (max in the log2 domain, sum), pacc
- * [H][nch][HD]. Keys [0, pos] are visible (the cache holds the current token too). */
+ * [H][nch][HD]. Keys [0, pos] are visible (the cache holds the current token too).
+ * Pass 1 stages 128 key rows at a time in shared memory (coalesced loads of the head's bytes,
+ * the next tile's loads issued before the current tile is scored; the first value tile's during
+ * the last key tile), one thread scores one key for the G query heads; pass 2 stages value rows
+ * the same way and
+ * accumulates with threads over (dimension, key subset); the partial softmax statistics go to
+ * the combine kernel. */
 template <int KV, int HD, int G>
 __global__ void __launch_bounds__(ATT_THREADS)
     k_dec_attn(const float *q, const int64_t *state, const uint8_t *kc, const uint8_t *vc,
                size_t row_bytes, int chunk, int nch, float scale_log2, float *pm, float *pl,
                float *pacc) {
+    constexpr int SBS = kv_seg<KV, HD>::SBS, NG = ATT_THREADS / HD;
     extern __shared__ float4 sm4[];
-    float *qs = (float *)sm4;                 /* [G][HD] */
-    float *sc = qs + G * HD;        /* [G][chunk] */
-    float *red = sc + G * chunk;    /* [ATT_THREADS/32][G][HD] */
+    float *qs = (float *)sm4;                          /* [G][HD] */
+    float *sc = qs + G * HD;                           /* [G][chunk] */
+    float *red = sc + G * chunk;                       /* [NG][G][HD] */
+    uint8_t *tile = (uint8_t *)(red + NG * G * HD);    /* [ATT_THREADS][SBS] */
     __shared__ float rsh[32];
-    int kvh = blockIdx.x, c = blockIdx.y, nkv = gridDim.x;
+    int kvh = blockIdx.x, c = blockIdx.y;
     int64_t len = state[0] + 1;
     int64_t s0 = (int64_t)c * chunk, s1 = s0 + chunk < len ? s0 + chunk : len;
-    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int tid = threadIdx.x;
     if (s0 >= len) { /* past the cache: an empty partial */
         for (int i = tid; i < G * HD; i += ATT_THREADS) {
             int g = i / HD, e = i % HD, h = kvh * G + g;
@@ -313,27 +349,36 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
         return;
     }
-    (void)nkv;
     for (int i = tid; i < G * HD; i += ATT_THREADS) qs[i] = q[(size_t)kvh * G * HD + i] * scale_log2;
-    __syncthreads();
     int n = (int)(s1 - s0);
-    /* scores: one thread per key */
-    for (int j = tid; j < n; j += ATT_THREADS) {
-        const uint8_t *row = kc + (size_t)(s0 + j) * row_bytes;
-        float dot[G];
+    tile_io<KV, HD> io;
+    io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+    /* pass 1: scores */
+    for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
+        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
+        __syncthreads(); /* the previous tile (and qs) */
+        io.store(tile, rows);
+        __syncthreads();
+        int t1 = t0 + ATT_THREADS;
+        if (t1 < n) io.fetch(kc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+        else io.fetch(vc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+        if (tid < rows) {
+            const uint8_t *row = tile + tid * SBS;
+            float dot[G];
 #pragma unroll
-        for (int g = 0; g < G; g++) dot[g] = 0.f;
+            for (int g = 0; g < G; g++) dot[g] = 0.f;
 #pragma unroll
-        for (int b = 0; b < HD / 32; b++) {
-            float kv[32];
-            kv_span32<KV, HD>(row, kvh, b, kv);
+            for (int b = 0; b < HD / 32; b++) {
+                float kv[32];
+                seg_span32<KV>(row, b, kv);
 #pragma unroll
-            for (int e = 0; e < 32; e++)
+                for (int e = 0; e < 32; e++)
 #pragma unroll
-                for (int g = 0; g < G; g++) dot[g] += qs[g * HD + b * 32 + e] * kv[e];
+                    for (int g = 0; g < G; g++) dot[g] += qs[g * HD + b * 32 + e] * kv[e];
+            }
+#pragma unroll
+            for (int g = 0; g < G; g++) sc[g * chunk + t0 + tid] = dot[g];
         }
-#pragma unroll
-        for (int g = 0; g < G; g++) sc[g * chunk + j] = dot[g];
     }
     __syncthreads();
     float mx[G], sum[G];
@@ -353,58 +398,74 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
         sum[g] = cb_block_sum(s, rsh);
     }
-    __syncthreads();
-    /* P . V: one warp per key, HD/32 dims per lane */
-    constexpr int E = HD / 32;
-    float acc[G][E];
+    /* pass 2: P . V, thread = (dimension e, keys j = grp mod NG) */
+    int e = tid % HD, grp = tid / HD;
+    float acc[G];
 #pragma unroll
-    for (int g = 0; g < G; g++)
+    for (int g = 0; g < G; g++) acc[g] = 0.f;
+    for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
+        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
+        __syncthreads();
+        io.store(tile, rows); /* value tile t0, fetched during the previous tile's work */
+        __syncthreads();
+        int t1 = t0 + ATT_THREADS;
+        if (t1 < n) io.fetch(vc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+#pragma unroll 4
+        for (int j = grp; j < rows; j += NG) {
+            float v = seg_elem<KV>(tile + j * SBS, e);
 #pragma unroll
-        for (int e = 0; e < E; e++) acc[g][e] = 0.f;
-    for (int j = warp; j < n; j += ATT_THREADS / 32) {
-        const uint8_t *row = vc + (size_t)(s0 + j) * row_bytes;
-        float vv[E];
-#pragma unroll
-        for (int e = 0; e < E; e++) vv[e] = kv_elem<KV, HD>(row, kvh, lane * E + e);
-#pragma unroll
-        for (int g = 0; g < G; g++) {
-            float p = sc[g * chunk + j];
-#pragma unroll
-            for (int e = 0; e < E; e++) acc[g][e] += p * vv[e];
+            for (int g = 0; g < G; g++) acc[g] += sc[g * chunk + t0 + j] * v;
         }
     }
 #pragma unroll
-    for (int g = 0; g < G; g++)
-#pragma unroll
-        for (int e = 0; e < E; e++) red[(warp * G + g) * HD + lane * E + e] = acc[g][e];
+    for (int g = 0; g < G; g++) red[(grp * G + g) * HD + e] = acc[g];
     __syncthreads();
     for (int i = tid; i < G * HD; i += ATT_THREADS) {
-        int g = i / HD, e = i % HD, h = kvh * G + g;
+        int g = i / HD, ee = i % HD, h = kvh * G + g;
         float s = 0.f;
-        for (int w = 0; w < ATT_THREADS / 32; w++) s += red[(w * G + g) * HD + e];
-        pacc[((size_t)h * nch + c) * HD + e] = s;
-        if (e == 0) {
-            pm[(size_t)h * nch + c] = mx[g];
-            pl[(size_t)h * nch + c] = sum[g];
-        }
+        for (int w = 0; w < NG; w++) s += red[(w * G + g) * HD + ee];
+        pacc[((size_t)h * nch + c) * HD + ee] = s;
     }
+    if (tid == 0)
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            pm[(size_t)(kvh * G + g) * nch + c] = mx[g];
+            pl[(size_t)(kvh * G + g) * nch + c] = sum[g];
+        }
 }
 
-/* att[h*HD + e] = sum_c 2^(m_c - M) acc_c[e] / sum_c 2^(m_c - M) l_c.  grid H, block HD. */
-__global__ void k_dec_combine(const float *pm, const float *pl, const float *pacc, int nch, int HD,
-                              float *att) {
-    int h = blockIdx.x, e = threadIdx.x;
+/* att[h*HD + e] = sum_c 2^(m_c - M) acc_c[e] / sum_c 2^(m_c - M) l_c.  grid H, block 256,
+ * shared memory nch floats (the weights 2^(m_c - M)); the partials are split over the threads
+ * (a long cache has hundreds of them per head). */
+#define COMB_THREADS 256
+__global__ void __launch_bounds__(COMB_THREADS)
+    k_dec_combine(const float *pm, const float *pl, const float *pacc, int nch, int HD, float *att) {
+    extern __shared__ float wts[];
+    __shared__ float rsh[32];
+    __shared__ float part[COMB_THREADS];
+    int h = blockIdx.x, tid = threadIdx.x;
     const float *m = pm + (size_t)h * nch, *l = pl + (size_t)h * nch;
     float M = -INFINITY;
-    for (int c = 0; c < nch; c++) M = fmaxf(M, m[c]);
-    float num = 0.f, den = 0.f;
-    for (int c = 0; c < nch; c++) {
-        if (m[c] == -INFINITY) continue;
-        float w = exp2f(m[c] - M);
+    for (int c = tid; c < nch; c += COMB_THREADS) M = fmaxf(M, m[c]);
+    M = cb_block_max(M, rsh);
+    float den = 0.f;
+    for (int c = tid; c < nch; c += COMB_THREADS) {
+        float w = m[c] == -INFINITY ? 0.f : exp2f(m[c] - M);
+        wts[c] = w;
         den += w * l[c];
-        num += w * pacc[((size_t)h * nch + c) * HD + e];
     }
-    att[(size_t)h * HD + e] = den > 0.f ? num / den : 0.f;
+    den = cb_block_sum(den, rsh); /* its barriers also publish wts */
+    int P = COMB_THREADS / HD, e = tid % HD, p = tid / HD;
+    float num = 0.f;
+    if (p < P)
+        for (int c = p; c < nch; c += P) num += wts[c] * pacc[((size_t)h * nch + c) * HD + e];
+    part[tid] = num;
+    __syncthreads();
+    if (tid < HD) {
+        float s = 0.f;
+        for (int k = 0; k < P; k++) s += part[k * HD + tid];
+        att[(size_t)h * HD + tid] = den > 0.f ? s / den : 0.f;
+    }
 }
 
 /* Greedy choice (first index of the maximum), written to tokens[pos + 1] unless that is still a
@@ -474,6 +535,59 @@ __global__ void k_dec_fill(uint8_t *kc, uint8_t *vc, size_t row_bytes, size_t la
     }
 }
 
+/* rows [rows, width] of any float dtype into cache rows (one block per row, via shared memory). */
+template <int KV>
+__global__ void k_dec_write_rows(cb_tv x, int64_t rows, int width, size_t row_bytes, uint8_t *out) {
+    extern __shared__ float rowbuf[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < width; i += blockDim.x) rowbuf[i] = cb_ld(x, r * width + i);
+        __syncthreads();
+        quant_row<KV>(rowbuf, width, out + (size_t)r * row_bytes, warp, nw, lane);
+    }
+}
+
+/* After a batched prefill of n tokens: tokens[n] = argmax of the last position's logits (any
+ * float dtype), position n. One block of 1024 threads. */
+__global__ void k_dec_start(cb_tv logits, int64_t V, int64_t n, int32_t *tokens, int64_t *state) {
+    __shared__ float bv[32];
+    __shared__ int64_t bi[32];
+    float best = -INFINITY;
+    int64_t idx = V;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = cb_ld(logits, i);
+        if (v > best) {
+            best = v;
+            idx = i;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int64_t oi = (int64_t)__shfl_xor_sync(0xffffffffu, (long long)idx, o);
+        if (ov > best || (ov == best && oi < idx)) {
+            best = ov;
+            idx = oi;
+        }
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) {
+        bv[w] = best;
+        bi[w] = idx;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
+            if (bv[k] > best || (bv[k] == best && bi[k] < idx)) {
+                best = bv[k];
+                idx = bi[k];
+            }
+        tokens[n] = (int32_t)(idx < V ? idx : 0);
+        state[0] = n;
+        state[1] = n;
+    }
+}
+
 template <int KV>
 __global__ void k_quant_rows(const float *x, int64_t rows, int width, size_t row_bytes,
                              uint8_t *out) {
@@ -526,9 +640,16 @@ static attn_fn pick_attn(int kv, int HD, int G) {
     return nullptr;
 }
 
+static int seg_stride(int kv, int HD) {
+    int sb = kv == CB_F16 ? HD * 2 : kv == CB_Q8_0 ? HD / 32 * 34 : HD / 32 * 18;
+    int sb4 = (sb + 3) / 4 * 4;
+    return (sb4 / 4) % 2 ? sb4 : sb4 + 4;
+}
+
 static size_t attn_smem(const cb_cuda_decoder *d) {
     int G = d->cfg.n_heads / d->cfg.n_kv_heads, HD = d->cfg.head_dim;
-    return sizeof(float) * ((size_t)G * HD + (size_t)G * d->chunk + (ATT_THREADS / 32) * (size_t)G * HD);
+    return sizeof(float) * ((size_t)G * HD + (size_t)G * d->chunk + (ATT_THREADS / HD) * (size_t)G * HD) +
+           (size_t)ATT_THREADS * seg_stride(d->kv, HD);
 }
 
 static cb_status gemv(cb_cuda_ctx *c, int mode, const gemv_args &a) {
@@ -576,7 +697,8 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         attn<<<dim3(Hkv, d->nch), ATT_THREADS, attn_smem(d), c->stream>>>(
             q, d->state, kc, vc, d->row_bytes, d->chunk, d->nch, scale_log2, d->pm, d->pl, d->pacc);
         CB_CU_LAUNCHED("decode attention");
-        k_dec_combine<<<H, hd, 0, c->stream>>>(d->pm, d->pl, d->pacc, d->nch, hd, d->att);
+        k_dec_combine<<<H, COMB_THREADS, sizeof(float) * (size_t)d->nch, c->stream>>>(d->pm, d->pl, d->pacc,
+                                                                                   d->nch, hd, d->att);
         CB_CU_LAUNCHED("decode attention combine");
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
@@ -639,14 +761,16 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->kv = f.kv_dtype;
     int64_t W = (int64_t)f.n_kv_heads * hd;
     d->row_bytes = cb_quant_row_bytes((cb_dtype)d->kv, W);
-    /* split-K: about two blocks per SM over all kv heads, chunks of whole warps, and the chunk's
-     * scores must fit 16 KB of shared memory */
-    int64_t target = (2 * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
+    /* split-K: about four blocks per SM over all kv heads at full length, chunks of whole warps
+     * for short caches and of whole tiles (128 keys) beyond, and a chunk's scores must fit 16 KB
+     * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
+     * of 128-key chunks; the fixed cost per block dominates) */
+    int64_t target = (4 * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
-    chunk = (chunk + 31) / 32 * 32;
-    int64_t cap = (4096 / G) / 32 * 32;
+    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32 : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
+    int64_t cap = (4096 / G) / ATT_THREADS * ATT_THREADS;
+    if (cap < ATT_THREADS) cap = ATT_THREADS;
     if (chunk > cap) chunk = cap;
-    if (chunk < 32) chunk = 32;
     d->chunk = (int)chunk;
     d->nch = (int)((f.max_len + chunk - 1) / chunk);
     size_t H = (size_t)f.n_heads;
@@ -800,5 +924,53 @@ extern "C" cb_status cb_cuda_quantize_rows(int dtype, const float *x, int64_t ro
     else
         return cb_fail(CB_ERR_UNSUPPORTED, "cuda quantize: %s", cb_dtype_name((cb_dtype)dtype));
     CB_CU_LAUNCHED("quantize rows");
+    return CB_OK;
+}
+
+extern "C" cb_status cb_cuda_dec_write_kv(cb_cuda_decoder *d, int layer, int64_t pos0,
+                                          const cb_tensor *k, const cb_tensor *v) {
+    CB_CU_CTX(c);
+    CB_CU_FLOATS("decode write_kv", k, v);
+    int64_t W = (int64_t)d->cfg.n_kv_heads * d->cfg.head_dim;
+    if (layer < 0 || layer >= d->cfg.n_layers)
+        return cb_fail(CB_ERR_ARG, "cuda decoder: no layer %d", layer);
+    if (cb_tensor_cols(k) != W || cb_tensor_cols(v) != W || cb_tensor_rows(k) != cb_tensor_rows(v) ||
+        k->ndim != 3 || k->shape[0] != 1)
+        return cb_fail(CB_ERR_SHAPE, "cuda decoder: keys/values must be [1, T, %lld]", (long long)W);
+    int64_t T = k->shape[1];
+    if (pos0 < 0 || pos0 + T > d->cfg.max_len)
+        return cb_fail(CB_ERR_ARG, "cuda decoder: positions %lld..%lld past the cache of %lld",
+                       (long long)pos0, (long long)(pos0 + T), (long long)d->cfg.max_len);
+    size_t layer_bytes = (size_t)d->cfg.max_len * d->row_bytes;
+    for (int which = 0; which < 2 && T > 0; which++) {
+        uint8_t *dst = (which ? d->vc : d->kc) + layer * layer_bytes + (size_t)pos0 * d->row_bytes;
+        cb_tv x = cb_view(which ? v : k);
+        unsigned blocks = (unsigned)(T < 65535 ? T : 65535);
+        size_t smem = sizeof(float) * (size_t)W;
+        if (d->kv == CB_F16)
+            k_dec_write_rows<CB_F16><<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+        else if (d->kv == CB_Q8_0)
+            k_dec_write_rows<CB_Q8_0><<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+        else
+            k_dec_write_rows<CB_Q4_0><<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+        CB_CU_LAUNCHED("decode write_kv");
+    }
+    return CB_OK;
+}
+
+extern "C" cb_status cb_cuda_dec_start(cb_cuda_decoder *d, const int32_t *prompt, int64_t n,
+                                       const cb_tensor *last_logits) {
+    CB_CU_CTX(c);
+    if (n < 1 || n >= d->cfg.max_len)
+        return cb_fail(CB_ERR_ARG, "cuda decoder: prompt of %lld tokens (cache holds %lld)",
+                       (long long)n, (long long)d->cfg.max_len);
+    CB_CU_FLOATS("decode start", last_logits);
+    if (cb_tensor_numel(last_logits) < d->cfg.vocab)
+        return cb_fail(CB_ERR_SHAPE, "cuda decoder: logits row shorter than the vocabulary");
+    CB_TRY(cb_cuda_copy(1, d->tokens, 0, prompt, sizeof(int32_t) * (size_t)n));
+    k_dec_start<<<1, 1024, 0, c->stream>>>(cb_view(last_logits), d->cfg.vocab, n, d->tokens, d->state);
+    CB_CU_LAUNCHED("decode start");
+    d->pos = n;
+    d->prompt = n;
     return CB_OK;
 }

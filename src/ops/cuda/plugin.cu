@@ -27,6 +27,8 @@ static const cb_cuda_api api = {
     cb_cuda_dec_cache_row,
     cb_cuda_dec_cache_bytes,
     cb_cuda_quantize_rows,
+    cb_cuda_dec_write_kv,
+    cb_cuda_dec_start,
 };
 
 extern "C" __attribute__((visibility("default"))) const cb_cuda_api *cb_cuda_plugin_api(void) {

@@ -2,6 +2,7 @@
  * against finite differences, and a Llama-shaped manifest carrying the tiny_llama3 fixture
  * weights reproducing the fixture's logits. */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -183,6 +184,62 @@ static void test_topologies_gradients(void **state) {
     cb_model_free(m);
 }
 
+/* Activation checkpointing changes memory, not numbers: same loss and gradients (dropout on, so
+ * the re-run must draw the same masks), smaller activation arena. */
+static void test_activation_checkpointing(void **state) {
+    (void)state;
+    const char *yaml =
+        "version: 1\nname: t\nmodel:\n  type: TransformerModel\n  embedder: {type: token, vocab_size: 50, d_model: 16}\n"
+        "  tied_embeddings: true\n  topology:\n    type: StackedTopology\n    layers:\n"
+        "      - type: NestedTopology\n        repeat: 3\n        layers:\n"
+        "          - type: ResidualTopology\n            layers:\n"
+        "              - {type: RMSNormLayer, d_model: 16}\n"
+        "              - {type: AttentionLayer, d_model: 16, n_heads: 4, n_kv_heads: 2, mode: gqa}\n"
+        "              - {type: DropoutLayer, p: 0.2}\n"
+        "          - type: ResidualTopology\n            layers:\n"
+        "              - {type: RMSNormLayer, d_model: 16}\n"
+        "              - {type: SwiGLULayer, d_model: 16, d_ff: 40, bias: false}\n"
+        "      - {type: RMSNormLayer, d_model: 16}\n";
+    cb_model *m = build_yaml(yaml);
+    assert_int_equal(cb_model_enable_grads(m), CB_OK);
+    int32_t ids[2 * 12];
+    for (int i = 0; i < 24; i++) ids[i] = (i * 7 + 3) % 50;
+    int64_t sh[2] = {2, 12};
+    cb_tensor X;
+    cb_tensor_init(&X, CB_I32, CB_CPU, 2, sh, ids);
+    float loss[2];
+    size_t arena[2];
+    float *grads[2];
+    int64_t total = 0;
+    for (int i = 0; i < m->n_params; i++) total += cb_tensor_numel(m->params[i]->t);
+    for (int ck = 0; ck < 2; ck++) {
+        cb_graph g;
+        cb_graph_init(&g, CB_CPU);
+        g.training = true;
+        g.checkpointing = ck;
+        assert_int_equal(cb_model_zero_grads(m), CB_OK);
+        cb_tensor *l = cb_model_next_token_loss(m, &g, &X);
+        assert_non_null(l);
+        assert_int_equal(cb_backward(&g, l), CB_OK);
+        loss[ck] = cb_f32(l)[0];
+        arena[ck] = g.act.peak;
+        grads[ck] = malloc(sizeof(float) * (size_t)total);
+        int64_t off = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            int64_t n = cb_tensor_numel(m->params[i]->t);
+            memcpy(grads[ck] + off, cb_f32(m->params[i]->t->grad), sizeof(float) * (size_t)n);
+            off += n;
+        }
+        cb_graph_free(&g);
+    }
+    assert_true(loss[0] == loss[1]);
+    assert_true(tu_max_abs_diff(grads[0], grads[1], total) <= 1e-6 * tu_max_abs(grads[0], total));
+    assert_true(arena[1] < arena[0]);
+    free(grads[0]);
+    free(grads[1]);
+    cb_model_free(m);
+}
+
 static void test_llama_manifest_with_fixture_weights(void **state) {
     (void)state;
     cb_manifest *man = NULL;
@@ -230,6 +287,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topologies_forward),
         cmocka_unit_test(test_topologies_gradients),
+        cmocka_unit_test(test_activation_checkpointing),
         cmocka_unit_test(test_llama_manifest_with_fixture_weights),
         cmocka_unit_test(test_every_preset_builds),
     };

@@ -59,6 +59,10 @@ struct cb_graph {
     uint64_t rng_counter;  /* advances by the number of elements each dropout consumes */
     const void *kernels;   /* const cb_kernels * of the device */
     struct cb_trace *trace; /* when set, module outputs matching it are recorded (trace.h) */
+    bool checkpointing;     /* activation checkpointing: blocks keep only their input and are
+                               re-run inside backward (model/recompute.c) */
+    size_t checkpoint_min_bytes; /* blocks whose input is smaller run normally */
+    struct cb_graph *recompute; /* scratch graph those re-runs use (created on demand) */
     bool profile;          /* accumulate per-op times into prof[] (CPU timings; see below) */
     cb_op_profile prof[CB_PROFILE_MAX_OPS];
     int n_prof;
@@ -99,6 +103,8 @@ void cb_graph_profile_print(const cb_graph *g, FILE *f);
 
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards. */
 cb_status cb_backward(cb_graph *g, cb_tensor *loss);
+/* Runs the tape backwards from y with the given output gradient dy (same shape as y). */
+cb_status cb_backward_from(cb_graph *g, cb_tensor *y, const cb_tensor *dy);
 
 #ifdef __cplusplus
 }

@@ -165,6 +165,8 @@ typedef struct cb_train_spec {
     cb_adamw_cfg adamw;
     cb_schedule sched;
     double grad_clip;
+    bool activation_checkpointing; /* re-run blocks in backward instead of keeping activations */
+    double activation_checkpoint_threshold_mb; /* only blocks whose input is at least this big */
     uint64_t data_seed, dropout_seed;
     int64_t eval_every, eval_batches; /* every N steps and at the end; 0: never */
     int64_t save_every;               /* 0: only the final checkpoint */

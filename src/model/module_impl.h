@@ -15,6 +15,9 @@ cb_tensor *cb_layer_rmsnorm_forward(cb_module *m, cb_graph *g, cb_tensor *x);
 cb_tensor *cb_layer_layernorm_forward(cb_module *m, cb_graph *g, cb_tensor *x);
 cb_tensor *cb_layer_swiglu_forward(cb_module *m, cb_graph *g, cb_tensor *x);
 cb_tensor *cb_layer_attention_forward(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *ctx);
+/* Forward of a chain's child under activation checkpointing (g->checkpointing): topology
+ * children keep only their input and re-run in backward; anything else runs normally. */
+cb_tensor *cb_module_forward_checkpointed(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *ctx);
 cb_tensor *cb_topology_forward(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *ctx);
 
 #endif

@@ -32,6 +32,10 @@ void cb_graph_reset(cb_graph *g) {
 }
 
 void cb_graph_free(cb_graph *g) {
+    if (g->recompute) {
+        cb_graph_free(g->recompute);
+        free(g->recompute);
+    }
     free(g->nodes);
     cb_arena_free(&g->act);
     cb_arena_free(&g->host);
@@ -135,6 +139,8 @@ cb_tensor *cb_graph_grad_uninit(cb_graph *g, cb_tensor *t, bool *fresh) {
     return t->grad;
 }
 
+static cb_status run_tape(cb_graph *g);
+
 cb_status cb_backward(cb_graph *g, cb_tensor *loss) {
     if (!loss) return cb_fail(CB_ERR_ARG, "backward: no loss tensor");
     if (cb_tensor_numel(loss) != 1)
@@ -147,6 +153,20 @@ cb_status cb_backward(cb_graph *g, cb_tensor *loss) {
     uint16_t one16 = dl->dtype == CB_BF16 ? cb_f32_to_bf16(one) : cb_f32_to_f16(one);
     if (dl->dtype == CB_F32) CB_TRY(cb_device_copy(dl->device, dl->data, CB_CPU, &one, sizeof one));
     else CB_TRY(cb_device_copy(dl->device, dl->data, CB_CPU, &one16, sizeof one16));
+    return run_tape(g);
+}
+
+cb_status cb_backward_from(cb_graph *g, cb_tensor *y, const cb_tensor *dy) {
+    if (!y || !dy || cb_tensor_numel(y) != cb_tensor_numel(dy))
+        return cb_fail(CB_ERR_SHAPE, "backward: output and its gradient differ in size");
+    if (!cb_tensor_requires_grad(y)) return CB_OK; /* nothing in the tape leads to y */
+    cb_tensor *gy = cb_graph_grad(g, y);
+    if (!gy) return CB_ERR_NOMEM;
+    CB_TRY(((const cb_kernels *)g->kernels)->axpy(1.0f, dy, gy));
+    return run_tape(g);
+}
+
+static cb_status run_tape(cb_graph *g) {
     for (int64_t i = g->n_nodes - 1; i >= 0; i--) {
         cb_node *n = &g->nodes[i];
         if (!n->out->grad) continue; /* nothing downstream needed this output */

@@ -35,6 +35,15 @@ static cb_tensor *chain(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *c
     return x;
 }
 
+/* Chains (Stacked, Sequential, Nested, Cyclic, Recurrent) are where activation checkpointing
+ * applies: each Residual / Parallel / Branching child is one checkpointed block. */
+static cb_tensor *chain_of_blocks(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *ctx) {
+    if (!g->checkpointing) return chain(m, g, x, ctx);
+    for (int i = 0; i < m->n_children && x; i++)
+        x = cb_module_forward_checkpointed(m->children[i], g, x, ctx);
+    return x;
+}
+
 cb_tensor *cb_topology_forward(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *ctx) {
     switch (m->kind) {
     case CB_MOD_RESIDUAL: return cb_add(g, x, chain(m, g, x, ctx));
@@ -52,7 +61,7 @@ cb_tensor *cb_topology_forward(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer
         return m->kind == CB_MOD_PARALLEL ? cb_stack(g, outs, m->n_children)
                                           : cb_concat(g, outs, m->n_children, -1);
     }
-    default: return chain(m, g, x, ctx);
+    default: return chain_of_blocks(m, g, x, ctx);
     }
 }
 

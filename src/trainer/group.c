@@ -413,6 +413,8 @@ static cb_status run_one(const cb_manifest *m, const cb_group_cfg *g, int i, con
             .sched = {.kind = t->scheduler, .base_lr = t->lr, .warmup = t->warmup_steps,
                       .total = r->steps, .min_ratio = t->min_lr_ratio},
             .grad_clip = t->grad_clip,
+            .activation_checkpointing = t->activation_checkpointing,
+            .activation_checkpoint_threshold_mb = t->activation_checkpoint_threshold_mb,
             .data_seed = mix64((uint64_t)seed ^ 0x64617461ull),    /* "data" */
             .dropout_seed = mix64((uint64_t)seed ^ 0x64726f70ull), /* "drop" */
             .eval_every = eval_every,

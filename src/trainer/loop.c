@@ -170,6 +170,9 @@ cb_status cb_train_run(const cb_train_spec *s, cb_train_result *r) {
     }
     L.g_ready = true;
     L.g.training = true;
+    L.g.checkpointing = s->activation_checkpointing;
+    if (s->activation_checkpoint_threshold_mb > 0)
+        L.g.checkpoint_min_bytes = (size_t)(s->activation_checkpoint_threshold_mb * 1048576.0);
     L.g.seed = s->dropout_seed;
     L.g.rng_counter = 0;
     cb_sampler_init(&L.sampler, s->data_seed);

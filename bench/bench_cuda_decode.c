@@ -39,7 +39,8 @@ static double now_s(void) {
 #define CHECK(st)                                                                                  \
     do {                                                                                           \
         if ((st) != CB_OK) {                                                                       \
-            fprintf(stderr, "bench_cuda_decode: %s:%d: %s\n", __FILE__, __LINE__, cb_last_error()); \
+            fprintf(stderr, "bench_cuda_decode: %s:%d: %s\n", __FILE__, __LINE__,                  \
+                    cb_last_error());                                                              \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
@@ -103,11 +104,16 @@ int main(int argc, char **argv) {
     int nctx = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
-        if (!strcmp(a, "--dir")) dir = v, i++;
-        else if (!strcmp(a, "--prompt")) P = atoi(v), i++;
-        else if (!strcmp(a, "--new")) NEW = atoi(v), i++;
-        else if (!strcmp(a, "--reps")) reps = atoi(v), i++;
-        else if (!strcmp(a, "--json")) json = v, i++;
+        if (!strcmp(a, "--dir"))
+            dir = v, i++;
+        else if (!strcmp(a, "--prompt"))
+            P = atoi(v), i++;
+        else if (!strcmp(a, "--new"))
+            NEW = atoi(v), i++;
+        else if (!strcmp(a, "--reps"))
+            reps = atoi(v), i++;
+        else if (!strcmp(a, "--json"))
+            json = v, i++;
         else if (!strcmp(a, "--contexts")) {
             nctx = 0;
             for (char *s = argv[++i]; s && *s && nctx < 8;) {
@@ -141,7 +147,8 @@ int main(int argc, char **argv) {
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)P);
     cb_rng rng;
     cb_rng_seed(&rng, 42);
-    for (int i = 0; i < P; i++) prompt[i] = (int32_t)(3 + cb_rng_below(&rng, (uint64_t)m->vocab_size - 3));
+    for (int i = 0; i < P; i++)
+        prompt[i] = (int32_t)(3 + cb_rng_below(&rng, (uint64_t)m->vocab_size - 3));
     snprintf(path, sizeof path, "%s/prompt.txt", dir);
     FILE *pf = fopen(path, "w");
     for (int i = 0; i < P; i++) fprintf(pf, i ? ",%d" : "%d", prompt[i]);
@@ -153,7 +160,8 @@ int main(int argc, char **argv) {
     /* 1. prompt P, NEW new tokens, fp16 cache */
     cb_gpu_decoder *d;
     CHECK(cb_gpu_decoder_new(&d, m, CB_KV_FP16, P + NEW));
-    double *tp = malloc(sizeof(double) * (size_t)(reps + 1)), *td = malloc(sizeof(double) * (size_t)(reps + 1));
+    double *tp = malloc(sizeof(double) * (size_t)(reps + 1)),
+           *td = malloc(sizeof(double) * (size_t)(reps + 1));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(P + NEW));
     double t_tbt = 0; /* the prompt stepped through token by token (no batched prefill) */
     CHECK(cb_gpu_decoder_reset(d, prompt, P));
@@ -201,13 +209,17 @@ int main(int argc, char **argv) {
     /* 2. long contexts */
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (jf)
-        fprintf(jf, "{\"device\": \"%s\", \"copy_gbs\": %.1f, \"prompt\": %d, \"new\": %d, "
-                    "\"decode_tok_s\": %.1f, \"step_us\": %.2f, \"prefill_ms\": %.2f, \"e2e_tok_s\": %.1f, "
-                    "\"prompt_stepped_ms\": %.2f, \"long\": [",
-                cu->device_description(), bw / 1e9, P, NEW, dec_tok_s, step_s * 1e6, pre_s * 1e3,
-                NEW / (pre_s + td[reps / 2]), t_tbt * 1e3);
-    printf("| cache | context | step us | tok/s | MB read/step | of which KV MB | GB/s | of copy BW | "
-           "attention GB/s (KV / extra time) | of copy BW |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        fprintf(
+            jf,
+            "{\"device\": \"%s\", \"copy_gbs\": %.1f, \"prompt\": %d, \"new\": %d, "
+            "\"decode_tok_s\": %.1f, \"step_us\": %.2f, \"prefill_ms\": %.2f, \"e2e_tok_s\": %.1f, "
+            "\"prompt_stepped_ms\": %.2f, \"long\": [",
+            cu->device_description(), bw / 1e9, P, NEW, dec_tok_s, step_s * 1e6, pre_s * 1e3,
+            NEW / (pre_s + td[reps / 2]), t_tbt * 1e3);
+    printf(
+        "| cache | context | step us | tok/s | MB read/step | of which KV MB | GB/s | of copy BW | "
+        "attention GB/s (KV / extra time) | of copy BW "
+        "|\n|---|---|---|---|---|---|---|---|---|---|\n");
     const cb_kv_kind kinds[3] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0};
     int first = 1;
     for (int k = 0; k < 3; k++)
@@ -220,17 +232,21 @@ int main(int argc, char **argv) {
             int64_t len = ctx + 2 + 16; /* mean cache length over the timed steps */
             double bytes = (double)cb_gpu_decoder_step_bytes(dl, len);
             double kvb = bytes - (double)cb_gpu_decoder_step_bytes(dl, 0);
-            double kv_short = (double)cb_gpu_decoder_step_bytes(dl, 64 + 18) - (double)cb_gpu_decoder_step_bytes(dl, 0);
+            double kv_short = (double)cb_gpu_decoder_step_bytes(dl, 64 + 18) -
+                              (double)cb_gpu_decoder_step_bytes(dl, 0);
             double att_bw = (kvb - kv_short) / (t - t_short);
             printf("| %s | %lld | %.1f | %.0f | %.1f | %.1f | %.0f | %.0f%% | %.0f | %.0f%% |\n",
-                   cb_kv_kind_name(kinds[k]), (long long)ctx, t * 1e6, 1.0 / t, bytes / 1e6, kvb / 1e6,
-                   bytes / t / 1e9, 100 * bytes / t / bw, att_bw / 1e9, 100 * att_bw / bw);
+                   cb_kv_kind_name(kinds[k]), (long long)ctx, t * 1e6, 1.0 / t, bytes / 1e6,
+                   kvb / 1e6, bytes / t / 1e9, 100 * bytes / t / bw, att_bw / 1e9,
+                   100 * att_bw / bw);
             fflush(stdout);
             if (jf)
-                fprintf(jf, "%s{\"kv\": \"%s\", \"ctx\": %lld, \"step_us\": %.2f, \"bytes\": %.0f, "
-                            "\"kv_bytes\": %.0f, \"frac\": %.4f, \"attn_frac\": %.4f, \"step_us_ctx64\": %.2f}",
-                        first ? "" : ", ", cb_kv_kind_name(kinds[k]), (long long)ctx, t * 1e6, bytes, kvb,
-                        bytes / t / bw, att_bw / bw, t_short * 1e6);
+                fprintf(jf,
+                        "%s{\"kv\": \"%s\", \"ctx\": %lld, \"step_us\": %.2f, \"bytes\": %.0f, "
+                        "\"kv_bytes\": %.0f, \"frac\": %.4f, \"attn_frac\": %.4f, "
+                        "\"step_us_ctx64\": %.2f}",
+                        first ? "" : ", ", cb_kv_kind_name(kinds[k]), (long long)ctx, t * 1e6,
+                        bytes, kvb, bytes / t / bw, att_bw / bw, t_short * 1e6);
             first = 0;
             cb_gpu_decoder_free(dl);
         }

@@ -79,10 +79,13 @@ static void attn_bench(const cb_cuda_api *cu, int B, int T, int H, int Hkv, int 
     const cb_kernels *k = cu->kernels();
     int64_t sq[3] = {B, T, (int64_t)H * hd}, skv[3] = {B, T, (int64_t)Hkv * hd}, sl[3] = {B, H, T};
     cb_tensor *q, *kk, *v, *o, *lse, *dq, *dk, *dv, *dout;
-    if (cb_tensor_new(&q, CB_BF16, CB_CUDA, 3, sq) || cb_tensor_new(&kk, CB_BF16, CB_CUDA, 3, skv) ||
+    if (cb_tensor_new(&q, CB_BF16, CB_CUDA, 3, sq) ||
+        cb_tensor_new(&kk, CB_BF16, CB_CUDA, 3, skv) ||
         cb_tensor_new(&v, CB_BF16, CB_CUDA, 3, skv) || cb_tensor_new(&o, CB_BF16, CB_CUDA, 3, sq) ||
-        cb_tensor_new(&lse, CB_F32, CB_CUDA, 3, sl) || cb_tensor_new(&dq, CB_BF16, CB_CUDA, 3, sq) ||
-        cb_tensor_new(&dk, CB_BF16, CB_CUDA, 3, skv) || cb_tensor_new(&dv, CB_BF16, CB_CUDA, 3, skv) ||
+        cb_tensor_new(&lse, CB_F32, CB_CUDA, 3, sl) ||
+        cb_tensor_new(&dq, CB_BF16, CB_CUDA, 3, sq) ||
+        cb_tensor_new(&dk, CB_BF16, CB_CUDA, 3, skv) ||
+        cb_tensor_new(&dv, CB_BF16, CB_CUDA, 3, skv) ||
         cb_tensor_new(&dout, CB_BF16, CB_CUDA, 3, sq))
         die("attention buffers");
     cb_tensor *fill[4] = {q, kk, v, dout};
@@ -95,23 +98,28 @@ static void attn_bench(const cb_cuda_api *cu, int B, int T, int H, int Hkv, int 
         if (cb_device_copy(CB_CUDA, fill[i]->data, CB_CPU, h, (size_t)n * 2)) die("upload");
         free(h);
     }
-    cb_attn_cfg cfg = {.n_heads = H, .n_kv_heads = Hkv, .head_dim = hd, .v_head_dim = hd,
-                       .scale = 1.0f / sqrtf((float)hd), .causal = true};
+    cb_attn_cfg cfg = {.n_heads = H,
+                       .n_kv_heads = Hkv,
+                       .head_dim = hd,
+                       .v_head_dim = hd,
+                       .scale = 1.0f / sqrtf((float)hd),
+                       .causal = true};
     double tf[10], tb[10];
     for (int it = -2; it < 10; it++) {
         double t0 = now();
         if (k->attention_fwd(&cfg, q, kk, v, NULL, NULL, o, lse)) die("attention fwd");
         cu->sync();
         double t1 = now();
-        if (k->attention_bwd(&cfg, q, kk, v, NULL, NULL, o, lse, dout, dq, dk, dv, NULL, NULL)) die("attention bwd");
+        if (k->attention_bwd(&cfg, q, kk, v, NULL, NULL, o, lse, dout, dq, dk, dv, NULL, NULL))
+            die("attention bwd");
         cu->sync();
         if (it >= 0) tf[it] = t1 - t0, tb[it] = now() - t1;
         if (it == -2) unsetenv("CARAMBA_CUDA_TRACE");
     }
     qsort(tf, 10, sizeof *tf, cmp_d);
     qsort(tb, 10, sizeof *tb, cmp_d);
-    printf("attention bf16 causal B=%d T=%d H=%d Hkv=%d hd=%d: fwd %.3f ms, bwd %.3f ms\n", B, T, H, Hkv, hd,
-           tf[5] * 1e3, tb[5] * 1e3);
+    printf("attention bf16 causal B=%d T=%d H=%d Hkv=%d hd=%d: fwd %.3f ms, bwd %.3f ms\n", B, T, H,
+           Hkv, hd, tf[5] * 1e3, tb[5] * 1e3);
     cb_tensor *all[9] = {q, kk, v, o, lse, dq, dk, dv, dout};
     for (int i = 0; i < 9; i++) cb_tensor_free(all[i]);
 }
@@ -123,18 +131,30 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : "0";
-        if (!strcmp(a, "--iters")) iters = atoi(v), i++;
-        else if (!strcmp(a, "--batch")) B = atoi(v), i++;
-        else if (!strcmp(a, "--seq")) T = atoi(v), i++;
-        else if (!strcmp(a, "--d-model")) d = atoi(v), i++;
-        else if (!strcmp(a, "--layers")) L = atoi(v), i++;
-        else if (!strcmp(a, "--heads")) H = atoi(v), i++;
-        else if (!strcmp(a, "--kv-heads")) Hkv = atoi(v), i++;
-        else if (!strcmp(a, "--d-ff")) F = atoi(v), i++;
-        else if (!strcmp(a, "--vocab")) V = atoi(v), i++;
-        else if (!strcmp(a, "--json")) json = v, i++;
-        else if (!strcmp(a, "--f32")) f32 = 1;
-        else if (!strcmp(a, "--profile")) profile = 1;
+        if (!strcmp(a, "--iters"))
+            iters = atoi(v), i++;
+        else if (!strcmp(a, "--batch"))
+            B = atoi(v), i++;
+        else if (!strcmp(a, "--seq"))
+            T = atoi(v), i++;
+        else if (!strcmp(a, "--d-model"))
+            d = atoi(v), i++;
+        else if (!strcmp(a, "--layers"))
+            L = atoi(v), i++;
+        else if (!strcmp(a, "--heads"))
+            H = atoi(v), i++;
+        else if (!strcmp(a, "--kv-heads"))
+            Hkv = atoi(v), i++;
+        else if (!strcmp(a, "--d-ff"))
+            F = atoi(v), i++;
+        else if (!strcmp(a, "--vocab"))
+            V = atoi(v), i++;
+        else if (!strcmp(a, "--json"))
+            json = v, i++;
+        else if (!strcmp(a, "--f32"))
+            f32 = 1;
+        else if (!strcmp(a, "--profile"))
+            profile = 1;
     }
     if (!cb_device_available(CB_CUDA)) {
         printf("bench_cuda_train: skipped: %s\n", cb_last_error());
@@ -144,18 +164,27 @@ int main(int argc, char **argv) {
     printf("device: %s\n", cu->device_description());
     double mm = matmul_tflops(cu, 8192);
     printf("bf16 matmul 8192^3 through caramba's GEMM (cuBLASLt): %.0f TFLOP/s\n", mm);
-    cb_llama_config c = {.vocab_size = V, .hidden_size = d, .intermediate_size = F,
-                         .num_hidden_layers = L, .num_attention_heads = H, .num_key_value_heads = Hkv,
-                         .head_dim = d / H, .rope_dim = d / H, .max_position_embeddings = T,
-                         .rms_norm_eps = 1e-5, .rope = {.theta = 10000.0f}};
+    cb_llama_config c = {.vocab_size = V,
+                         .hidden_size = d,
+                         .intermediate_size = F,
+                         .num_hidden_layers = L,
+                         .num_attention_heads = H,
+                         .num_key_value_heads = Hkv,
+                         .head_dim = d / H,
+                         .rope_dim = d / H,
+                         .max_position_embeddings = T,
+                         .rms_norm_eps = 1e-5,
+                         .rope = {.theta = 10000.0f}};
     cb_model *m;
     if (cb_model_from_llama_config(&m, &c, CB_CUDA) != CB_OK) die("model");
     if (!f32 && cb_model_set_compute_dtype(m, CB_BF16) != CB_OK) die("amp");
     if (cb_model_enable_grads(m) != CB_OK) die("grads");
-    cb_adamw_cfg ac = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1, .decay_all = false};
+    cb_adamw_cfg ac = {
+        .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1, .decay_all = false};
     cb_optimizer *opt;
     if (cb_optimizer_new(&opt, m, &ac) != CB_OK) die("optimizer");
-    int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T),
+            *y = malloc(sizeof(int32_t) * (size_t)B * T);
     cb_rng rng;
     cb_rng_seed(&rng, 1);
     for (int b = 0; b < B; b++) {
@@ -218,10 +247,10 @@ int main(int argc, char **argv) {
     size_t held = 0, in_use = 0;
     cu->memory_stats(&held, &in_use);
     double tok_s = tok / t_step, tflops = flops_tok * tok / t_step / 1e12;
-    printf("small Llama (d%d L%d H%d/%d ff%d V%d, untied), B=%d T=%d, %s, %lld params\n", d, L, H, Hkv, F,
-           V, B, T, f32 ? "f32" : "bf16 AMP (f32 master weights)", (long long)N);
-    printf("loss %.4f at the first step, %.4f after %d AdamW steps (lr 1e-4)\n", first_loss, last_loss,
-           iters + 2);
+    printf("small Llama (d%d L%d H%d/%d ff%d V%d, untied), B=%d T=%d, %s, %lld params\n", d, L, H,
+           Hkv, F, V, B, T, f32 ? "f32" : "bf16 AMP (f32 master weights)", (long long)N);
+    printf("loss %.4f at the first step, %.4f after %d AdamW steps (lr 1e-4)\n", first_loss,
+           last_loss, iters + 2);
     printf("| phase | ms | tok/s |\n|---|---|---|\n");
     printf("| forward (+loss) | %.2f | %.0f |\n", t_fwd * 1e3, tok / t_fwd);
     printf("| forward+backward | %.2f | %.0f |\n", t_fb * 1e3, tok / t_fb);
@@ -249,13 +278,17 @@ int main(int argc, char **argv) {
     if (json) {
         FILE *f = fopen(json, "w");
         if (f) {
-            fprintf(f, "{\"device\": \"%s\", \"dtype\": \"%s\", \"params\": %lld, \"batch\": %d, \"seq\": %d, "
-                       "\"matmul_tflops\": %.1f, \"fwd_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"step_ms\": %.3f, "
-                       "\"train_step_tok_s\": %.1f, \"fwd_bwd_tok_s\": %.1f, \"flops_per_token\": %.1f, "
-                       "\"tflops\": %.2f, \"gpu_mem_gib\": %.2f}\n",
-                    cu->device_description(), f32 ? "float32" : "bfloat16", (long long)N, B, T, mm,
-                    t_fwd * 1e3, t_fb * 1e3, t_step * 1e3, tok_s, tok / t_fb, flops_tok, tflops,
-                    held / 1073741824.0);
+            fprintf(
+                f,
+                "{\"device\": \"%s\", \"dtype\": \"%s\", \"params\": %lld, \"batch\": %d, \"seq\": "
+                "%d, "
+                "\"matmul_tflops\": %.1f, \"fwd_ms\": %.3f, \"fwd_bwd_ms\": %.3f, \"step_ms\": "
+                "%.3f, "
+                "\"train_step_tok_s\": %.1f, \"fwd_bwd_tok_s\": %.1f, \"flops_per_token\": %.1f, "
+                "\"tflops\": %.2f, \"gpu_mem_gib\": %.2f}\n",
+                cu->device_description(), f32 ? "float32" : "bfloat16", (long long)N, B, T, mm,
+                t_fwd * 1e3, t_fb * 1e3, t_step * 1e3, tok_s, tok / t_fb, flops_tok, tflops,
+                held / 1073741824.0);
             fclose(f);
         }
     }

@@ -33,7 +33,8 @@ static bool have_gpu;
 /* A host f32 copy of any tensor (device or host, any float dtype). Caller frees. */
 static float *host_f32(const cb_tensor *t) {
     cb_tensor *h = NULL;
-    if (cb_tensor_new(&h, CB_F32, CB_CPU, t->ndim, t->shape) != CB_OK) fail_msg("%s", cb_last_error());
+    if (cb_tensor_new(&h, CB_F32, CB_CPU, t->ndim, t->shape) != CB_OK)
+        fail_msg("%s", cb_last_error());
     if (cb_tensor_copy(h, t) != CB_OK) fail_msg("copy to host: %s", cb_last_error());
     float *p = h->data;
     h->flags &= ~(unsigned)CB_TENSOR_OWNS_DATA;
@@ -72,9 +73,10 @@ static void check_dir(const char *dir, cb_dtype act, double tol_logits, double t
     assert_int_equal((size_t)n * 4, ref->nbytes);
     float *lh = host_f32(logits);
     double diff = tu_max_abs_diff(lh, ref->data, n), mx = tu_max_abs(ref->data, n);
-    print_message("  %s [%s]: logits max|d| %.3g (%.3g of max|ref|)\n", dir, cb_dtype_name(act), diff,
-                  diff / mx);
-    if (!(diff <= tol_logits * mx)) fail_msg("%s: logits max diff %g (max |ref| %g)", dir, diff, mx);
+    print_message("  %s [%s]: logits max|d| %.3g (%.3g of max|ref|)\n", dir, cb_dtype_name(act),
+                  diff, diff / mx);
+    if (!(diff <= tol_logits * mx))
+        fail_msg("%s: logits max diff %g (max |ref| %g)", dir, diff, mx);
     free(lh);
     cb_graph_reset(&g);
     cb_graph_set_grad(&g, true);
@@ -122,7 +124,8 @@ static void test_fixture_f32(void **state) {
 static void test_variants_f32(void **state) {
     (void)state;
     NEED_GPU();
-    const char *names[] = {"tied", "mha_bias", "bf16", "fp16_sharded", "rope_llama3", "legacy_llama3", "head_dim"};
+    const char *names[] = {"tied",        "mha_bias",      "bf16",    "fp16_sharded",
+                           "rope_llama3", "legacy_llama3", "head_dim"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/%s", tu_path("tests/data/llama_variants"), names[i]);
@@ -149,7 +152,8 @@ static void fixture_batch(int32_t *xb, int32_t *yb, cb_tensor *x, cb_tensor *y) 
         for (int64_t t = 0; t + 1 < T; t++) {
             int64_t i = b * T + t;
             int64_t v0 = ids.dtype == CB_I64 ? ((int64_t *)ids.data)[i] : ((int32_t *)ids.data)[i];
-            int64_t v1 = ids.dtype == CB_I64 ? ((int64_t *)ids.data)[i + 1] : ((int32_t *)ids.data)[i + 1];
+            int64_t v1 =
+                ids.dtype == CB_I64 ? ((int64_t *)ids.data)[i + 1] : ((int32_t *)ids.data)[i + 1];
             xb[b * (T - 1) + t] = (int32_t)v0;
             yb[b * (T - 1) + t] = (int32_t)v1;
         }
@@ -179,7 +183,8 @@ static void run_steps(cb_device dev, cb_dtype act, double *losses, cb_model **ou
     cb_batch batch = {&x, &y};
     for (int s = 0; s < 3; s++) {
         double loss, norm;
-        if (cb_train_grads(m, NULL, &g, NULL, &batch, 1, &loss) != CB_OK) fail_msg("%s", cb_last_error());
+        if (cb_train_grads(m, NULL, &g, NULL, &batch, 1, &loss) != CB_OK)
+            fail_msg("%s", cb_last_error());
         assert_int_equal(cb_grad_global_norm(m, &norm), CB_OK);
         assert_int_equal(cb_optimizer_step(opt, 3e-3, cb_clip_scale(norm, 0.5)), CB_OK);
         losses[s] = loss;
@@ -190,7 +195,8 @@ static void run_steps(cb_device dev, cb_dtype act, double *losses, cb_model **ou
                 int64_t n = cb_tensor_numel(t);
                 float *master = host_f32(t);
                 uint16_t *low = malloc(sizeof(uint16_t) * (size_t)n);
-                assert_int_equal(cb_device_copy(CB_CPU, low, CB_CUDA, t->lowp->data, (size_t)n * 2), CB_OK);
+                assert_int_equal(cb_device_copy(CB_CPU, low, CB_CUDA, t->lowp->data, (size_t)n * 2),
+                                 CB_OK);
                 for (int64_t k = 0; k < n; k++)
                     if (low[k] != cb_f32_to_bf16(master[k]))
                         fail_msg("%s: bf16 copy is stale after step %d at %lld", m->params[i]->name,
@@ -213,7 +219,8 @@ static void test_train_steps(void **state) {
     run_steps(CB_CUDA, CB_F32, lg, &mg);
     run_steps(CB_CUDA, CB_BF16, la, &ma);
     for (int s = 0; s < 3; s++) {
-        print_message("  step %d loss: cpu %.7f  cuda f32 %.7f  cuda bf16 %.7f\n", s + 1, lc[s], lg[s], la[s]);
+        print_message("  step %d loss: cpu %.7f  cuda f32 %.7f  cuda bf16 %.7f\n", s + 1, lc[s],
+                      lg[s], la[s]);
         assert_true(fabs(lg[s] - lc[s]) <= 1e-5 * fabs(lc[s]));
         assert_true(fabs(la[s] - lc[s]) <= 1e-2 * fabs(lc[s]));
     }
@@ -232,7 +239,8 @@ static void test_train_steps(void **state) {
     cb_model_free(ma);
 }
 
-/* ---- GPU decoder ------------------------------------------------------------------------------ */
+/* ---- GPU decoder ------------------------------------------------------------------------------
+ */
 
 static const char *DEC_CONFIG =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 512, "
@@ -300,7 +308,8 @@ static void test_decoder(void **state) {
             /* position 0: the CPU attends over the fresh (unquantized) key and value */
             if (p > 0 && rel > worst) worst = rel;
             if (p > 0 && !(rel <= tol[k]))
-                fail_msg("%s cache, position %d: decoder logits rel L2 %g", cb_kv_kind_name(kinds[k]), p, rel);
+                fail_msg("%s cache, position %d: decoder logits rel L2 %g",
+                         cb_kv_kind_name(kinds[k]), p, rel);
         }
         print_message("  decoder %s cache: logits vs CPU cached forward, worst rel L2 %.3g\n",
                       cb_kv_kind_name(kinds[k]), worst);
@@ -314,11 +323,13 @@ static void test_decoder(void **state) {
             for (int w = 0; w < 2; w++)
                 for (int p = 0; p < NP; p++) {
                     assert_int_equal(cb_gpu_decoder_cache_row(d, l, w, p, row), CB_OK);
-                    const uint8_t *crow = cb_seq_cache_row(w ? &ctx.caches[l].v : &ctx.caches[l].k, 0, p);
+                    const uint8_t *crow =
+                        cb_seq_cache_row(w ? &ctx.caches[l].v : &ctx.caches[l].k, 0, p);
                     for (size_t b = 0; b < rb; b++) same += row[b] == crow[b];
                     total += rb;
                 }
-        print_message("    cache rows: %zu of %zu bytes identical to the CPU cache's\n", same, total);
+        print_message("    cache rows: %zu of %zu bytes identical to the CPU cache's\n", same,
+                      total);
         assert_true(same * 100 >= total * 99);
         free(row);
         /* generation: 8 greedy tokens, each the argmax of the decoder's own logits */
@@ -335,8 +346,10 @@ static void test_decoder(void **state) {
             /* the batched prefill (bf16 forward of the whole prompt) writes the same keys and
              * values as stepping through the prompt, up to bf16 rounding */
             cb_gpu_decoder *d2;
-            if (cb_gpu_decoder_new(&d2, mg, CB_KV_FP16, 64) != CB_OK) fail_msg("%s", cb_last_error());
-            if (cb_gpu_decoder_prefill(d2, prompt, NP) != CB_OK) fail_msg("prefill: %s", cb_last_error());
+            if (cb_gpu_decoder_new(&d2, mg, CB_KV_FP16, 64) != CB_OK)
+                fail_msg("%s", cb_last_error());
+            if (cb_gpu_decoder_prefill(d2, prompt, NP) != CB_OK)
+                fail_msg("prefill: %s", cb_last_error());
             uint16_t *r1 = malloc(rb), *r2 = malloc(rb);
             double num = 0, den = 0;
             for (int l = 0; l < mg->n_attn; l++)
@@ -358,7 +371,8 @@ static void test_decoder(void **state) {
             assert_int_equal(cb_gpu_decoder_tokens(d2, 0, NP + 9, out2), CB_OK);
             int agree = 0;
             while (agree < 9 && out2[NP + agree] == out[NP + agree]) agree++;
-            print_message("  prefill path: %d of 9 greedy tokens equal the token-by-token path's\n", agree);
+            print_message("  prefill path: %d of 9 greedy tokens equal the token-by-token path's\n",
+                          agree);
             for (int i = 0; i < NP + 9; i++) assert_true(out2[i] >= 0 && out2[i] < V);
             free(r1);
             free(r2);
@@ -392,21 +406,24 @@ static void test_quantize_bytes(void **state) {
         }
         for (int64_t i = 0; i < W; i++) x[i] = 0.0f; /* an all-zero row */
         x[W] = -0.0f;
-        for (int64_t i = 0; i < 32 && 2 * W + i < R * W; i++) x[2 * W + i] = (i % 2 ? 1.5f : -1.5f); /* ties */
+        for (int64_t i = 0; i < 32 && 2 * W + i < R * W; i++)
+            x[2 * W + i] = (i % 2 ? 1.5f : -1.5f); /* ties */
         float *dx = cb_device_alloc(CB_CUDA, sizeof(float) * (size_t)(R * W));
         assert_non_null(dx);
-        assert_int_equal(cb_device_copy(CB_CUDA, dx, CB_CPU, x, sizeof(float) * (size_t)(R * W)), CB_OK);
+        assert_int_equal(cb_device_copy(CB_CUDA, dx, CB_CPU, x, sizeof(float) * (size_t)(R * W)),
+                         CB_OK);
         for (int k = 0; k < 3; k++) {
             size_t rb = cb_quant_row_bytes(dts[k], W);
             uint8_t *cpu = malloc(rb * (size_t)R), *gpu = malloc(rb * (size_t)R);
             void *dq = cb_device_alloc(CB_CUDA, rb * (size_t)R);
-            for (int64_t r = 0; r < R; r++) assert_int_equal(cb_quantize_row(dts[k], x + r * W, W, cpu + r * rb), CB_OK);
+            for (int64_t r = 0; r < R; r++)
+                assert_int_equal(cb_quantize_row(dts[k], x + r * W, W, cpu + r * rb), CB_OK);
             assert_int_equal(cu->quantize_rows(dts[k], dx, R, W, dq), CB_OK);
             assert_int_equal(cb_device_copy(CB_CPU, gpu, CB_CUDA, dq, rb * (size_t)R), CB_OK);
             for (size_t b = 0; b < rb * (size_t)R; b++)
                 if (cpu[b] != gpu[b])
-                    fail_msg("%s width %lld: byte %zu differs (cpu %02x, gpu %02x)", cb_dtype_name(dts[k]),
-                             (long long)W, b, cpu[b], gpu[b]);
+                    fail_msg("%s width %lld: byte %zu differs (cpu %02x, gpu %02x)",
+                             cb_dtype_name(dts[k]), (long long)W, b, cpu[b], gpu[b]);
             cb_device_free(CB_CUDA, dq);
             free(cpu);
             free(gpu);
@@ -429,8 +446,10 @@ static void test_cli(void **state) {
     snprintf(fx, sizeof fx, "%s", tu_path("tests/data/tiny_llama3"));
     snprintf(lp, sizeof lp, "%s/logits.npy", dir);
     snprintf(gp, sizeof gp, "%s/grads.safetensors", dir);
-    int rc = tu_run(out, sizeof out, "'%s' logits --model '%s' --ids '%s/ref_input_ids.npy' --out '%s' --device cuda",
-                    tu_bin(), fx, fx, lp);
+    int rc =
+        tu_run(out, sizeof out,
+               "'%s' logits --model '%s' --ids '%s/ref_input_ids.npy' --out '%s' --device cuda",
+               tu_bin(), fx, fx, lp);
     if (rc) fail_msg("caramba logits: %s", out);
     cb_npy *a, *b;
     assert_int_equal(cb_npy_open(&a, lp), CB_OK);
@@ -442,7 +461,8 @@ static void test_cli(void **state) {
     assert_true(tu_max_abs_diff(a->data, b->data, n) <= 1e-4 * tu_max_abs(b->data, n));
     cb_npy_close(a);
     cb_npy_close(b);
-    rc = tu_run(out, sizeof out, "'%s' grads --model '%s' --ids '%s/ref_input_ids.npy' --out '%s' --device cuda",
+    rc = tu_run(out, sizeof out,
+                "'%s' grads --model '%s' --ids '%s/ref_input_ids.npy' --out '%s' --device cuda",
                 tu_bin(), fx, fx, gp);
     if (rc) fail_msg("caramba grads: %s", out);
     double loss = 0;
@@ -470,7 +490,8 @@ static void test_cli(void **state) {
 static int group_setup(void **state) {
     (void)state;
     have_gpu = cb_device_available(CB_CUDA);
-    if (!have_gpu) print_message("skipping CUDA model tests: %s\n", cb_last_error());
+    if (!have_gpu)
+        print_message("skipping CUDA model tests: %s\n", cb_last_error());
     else {
         const cb_cuda_api *cu = cb_cuda_api_get();
         print_message("CUDA device: %s\n", cu->device_description());
@@ -480,9 +501,9 @@ static int group_setup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_f32),   cmocka_unit_test(test_variants_f32),
-        cmocka_unit_test(test_fixture_amp),   cmocka_unit_test(test_train_steps),
-        cmocka_unit_test(test_decoder),       cmocka_unit_test(test_quantize_bytes),
+        cmocka_unit_test(test_fixture_f32), cmocka_unit_test(test_variants_f32),
+        cmocka_unit_test(test_fixture_amp), cmocka_unit_test(test_train_steps),
+        cmocka_unit_test(test_decoder),     cmocka_unit_test(test_quantize_bytes),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

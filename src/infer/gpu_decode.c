@@ -26,7 +26,9 @@ static cb_tensor *param(const cb_model *m, const char *fmt, int i) {
     return p ? p->t : NULL;
 }
 
-static size_t bytes_of(const cb_tensor *t) { return cb_tensor_nbytes(t); }
+static size_t bytes_of(const cb_tensor *t) {
+    return cb_tensor_nbytes(t);
+}
 
 typedef struct find_state {
     const cb_module *norm, *mlp;
@@ -44,7 +46,8 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
     if (!m->llama_names || m->n_attn < 1)
         return cb_fail(CB_ERR_UNSUPPORTED, "GPU decoder: only the Llama shape is supported");
     if (kv != CB_KV_FP16 && kv != CB_KV_Q8_0 && kv != CB_KV_Q4_0)
-        return cb_fail(CB_ERR_UNSUPPORTED, "GPU decoder: cache kind %s (supported: fp16, q8_0, q4_0)",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "GPU decoder: cache kind %s (supported: fp16, q8_0, q4_0)",
                        cb_kv_kind_name(kv));
     const cb_cuda_api *cu = cb_cuda_api_get();
     if (!cu) return CB_ERR_UNSUPPORTED;
@@ -53,9 +56,11 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
         const cb_attention_cfg *b = &m->attn[i]->attn;
         if (b->mode == CB_ATTN_DECOUPLED || b->bias || !b->is_causal || b->local_window > 0 ||
             !b->rope_enabled || b->n_heads != a->n_heads || b->n_kv_heads != a->n_kv_heads ||
-            b->head_dim != a->head_dim || b->v_head_dim != b->head_dim || m->attn[i]->rope != m->attn[0]->rope)
-            return cb_fail(CB_ERR_UNSUPPORTED, "GPU decoder: attention layer %d is not plain Llama "
-                                               "attention (bias, window, decoupled or mixed shapes)",
+            b->head_dim != a->head_dim || b->v_head_dim != b->head_dim ||
+            m->attn[i]->rope != m->attn[0]->rope)
+            return cb_fail(CB_ERR_UNSUPPORTED,
+                           "GPU decoder: attention layer %d is not plain Llama "
+                           "attention (bias, window, decoupled or mixed shapes)",
                            i);
     }
     find_state fs = {NULL, NULL};
@@ -89,19 +94,31 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
         };
         for (int k = 0; k < 9 && st == CB_OK; k++) {
             if (!t[k] || (k >= 2 && (!t[k]->lowp || t[k]->lowp->dtype != CB_BF16)))
-                st = cb_fail(CB_ERR_UNSUPPORTED, "GPU decoder: layer %d lacks a weight (or its bf16 copy)", i);
-            else wb += k >= 2 ? bytes_of(t[k]->lowp) : bytes_of(t[k]);
+                st = cb_fail(CB_ERR_UNSUPPORTED,
+                             "GPU decoder: layer %d lacks a weight (or its bf16 copy)", i);
+            else
+                wb += k >= 2 ? bytes_of(t[k]->lowp) : bytes_of(t[k]);
         }
         if (st != CB_OK) break;
         layers[i] = (cb_cuda_dec_layer){
-            .attn_norm = t[0]->data, .mlp_norm = t[1]->data,
-            .wq = t[2]->lowp->data, .wk = t[3]->lowp->data, .wv = t[4]->lowp->data,
-            .wo = t[5]->lowp->data, .wg = t[6]->lowp->data, .wu = t[7]->lowp->data,
+            .attn_norm = t[0]->data,
+            .mlp_norm = t[1]->data,
+            .wq = t[2]->lowp->data,
+            .wk = t[3]->lowp->data,
+            .wv = t[4]->lowp->data,
+            .wo = t[5]->lowp->data,
+            .wg = t[6]->lowp->data,
+            .wu = t[7]->lowp->data,
             .wd = t[8]->lowp->data,
         };
     }
-    cb_tensor *fnorm = cb_model_find_param(m, "model.norm.weight") ? cb_model_find_param(m, "model.norm.weight")->t : NULL;
-    cb_tensor *head = m->tied ? m->embed.t : (cb_model_find_param(m, "lm_head.weight") ? cb_model_find_param(m, "lm_head.weight")->t : NULL);
+    cb_tensor *fnorm = cb_model_find_param(m, "model.norm.weight")
+                           ? cb_model_find_param(m, "model.norm.weight")->t
+                           : NULL;
+    cb_tensor *head = m->tied ? m->embed.t
+                              : (cb_model_find_param(m, "lm_head.weight")
+                                     ? cb_model_find_param(m, "lm_head.weight")->t
+                                     : NULL);
     if (st == CB_OK && (!fnorm || !head || !head->lowp))
         st = cb_fail(CB_ERR_UNSUPPORTED, "GPU decoder: no final norm or head");
     const cb_rope_table *rt = m->attn[0]->rope;
@@ -163,8 +180,8 @@ static cb_status sink(void *user, int layer, const cb_tensor *k, const cb_tensor
 
 cb_status cb_gpu_decoder_prefill(cb_gpu_decoder *d, const int32_t *prompt, int64_t n) {
     if (n < 1 || n >= d->max_len)
-        return cb_fail(CB_ERR_ARG, "GPU decoder: prompt of %lld tokens (cache holds %lld)", (long long)n,
-                       (long long)d->max_len);
+        return cb_fail(CB_ERR_ARG, "GPU decoder: prompt of %lld tokens (cache holds %lld)",
+                       (long long)n, (long long)d->max_len);
     for (int64_t i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= d->m->vocab_size)
             return cb_fail(CB_ERR_ARG, "GPU decoder: token id %d at %lld outside the vocabulary",
@@ -193,12 +210,17 @@ cb_status cb_gpu_decoder_prefill(cb_gpu_decoder *d, const int32_t *prompt, int64
 cb_status cb_gpu_decoder_fill(cb_gpu_decoder *d, int64_t n, uint64_t seed) {
     return d->cu->dec_fill(d->dec, n, seed);
 }
-cb_status cb_gpu_decoder_steps(cb_gpu_decoder *d, int64_t n) { return d->cu->dec_steps(d->dec, n); }
+cb_status cb_gpu_decoder_steps(cb_gpu_decoder *d, int64_t n) {
+    return d->cu->dec_steps(d->dec, n);
+}
 cb_status cb_gpu_decoder_tokens(cb_gpu_decoder *d, int64_t from, int64_t n, int32_t *out) {
     return d->cu->dec_tokens(d->dec, from, n, out);
 }
-cb_status cb_gpu_decoder_logits(cb_gpu_decoder *d, float *out) { return d->cu->dec_logits(d->dec, out); }
-cb_status cb_gpu_decoder_cache_row(cb_gpu_decoder *d, int layer, int which, int64_t pos, void *out) {
+cb_status cb_gpu_decoder_logits(cb_gpu_decoder *d, float *out) {
+    return d->cu->dec_logits(d->dec, out);
+}
+cb_status cb_gpu_decoder_cache_row(cb_gpu_decoder *d, int layer, int which, int64_t pos,
+                                   void *out) {
     return d->cu->dec_cache_row(d->dec, layer, which, pos, out);
 }
 size_t cb_gpu_decoder_step_bytes(const cb_gpu_decoder *d, int64_t len) {

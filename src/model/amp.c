@@ -11,7 +11,9 @@
 #include "caramba/device.h"
 #include "ops/kernels.h"
 
-static bool wants_copy(const cb_tensor *t) { return t->ndim == 2 && t->dtype == CB_F32; }
+static bool wants_copy(const cb_tensor *t) {
+    return t->ndim == 2 && t->dtype == CB_F32;
+}
 
 cb_status cb_model_refresh_lowp(cb_model *m) {
     const cb_kernels *k = NULL;
@@ -30,8 +32,9 @@ cb_status cb_model_set_compute_dtype(cb_model *m, cb_dtype dt) {
         return cb_fail(CB_ERR_ARG, "compute dtype must be float32, bfloat16 or float16, got %s",
                        cb_dtype_name(dt));
     if (dt != CB_F32 && m->device != CB_CUDA)
-        return cb_fail(CB_ERR_UNSUPPORTED, "%s compute needs the model on cuda (the CPU computes "
-                                           "in float32)",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "%s compute needs the model on cuda (the CPU computes "
+                       "in float32)",
                        cb_dtype_name(dt));
     for (int i = 0; i < m->n_params; i++) {
         cb_tensor *t = m->params[i]->t;

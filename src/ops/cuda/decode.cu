@@ -100,7 +100,8 @@ __device__ void quant_row(const float *x, int width, uint8_t *dst, int warp, int
     }
 }
 
-/* ---- the decoder's state ---------------------------------------------------------------------- */
+/* ---- the decoder's state ----------------------------------------------------------------------
+ */
 
 struct cb_cuda_decoder {
     cb_cuda_dec_cfg cfg;
@@ -116,7 +117,8 @@ struct cb_cuda_decoder {
     int64_t pos, prompt; /* host mirrors */
 };
 
-/* ---- kernels ---------------------------------------------------------------------------------- */
+/* ---- kernels ----------------------------------------------------------------------------------
+ */
 
 __global__ void k_dec_embed(const int32_t *tokens, const int64_t *state, cb_tv emb, int d,
                             int64_t vocab, float *x) {
@@ -193,9 +195,12 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
         if (MODE == GEMV_SWIGLU) acc1 = cb_warp_sum(acc1);
         if (lane == 0) {
             float *y = a.seg[s].y;
-            if (MODE == GEMV_STORE) y[lr] = acc0;
-            else if (MODE == GEMV_ADD) y[lr] += acc0;
-            else y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
+            if (MODE == GEMV_STORE)
+                y[lr] = acc0;
+            else if (MODE == GEMV_ADD)
+                y[lr] += acc0;
+            else
+                y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
         }
     }
 }
@@ -246,12 +251,14 @@ template <int KV, int HD> struct tile_io {
     typedef typename std::conditional<W4, unsigned int, unsigned short>::type word;
     word r[W];
 
-    __device__ __forceinline__ void fetch(const uint8_t *rows0, size_t row_bytes, int kvh, int rows) {
+    __device__ __forceinline__ void fetch(const uint8_t *rows0, size_t row_bytes, int kvh,
+                                          int rows) {
         const uint8_t *src = rows0 + (size_t)kvh * SB;
 #pragma unroll
         for (int k = 0; k < W; k++) {
             int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
-            if (row < rows) r[k] = __ldg((const word *)(src + (size_t)row * row_bytes + sizeof(word) * w));
+            if (row < rows)
+                r[k] = __ldg((const word *)(src + (size_t)row * row_bytes + sizeof(word) * w));
         }
     }
     __device__ __forceinline__ void store(uint8_t *tile, int rows) const {
@@ -264,7 +271,8 @@ template <int KV, int HD> struct tile_io {
 };
 
 /* Values [32 b, 32 b + 32) of a staged head segment. */
-template <int KV> __device__ __forceinline__ void seg_span32(const uint8_t *row, int b, float *out) {
+template <int KV>
+__device__ __forceinline__ void seg_span32(const uint8_t *row, int b, float *out) {
     if (KV == CB_F16) {
         const uint32_t *p = (const uint32_t *)(row + 64 * b);
 #pragma unroll
@@ -329,10 +337,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
                float *pacc) {
     constexpr int SBS = kv_seg<KV, HD>::SBS, NG = ATT_THREADS / HD;
     extern __shared__ float4 sm4[];
-    float *qs = (float *)sm4;                          /* [G][HD] */
-    float *sc = qs + G * HD;                           /* [G][chunk] */
-    float *red = sc + G * chunk;                       /* [NG][G][HD] */
-    uint8_t *tile = (uint8_t *)(red + NG * G * HD);    /* [ATT_THREADS][SBS] */
+    float *qs = (float *)sm4;                       /* [G][HD] */
+    float *sc = qs + G * HD;                        /* [G][chunk] */
+    float *red = sc + G * chunk;                    /* [NG][G][HD] */
+    uint8_t *tile = (uint8_t *)(red + NG * G * HD); /* [ATT_THREADS][SBS] */
     __shared__ float rsh[32];
     int kvh = blockIdx.x, c = blockIdx.y;
     int64_t len = state[0] + 1;
@@ -349,7 +357,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
         return;
     }
-    for (int i = tid; i < G * HD; i += ATT_THREADS) qs[i] = q[(size_t)kvh * G * HD + i] * scale_log2;
+    for (int i = tid; i < G * HD; i += ATT_THREADS)
+        qs[i] = q[(size_t)kvh * G * HD + i] * scale_log2;
     int n = (int)(s1 - s0);
     tile_io<KV, HD> io;
     io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
@@ -360,8 +369,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
         io.store(tile, rows);
         __syncthreads();
         int t1 = t0 + ATT_THREADS;
-        if (t1 < n) io.fetch(kc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
-        else io.fetch(vc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+        if (t1 < n)
+            io.fetch(kc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh,
+                     n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+        else
+            io.fetch(vc + (size_t)s0 * row_bytes, row_bytes, kvh,
+                     n < ATT_THREADS ? n : ATT_THREADS);
         if (tid < rows) {
             const uint8_t *row = tile + tid * SBS;
             float dot[G];
@@ -409,7 +422,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
         io.store(tile, rows); /* value tile t0, fetched during the previous tile's work */
         __syncthreads();
         int t1 = t0 + ATT_THREADS;
-        if (t1 < n) io.fetch(vc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+        if (t1 < n)
+            io.fetch(vc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh,
+                     n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
 #pragma unroll 4
         for (int j = grp; j < rows; j += NG) {
             float v = seg_elem<KV>(tile + j * SBS, e);
@@ -439,7 +454,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
  * (a long cache has hundreds of them per head). */
 #define COMB_THREADS 256
 __global__ void __launch_bounds__(COMB_THREADS)
-    k_dec_combine(const float *pm, const float *pl, const float *pacc, int nch, int HD, float *att) {
+    k_dec_combine(const float *pm, const float *pl, const float *pacc, int nch, int HD,
+                  float *att) {
     extern __shared__ float wts[];
     __shared__ float rsh[32];
     __shared__ float part[COMB_THREADS];
@@ -596,15 +612,18 @@ __global__ void k_quant_rows(const float *x, int64_t rows, int width, size_t row
         quant_row<KV>(x + (size_t)r * width, width, out + (size_t)r * row_bytes, warp, nw, lane);
 }
 
-/* ---- host side -------------------------------------------------------------------------------- */
+/* ---- host side --------------------------------------------------------------------------------
+ */
 
-static void *dalloc(size_t bytes) { return cb_cuda_alloc(bytes); }
+static void *dalloc(size_t bytes) {
+    return cb_cuda_alloc(bytes);
+}
 
 extern "C" void cb_cuda_dec_free(cb_cuda_decoder *d) {
     if (!d) return;
     if (d->exec) cudaGraphExecDestroy(d->exec);
-    void *bufs[] = {d->x, d->qkv, d->att, d->h, d->logits, d->pm, d->pl, d->pacc, d->tokens,
-                    d->state, d->kc, d->vc};
+    void *bufs[] = {d->x,  d->qkv,  d->att,    d->h,     d->logits, d->pm,
+                    d->pl, d->pacc, d->tokens, d->state, d->kc,     d->vc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) cb_cuda_free(bufs[i]);
     free(d->layers);
@@ -616,21 +635,32 @@ typedef void (*attn_fn)(const float *, const int64_t *, const uint8_t *, const u
 
 template <int KV, int HD> static attn_fn pick_g(int G) {
     switch (G) {
-    case 1: return k_dec_attn<KV, HD, 1>;
-    case 2: return k_dec_attn<KV, HD, 2>;
-    case 3: return k_dec_attn<KV, HD, 3>;
-    case 4: return k_dec_attn<KV, HD, 4>;
-    case 6: return k_dec_attn<KV, HD, 6>;
-    case 8: return k_dec_attn<KV, HD, 8>;
-    default: return nullptr;
+    case 1:
+        return k_dec_attn<KV, HD, 1>;
+    case 2:
+        return k_dec_attn<KV, HD, 2>;
+    case 3:
+        return k_dec_attn<KV, HD, 3>;
+    case 4:
+        return k_dec_attn<KV, HD, 4>;
+    case 6:
+        return k_dec_attn<KV, HD, 6>;
+    case 8:
+        return k_dec_attn<KV, HD, 8>;
+    default:
+        return nullptr;
     }
 }
 template <int KV> static attn_fn pick_hd(int HD, int G) {
     switch (HD) {
-    case 32: return pick_g<KV, 32>(G);
-    case 64: return pick_g<KV, 64>(G);
-    case 128: return pick_g<KV, 128>(G);
-    default: return nullptr;
+    case 32:
+        return pick_g<KV, 32>(G);
+    case 64:
+        return pick_g<KV, 64>(G);
+    case 128:
+        return pick_g<KV, 128>(G);
+    default:
+        return nullptr;
     }
 }
 static attn_fn pick_attn(int kv, int HD, int G) {
@@ -648,7 +678,8 @@ static int seg_stride(int kv, int HD) {
 
 static size_t attn_smem(const cb_cuda_decoder *d) {
     int G = d->cfg.n_heads / d->cfg.n_kv_heads, HD = d->cfg.head_dim;
-    return sizeof(float) * ((size_t)G * HD + (size_t)G * d->chunk + (ATT_THREADS / HD) * (size_t)G * HD) +
+    return sizeof(float) *
+               ((size_t)G * HD + (size_t)G * d->chunk + (ATT_THREADS / HD) * (size_t)G * HD) +
            (size_t)ATT_THREADS * seg_stride(d->kv, HD);
 }
 
@@ -656,9 +687,12 @@ static cb_status gemv(cb_cuda_ctx *c, int mode, const gemv_args &a) {
     int blocks = (a.rows + GEMV_WARPS - 1) / GEMV_WARPS;
     if (blocks > 8 * c->num_sms) blocks = 8 * c->num_sms;
     size_t smem = sizeof(float) * (size_t)a.C;
-    if (mode == GEMV_STORE) k_gemv<GEMV_STORE><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
-    else if (mode == GEMV_ADD) k_gemv<GEMV_ADD><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
-    else k_gemv<GEMV_SWIGLU><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
+    if (mode == GEMV_STORE)
+        k_gemv<GEMV_STORE><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
+    else if (mode == GEMV_ADD)
+        k_gemv<GEMV_ADD><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
+    else
+        k_gemv<GEMV_SWIGLU><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
     return cb_cu_launch_check("decode gemv");
 }
 
@@ -685,20 +719,23 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         a.nseg = 3, a.rows = (H + 2 * Hkv) * hd;
         CB_TRY(gemv(c, GEMV_STORE, a));
         if (d->kv == CB_F16)
-            k_dec_rope_append<CB_F16><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos, f.rope_sin,
-                                                               f.rope_pairs, H, Hkv, hd, kc, vc, d->row_bytes);
+            k_dec_rope_append<CB_F16><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos,
+                                                                f.rope_sin, f.rope_pairs, H, Hkv,
+                                                                hd, kc, vc, d->row_bytes);
         else if (d->kv == CB_Q8_0)
-            k_dec_rope_append<CB_Q8_0><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos, f.rope_sin,
-                                                                f.rope_pairs, H, Hkv, hd, kc, vc, d->row_bytes);
+            k_dec_rope_append<CB_Q8_0><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos,
+                                                                 f.rope_sin, f.rope_pairs, H, Hkv,
+                                                                 hd, kc, vc, d->row_bytes);
         else
-            k_dec_rope_append<CB_Q4_0><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos, f.rope_sin,
-                                                                f.rope_pairs, H, Hkv, hd, kc, vc, d->row_bytes);
+            k_dec_rope_append<CB_Q4_0><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos,
+                                                                 f.rope_sin, f.rope_pairs, H, Hkv,
+                                                                 hd, kc, vc, d->row_bytes);
         CB_CU_LAUNCHED("decode rope/append");
         attn<<<dim3(Hkv, d->nch), ATT_THREADS, attn_smem(d), c->stream>>>(
             q, d->state, kc, vc, d->row_bytes, d->chunk, d->nch, scale_log2, d->pm, d->pl, d->pacc);
         CB_CU_LAUNCHED("decode attention");
-        k_dec_combine<<<H, COMB_THREADS, sizeof(float) * (size_t)d->nch, c->stream>>>(d->pm, d->pl, d->pacc,
-                                                                                   d->nch, hd, d->att);
+        k_dec_combine<<<H, COMB_THREADS, sizeof(float) * (size_t)d->nch, c->stream>>>(
+            d->pm, d->pl, d->pacc, d->nch, hd, d->att);
         CB_CU_LAUNCHED("decode attention combine");
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
@@ -737,11 +774,13 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         return cb_fail(CB_ERR_ARG, "cuda decoder: bad model geometry");
     int G = f.n_heads / f.n_kv_heads, hd = f.head_dim;
     if (f.kv_dtype != CB_F16 && f.kv_dtype != CB_Q8_0 && f.kv_dtype != CB_Q4_0)
-        return cb_fail(CB_ERR_UNSUPPORTED, "cuda decoder: cache format %s (supported: f16, q8_0, q4_0)",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "cuda decoder: cache format %s (supported: f16, q8_0, q4_0)",
                        cb_dtype_name((cb_dtype)f.kv_dtype));
     if (!pick_attn(f.kv_dtype, hd, G))
-        return cb_fail(CB_ERR_UNSUPPORTED, "cuda decoder: head size %d with %d query heads per kv "
-                                           "head (supported: 32, 64, 128; 1, 2, 3, 4, 6, 8)",
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "cuda decoder: head size %d with %d query heads per kv "
+                       "head (supported: 32, 64, 128; 1, 2, 3, 4, 6, 8)",
                        hd, G);
     if (f.d_model % 8 || f.d_ff % 8 || (f.n_heads * hd) % 8 || f.vocab > INT32_MAX)
         return cb_fail(CB_ERR_UNSUPPORTED, "cuda decoder: widths must be multiples of 8");
@@ -767,7 +806,8 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
      * of 128-key chunks; the fixed cost per block dominates) */
     int64_t target = (4 * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
-    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32 : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
+    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32
+                        : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
     int64_t cap = (4096 / G) / ATT_THREADS * ATT_THREADS;
     if (cap < ATT_THREADS) cap = ATT_THREADS;
     if (chunk > cap) chunk = cap;
@@ -799,7 +839,8 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     size_t smem = attn_smem(d);
     if (st == CB_OK && smem > 48 * 1024)
         st = cb_cu_check(cudaFuncSetAttribute((const void *)pick_attn(d->kv, hd, G),
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              (int)smem),
                          "decode attention shared memory");
     if (st != CB_OK) {
         cb_cuda_dec_free(d);
@@ -832,19 +873,22 @@ extern "C" cb_status cb_cuda_dec_reset(cb_cuda_decoder *d, const int32_t *prompt
 extern "C" cb_status cb_cuda_dec_fill(cb_cuda_decoder *d, int64_t n, uint64_t seed) {
     CB_CU_CTX(c);
     if (n < 0 || n >= d->cfg.max_len)
-        return cb_fail(CB_ERR_ARG, "cuda decoder: cannot fill %lld positions of %lld",
-                       (long long)n, (long long)d->cfg.max_len);
+        return cb_fail(CB_ERR_ARG, "cuda decoder: cannot fill %lld positions of %lld", (long long)n,
+                       (long long)d->cfg.max_len);
     int W = d->cfg.n_kv_heads * d->cfg.head_dim;
     size_t layer_bytes = (size_t)d->cfg.max_len * d->row_bytes;
     if (n > 0) {
         dim3 grid((unsigned)n, (unsigned)d->cfg.n_layers);
         size_t smem = sizeof(float) * (size_t)W;
         if (d->kv == CB_F16)
-            k_dec_fill<CB_F16><<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+            k_dec_fill<CB_F16>
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
         else if (d->kv == CB_Q8_0)
-            k_dec_fill<CB_Q8_0><<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+            k_dec_fill<CB_Q8_0>
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
         else
-            k_dec_fill<CB_Q4_0><<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+            k_dec_fill<CB_Q4_0>
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
         CB_CU_LAUNCHED("decode fill");
     }
     CB_TRY(cb_cuda_memset0(d->tokens, sizeof(int32_t) * (size_t)(n + 1)));
@@ -854,8 +898,9 @@ extern "C" cb_status cb_cuda_dec_fill(cb_cuda_decoder *d, int64_t n, uint64_t se
 extern "C" cb_status cb_cuda_dec_steps(cb_cuda_decoder *d, int64_t n) {
     CB_CU_CTX(c);
     if (n < 0 || d->pos + n > d->cfg.max_len)
-        return cb_fail(CB_ERR_ARG, "cuda decoder: %lld more steps from position %lld overflow the "
-                                   "cache of %lld",
+        return cb_fail(CB_ERR_ARG,
+                       "cuda decoder: %lld more steps from position %lld overflow the "
+                       "cache of %lld",
                        (long long)n, (long long)d->pos, (long long)d->cfg.max_len);
     if (!d->exec && n > 0) {
         cudaGraph_t graph = nullptr;
@@ -893,7 +938,9 @@ extern "C" cb_status cb_cuda_dec_logits(cb_cuda_decoder *d, float *out) {
     return cb_cuda_copy(0, out, 1, d->logits, sizeof(float) * (size_t)d->cfg.vocab);
 }
 
-extern "C" int64_t cb_cuda_dec_pos(const cb_cuda_decoder *d) { return d->pos; }
+extern "C" int64_t cb_cuda_dec_pos(const cb_cuda_decoder *d) {
+    return d->pos;
+}
 
 extern "C" size_t cb_cuda_dec_cache_bytes(const cb_cuda_decoder *d, int64_t len) {
     return 2 * (size_t)d->cfg.n_layers * (size_t)len * d->row_bytes;
@@ -903,7 +950,8 @@ extern "C" cb_status cb_cuda_dec_cache_row(cb_cuda_decoder *d, int layer, int wh
                                            void *out) {
     if (layer < 0 || layer >= d->cfg.n_layers || pos < 0 || pos >= d->cfg.max_len)
         return cb_fail(CB_ERR_ARG, "cuda decoder: no cache row %d/%lld", layer, (long long)pos);
-    const uint8_t *base = (which ? d->vc : d->kc) + (size_t)layer * (size_t)d->cfg.max_len * d->row_bytes;
+    const uint8_t *base =
+        (which ? d->vc : d->kc) + (size_t)layer * (size_t)d->cfg.max_len * d->row_bytes;
     return cb_cuda_copy(0, out, 1, base + (size_t)pos * d->row_bytes, d->row_bytes);
 }
 
@@ -916,11 +964,14 @@ extern "C" cb_status cb_cuda_quantize_rows(int dtype, const float *x, int64_t ro
     if (!rows) return CB_OK;
     unsigned blocks = (unsigned)(rows < 65535 ? rows : 65535);
     if (dtype == CB_F16)
-        k_quant_rows<CB_F16><<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
+        k_quant_rows<CB_F16>
+            <<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
     else if (dtype == CB_Q8_0)
-        k_quant_rows<CB_Q8_0><<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
+        k_quant_rows<CB_Q8_0>
+            <<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
     else if (dtype == CB_Q4_0)
-        k_quant_rows<CB_Q4_0><<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
+        k_quant_rows<CB_Q4_0>
+            <<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
     else
         return cb_fail(CB_ERR_UNSUPPORTED, "cuda quantize: %s", cb_dtype_name((cb_dtype)dtype));
     CB_CU_LAUNCHED("quantize rows");
@@ -934,9 +985,10 @@ extern "C" cb_status cb_cuda_dec_write_kv(cb_cuda_decoder *d, int layer, int64_t
     int64_t W = (int64_t)d->cfg.n_kv_heads * d->cfg.head_dim;
     if (layer < 0 || layer >= d->cfg.n_layers)
         return cb_fail(CB_ERR_ARG, "cuda decoder: no layer %d", layer);
-    if (cb_tensor_cols(k) != W || cb_tensor_cols(v) != W || cb_tensor_rows(k) != cb_tensor_rows(v) ||
-        k->ndim != 3 || k->shape[0] != 1)
-        return cb_fail(CB_ERR_SHAPE, "cuda decoder: keys/values must be [1, T, %lld]", (long long)W);
+    if (cb_tensor_cols(k) != W || cb_tensor_cols(v) != W ||
+        cb_tensor_rows(k) != cb_tensor_rows(v) || k->ndim != 3 || k->shape[0] != 1)
+        return cb_fail(CB_ERR_SHAPE, "cuda decoder: keys/values must be [1, T, %lld]",
+                       (long long)W);
     int64_t T = k->shape[1];
     if (pos0 < 0 || pos0 + T > d->cfg.max_len)
         return cb_fail(CB_ERR_ARG, "cuda decoder: positions %lld..%lld past the cache of %lld",
@@ -948,11 +1000,14 @@ extern "C" cb_status cb_cuda_dec_write_kv(cb_cuda_decoder *d, int layer, int64_t
         unsigned blocks = (unsigned)(T < 65535 ? T : 65535);
         size_t smem = sizeof(float) * (size_t)W;
         if (d->kv == CB_F16)
-            k_dec_write_rows<CB_F16><<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+            k_dec_write_rows<CB_F16>
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
         else if (d->kv == CB_Q8_0)
-            k_dec_write_rows<CB_Q8_0><<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+            k_dec_write_rows<CB_Q8_0>
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
         else
-            k_dec_write_rows<CB_Q4_0><<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+            k_dec_write_rows<CB_Q4_0>
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
         CB_CU_LAUNCHED("decode write_kv");
     }
     return CB_OK;
@@ -968,7 +1023,8 @@ extern "C" cb_status cb_cuda_dec_start(cb_cuda_decoder *d, const int32_t *prompt
     if (cb_tensor_numel(last_logits) < d->cfg.vocab)
         return cb_fail(CB_ERR_SHAPE, "cuda decoder: logits row shorter than the vocabulary");
     CB_TRY(cb_cuda_copy(1, d->tokens, 0, prompt, sizeof(int32_t) * (size_t)n));
-    k_dec_start<<<1, 1024, 0, c->stream>>>(cb_view(last_logits), d->cfg.vocab, n, d->tokens, d->state);
+    k_dec_start<<<1, 1024, 0, c->stream>>>(cb_view(last_logits), d->cfg.vocab, n, d->tokens,
+                                           d->state);
     CB_CU_LAUNCHED("decode start");
     d->pos = n;
     d->prompt = n;

@@ -10,6 +10,8 @@
 
 #include "caramba/cache_policy.h"
 #include "caramba/generate.h"
+#include "caramba/gpu_decode.h"
+#include "caramba/graph.h"
 #include "caramba/npy.h"
 #include "caramba/speculative.h"
 #include "caramba/tokenizer.h"
@@ -123,6 +125,35 @@ static int fopt(cb_cmd_spec *spec, const char *name, double def, double lo, doub
 static int iopt(cb_cmd_spec *spec, const char *name, long long def, long long lo, long long hi,
                 long long *out) {
     return cb_args_int(spec, name, def, lo, hi, out);
+}
+
+/* Batch-1 greedy generation with the GPU decoder (caramba/gpu_decode.h). Other configurations
+ * are refused with the reason rather than run differently from what was asked. */
+static cb_status generate_gpu(cb_model *m, const cb_generate_config *cfg, bool draft,
+                              const int32_t *prompt, int64_t B, int64_t S, int64_t max_new,
+                              int32_t *out, int64_t *len, bool quiet) {
+    if (B != 1 || cfg->temperature != 0 || draft || cfg->eos_token_id >= 0)
+        return cb_fail(CB_ERR_UNSUPPORTED,
+                       "generate --device cuda runs batch-1 greedy decoding without an eos id (the "
+                       "GPU decoder); for batches, sampling, --draft or eos use --device cpu");
+    cb_kv_kind kind = CB_KV_FP16;
+    if (cfg->cache_kind && *cfg->cache_kind) CB_TRY(cb_kv_kind_parse(cfg->cache_kind, &kind));
+    cb_gpu_decoder *d = NULL;
+    double t0 = cb_now();
+    cb_status st = cb_gpu_decoder_new(&d, m, kind, S + max_new);
+    if (st == CB_OK) st = cb_gpu_decoder_prefill(d, prompt, S);
+    if (st == CB_OK && max_new > 1) st = cb_gpu_decoder_steps(d, max_new - 1);
+    memcpy(out, prompt, sizeof(int32_t) * (size_t)S);
+    if (st == CB_OK) st = cb_gpu_decoder_tokens(d, S, max_new, out + S);
+    double secs = cb_now() - t0;
+    cb_gpu_decoder_free(d);
+    if (st != CB_OK) return st;
+    *len = S + max_new;
+    if (!quiet)
+        fprintf(stderr, "generate: 1 x %lld new tokens on cuda in %.3f s (%.1f tokens/s), cache %s\n",
+                (long long)max_new, secs, secs > 0 ? (double)max_new / secs : 0.0,
+                cb_kv_kind_name(kind));
+    return CB_OK;
 }
 
 int cb_cmd_generate(int argc, char **argv) {
@@ -296,7 +327,12 @@ int cb_cmd_generate(int argc, char **argv) {
     int64_t len = 0;
     cb_status st;
     const bool quiet = cb_args_get(&spec, "quiet")->present;
-    if (dm) {
+    if (m->device == CB_CUDA) {
+        /* On the GPU, generation runs through the batch-1 greedy decoder (one CUDA graph per
+         * token, KV cache in device memory); the general generator keeps its caches in host
+         * memory and runs on the CPU. */
+        st = generate_gpu(m, &cfg, dm != NULL, prompt_ids, B, S, max_new, out, &len, quiet);
+    } else if (dm) {
         cb_spec_config sc;
         cb_spec_config_default(&sc);
         sc.gen = cfg;

@@ -192,6 +192,7 @@ static cb_status forward(cb_generator *g, const int32_t *ids, int64_t T, const f
     g->ctx.local_window = plan.local_window;
     int64_t sh[2] = {B, T};
     cb_tensor *x = cb_graph_wrap(&g->g, CB_I32, 2, sh, (void *)ids);
+    if (x) x->device = CB_CPU; /* host ids: the model copies them to its device */
     cb_tensor *logits = x ? cb_model_forward(g->m, &g->g, x, &g->ctx) : NULL;
     cb_status st = logits ? cb_infer_ctx_end(&g->ctx) : CB_ERR_ARG;
     if (st == CB_OK && (logits->ndim != 3 || logits->shape[0] != B || logits->shape[1] != T ||

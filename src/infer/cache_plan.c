@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caramba/strbuf.h"
 #include "caramba/cache_policy.h"
 #include "caramba/device.h"
 #include "caramba/fileio.h"
@@ -77,72 +78,45 @@ static void hex16(const uint8_t d[20], char key[17]) {
 
 /* ---- canonical JSON ------------------------------------------------------------------------ */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void puts_(sbuf *b, const char *s) {
-    put(b, s, strlen(s));
-}
-
-static void put_string(sbuf *b, const char *s) {
-    puts_(b, "\"");
+static void put_string(cb_strbuf *b, const char *s) {
+    cb_strbuf_puts(b, "\"");
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         char esc[8];
         switch (*c) {
         case '"':
-            puts_(b, "\\\"");
+            cb_strbuf_puts(b, "\\\"");
             break;
         case '\\':
-            puts_(b, "\\\\");
+            cb_strbuf_puts(b, "\\\\");
             break;
         case '\n':
-            puts_(b, "\\n");
+            cb_strbuf_puts(b, "\\n");
             break;
         case '\r':
-            puts_(b, "\\r");
+            cb_strbuf_puts(b, "\\r");
             break;
         case '\t':
-            puts_(b, "\\t");
+            cb_strbuf_puts(b, "\\t");
             break;
         case '\b':
-            puts_(b, "\\b");
+            cb_strbuf_puts(b, "\\b");
             break;
         case '\f':
-            puts_(b, "\\f");
+            cb_strbuf_puts(b, "\\f");
             break;
         default:
             if (*c < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *c);
-                puts_(b, esc);
+                cb_strbuf_puts(b, esc);
             } else {
-                put(b, (const char *)c, 1); /* non-ASCII bytes kept (ensure_ascii=False) */
+                cb_strbuf_put(b, (const char *)c, 1); /* non-ASCII bytes kept (ensure_ascii=False) */
             }
         }
     }
-    puts_(b, "\"");
+    cb_strbuf_puts(b, "\"");
 }
 
-static void put_number(sbuf *b, double v) {
+static void put_number(cb_strbuf *b, double v) {
     char s[40];
     if (!isfinite(v))
         snprintf(s, sizeof s, "null"); /* JSON has no inf/nan */
@@ -154,32 +128,32 @@ static void put_number(sbuf *b, double v) {
             if (strtod(s, NULL) == v) break;
         }
     }
-    puts_(b, s);
+    cb_strbuf_puts(b, s);
 }
 
 static int cmp_key(const void *a, const void *b) {
     return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
 }
 
-static void put_value(sbuf *b, const cJSON *v) {
+static void put_value(cb_strbuf *b, const cJSON *v) {
     if (cJSON_IsNull(v) || cJSON_IsInvalid(v))
-        puts_(b, "null");
+        cb_strbuf_puts(b, "null");
     else if (cJSON_IsTrue(v))
-        puts_(b, "true");
+        cb_strbuf_puts(b, "true");
     else if (cJSON_IsFalse(v))
-        puts_(b, "false");
+        cb_strbuf_puts(b, "false");
     else if (cJSON_IsNumber(v))
         put_number(b, v->valuedouble);
     else if (cJSON_IsString(v))
         put_string(b, v->valuestring ? v->valuestring : "");
     else if (cJSON_IsArray(v)) {
-        puts_(b, "[");
+        cb_strbuf_puts(b, "[");
         int i = 0;
         for (const cJSON *c = v->child; c; c = c->next, i++) {
-            if (i) puts_(b, ",");
+            if (i) cb_strbuf_puts(b, ",");
             put_value(b, c);
         }
-        puts_(b, "]");
+        cb_strbuf_puts(b, "]");
     } else if (cJSON_IsObject(v)) {
         int n = cJSON_GetArraySize(v);
         cJSON **kids = n ? malloc(sizeof(cJSON *) * (size_t)n) : NULL;
@@ -190,22 +164,22 @@ static void put_value(sbuf *b, const cJSON *v) {
         int i = 0;
         for (cJSON *c = v->child; c; c = c->next) kids[i++] = c;
         qsort(kids, (size_t)n, sizeof *kids, cmp_key);
-        puts_(b, "{");
+        cb_strbuf_puts(b, "{");
         for (i = 0; i < n; i++) {
-            if (i) puts_(b, ",");
+            if (i) cb_strbuf_puts(b, ",");
             put_string(b, kids[i]->string);
-            puts_(b, ":");
+            cb_strbuf_puts(b, ":");
             put_value(b, kids[i]);
         }
-        puts_(b, "}");
+        cb_strbuf_puts(b, "}");
         free(kids);
     } else {
-        puts_(b, "null");
+        cb_strbuf_puts(b, "null");
     }
 }
 
 static char *canonical(const cJSON *v) {
-    sbuf b = {0};
+    cb_strbuf b = {0};
     put_value(&b, v);
     if (b.oom) {
         free(b.p);

@@ -19,6 +19,7 @@
 #include "caramba/fileio.h"
 #include "caramba/instrument.h"
 #include "caramba/runtime_plan.h"
+#include "caramba/strbuf.h"
 
 #define CB_VERSION_STRING "caramba 0.1.0"
 
@@ -56,53 +57,29 @@ static int host_cores(void) {
 
 /* ---- canonical JSON ------------------------------------------------------------------------ */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_str(cb_strbuf *b, const char *s) {
+    cb_strbuf_put(b, "\"", 1);
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         char e[8];
         if (*c == '"' || *c == '\\') {
             e[0] = '\\';
             e[1] = (char)*c;
-            sb_put(b, e, 2);
+            cb_strbuf_put(b, e, 2);
         } else if (*c < 0x20) {
             snprintf(e, sizeof e, "\\u%04x", *c);
-            sb_put(b, e, 6);
+            cb_strbuf_put(b, e, 6);
         } else {
-            sb_put(b, (const char *)c, 1);
+            cb_strbuf_put(b, (const char *)c, 1);
         }
     }
-    sb_put(b, "\"", 1);
+    cb_strbuf_put(b, "\"", 1);
 }
 
 static int cmp_items(const void *a, const void *b) {
     return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
 }
 
-static void canon(sbuf *b, const cJSON *v) {
+static void canon(cb_strbuf *b, const cJSON *v) {
     char num[40];
     if (cJSON_IsObject(v)) {
         int n = cJSON_GetArraySize(v), i = 0;
@@ -113,39 +90,39 @@ static void canon(sbuf *b, const cJSON *v) {
         }
         for (cJSON *c = v->child; c; c = c->next) items[i++] = c;
         qsort(items, (size_t)n, sizeof *items, cmp_items);
-        sb_put(b, "{", 1);
+        cb_strbuf_put(b, "{", 1);
         for (i = 0; i < n; i++) {
-            if (i) sb_put(b, ",", 1);
+            if (i) cb_strbuf_put(b, ",", 1);
             sb_str(b, items[i]->string);
-            sb_put(b, ":", 1);
+            cb_strbuf_put(b, ":", 1);
             canon(b, items[i]);
         }
-        sb_put(b, "}", 1);
+        cb_strbuf_put(b, "}", 1);
         free(items);
     } else if (cJSON_IsArray(v)) {
-        sb_put(b, "[", 1);
+        cb_strbuf_put(b, "[", 1);
         int i = 0;
         for (cJSON *c = v->child; c; c = c->next, i++) {
-            if (i) sb_put(b, ",", 1);
+            if (i) cb_strbuf_put(b, ",", 1);
             canon(b, c);
         }
-        sb_put(b, "]", 1);
+        cb_strbuf_put(b, "]", 1);
     } else if (cJSON_IsString(v)) {
         sb_str(b, v->valuestring);
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         if (d == floor(d) && fabs(d) < 9007199254740992.0) snprintf(num, sizeof num, "%lld", (long long)d);
         else cb_fmt_double(d, num, sizeof num);
-        sb_put(b, num, strlen(num));
+        cb_strbuf_put(b, num, strlen(num));
     } else if (cJSON_IsBool(v)) {
-        sb_put(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
+        cb_strbuf_put(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
     } else {
-        sb_put(b, "null", 4);
+        cb_strbuf_put(b, "null", 4);
     }
 }
 
 static char *canonical(const cJSON *v) {
-    sbuf b = {0};
+    cb_strbuf b = {0};
     canon(&b, v);
     if (b.oom) {
         free(b.p);

@@ -13,34 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caramba/strbuf.h"
 #include "tokenizer/tok_internal.h"
 
 static const char JS_SPACE[] = "\\t\\n\\x{0b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}"
                                "\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}";
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
 
 /* "(?i:" at pat[i] opening a group of plain literals (letters, digits, ', -, _, space, |):
  * returns the index of its ')' or 0. */
@@ -60,26 +38,26 @@ static size_t plain_caseless_group(const char *pat, size_t i, size_t n) {
  * and plain caseless groups by ASCII case classes. \S inside a class cannot be expressed as a
  * set union; it is left to PCRE2. */
 static char *rewrite_pattern(const char *pat) {
-    sbuf b = {0};
+    cb_strbuf b = {0};
     bool in_class = false;
     size_t n = strlen(pat);
     for (size_t i = 0; i < n;) {
         char c = pat[i];
         size_t close = in_class ? 0 : plain_caseless_group(pat, i, n);
         if (close) {
-            sb_put(&b, "(?:", 3);
+            cb_strbuf_put(&b, "(?:", 3);
             for (size_t j = i + 4; j < close; j++) {
                 char l = pat[j], u = pat[j];
                 if (l >= 'A' && l <= 'Z') l = (char)(l + 32);
                 if (u >= 'a' && u <= 'z') u = (char)(u - 32);
                 if (l != u) {
                     char cls[4] = {'[', l, u, ']'};
-                    sb_put(&b, cls, 4);
+                    cb_strbuf_put(&b, cls, 4);
                 } else {
-                    sb_put(&b, pat + j, 1);
+                    cb_strbuf_put(&b, pat + j, 1);
                 }
             }
-            sb_put(&b, ")", 1);
+            cb_strbuf_put(&b, ")", 1);
             i = close + 1;
             continue;
         }
@@ -87,50 +65,50 @@ static char *rewrite_pattern(const char *pat) {
             char e = pat[i + 1];
             if (e == 's') {
                 if (in_class)
-                    sb_put(&b, JS_SPACE, strlen(JS_SPACE));
+                    cb_strbuf_put(&b, JS_SPACE, strlen(JS_SPACE));
                 else {
-                    sb_put(&b, "[", 1);
-                    sb_put(&b, JS_SPACE, strlen(JS_SPACE));
-                    sb_put(&b, "]", 1);
+                    cb_strbuf_put(&b, "[", 1);
+                    cb_strbuf_put(&b, JS_SPACE, strlen(JS_SPACE));
+                    cb_strbuf_put(&b, "]", 1);
                 }
                 i += 2;
                 continue;
             }
             if (e == 'S' && !in_class) {
-                sb_put(&b, "[^", 2);
-                sb_put(&b, JS_SPACE, strlen(JS_SPACE));
-                sb_put(&b, "]", 1);
+                cb_strbuf_put(&b, "[^", 2);
+                cb_strbuf_put(&b, JS_SPACE, strlen(JS_SPACE));
+                cb_strbuf_put(&b, "]", 1);
                 i += 2;
                 continue;
             }
             if (e == 'Q') { /* \Q...\E quotes everything up to \E */
                 const char *end = strstr(pat + i + 2, "\\E");
                 size_t len = end ? (size_t)(end - (pat + i)) + 2 : n - i;
-                sb_put(&b, pat + i, len);
+                cb_strbuf_put(&b, pat + i, len);
                 i += len;
                 continue;
             }
-            sb_put(&b, pat + i, 2); /* \p{..}, \x{..}: the braces hold no backslashes */
+            cb_strbuf_put(&b, pat + i, 2); /* \p{..}, \x{..}: the braces hold no backslashes */
             i += 2;
             continue;
         }
         if (!in_class && c == '[') {
             in_class = true;
-            sb_put(&b, pat + i, 1);
+            cb_strbuf_put(&b, pat + i, 1);
             i++;
-            if (i < n && pat[i] == '^') sb_put(&b, pat + i++, 1);
-            if (i < n && pat[i] == ']') sb_put(&b, pat + i++, 1); /* a literal ']' first */
+            if (i < n && pat[i] == '^') cb_strbuf_put(&b, pat + i++, 1);
+            if (i < n && pat[i] == ']') cb_strbuf_put(&b, pat + i++, 1); /* a literal ']' first */
             continue;
         }
         if (in_class && c == '[' && i + 1 < n && pat[i + 1] == ':') { /* [:alpha:] */
             const char *end = strstr(pat + i + 2, ":]");
             size_t len = end ? (size_t)(end - (pat + i)) + 2 : 1;
-            sb_put(&b, pat + i, len);
+            cb_strbuf_put(&b, pat + i, len);
             i += len;
             continue;
         }
         if (in_class && c == ']') in_class = false;
-        sb_put(&b, pat + i, 1);
+        cb_strbuf_put(&b, pat + i, 1);
         i++;
     }
     if (b.oom || !b.p) {

@@ -32,19 +32,15 @@ int cb_cmd_grads(int argc, char **argv) {
                         "1..T-1, all rows)\nwith respect to every parameter, keyed by Hugging Face "
                         "names. Prints the loss.",
                         opts, 4, 0, 0};
-    const char *pos[1];
-    int np, r = cb_args_parse(&spec, argc, argv, pos, &np);
-    if (r) return r == CB_ARGS_HELP ? 0 : 1;
-    const char *model = cb_args_require(&spec, "model"), *idsp = cb_args_require(&spec, "ids"),
-               *out = cb_args_require(&spec, "out");
-    if (!model || !idsp || !out) return 1;
     cb_model *m = NULL;
     cb_npy *npy = NULL;
     cb_tensor ids;
-    int rc = cb_cli_open_model(model, cb_args_get(&spec, "device")->value, &m);
-    if (!rc) rc = cb_cli_open_ids(idsp, m, &npy, &ids);
+    const char *out = NULL;
+    int rc = cb_cli_model_ids_out(&spec, argc, argv, &m, &npy, &ids, &out);
+    if (rc == 2) return 0;
     if (!rc && ids.shape[1] < 2) {
-        fprintf(stderr, "error: %s: need at least 2 tokens per row for a next-token loss\n", idsp);
+        fprintf(stderr, "error: %s: need at least 2 tokens per row for a next-token loss\n",
+                cb_args_get(&spec, "ids")->value);
         rc = 1;
     }
     if (!rc) {

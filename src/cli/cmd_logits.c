@@ -16,17 +16,12 @@ int cb_cmd_logits(int argc, char **argv) {
     cb_cmd_spec spec = {"logits", "--model M --ids IDS.npy --out LOGITS.npy [--device DEV]",
                         "Runs the model forward on the ids and writes the logits of every position.",
                         opts, 4, 0, 0};
-    const char *pos[1];
-    int np, r = cb_args_parse(&spec, argc, argv, pos, &np);
-    if (r) return r == CB_ARGS_HELP ? 0 : 1;
-    const char *model = cb_args_require(&spec, "model"), *idsp = cb_args_require(&spec, "ids"),
-               *out = cb_args_require(&spec, "out");
-    if (!model || !idsp || !out) return 1;
     cb_model *m = NULL;
     cb_npy *npy = NULL;
     cb_tensor ids;
-    int rc = cb_cli_open_model(model, cb_args_get(&spec, "device")->value, &m);
-    if (!rc) rc = cb_cli_open_ids(idsp, m, &npy, &ids);
+    const char *out = NULL;
+    int rc = cb_cli_model_ids_out(&spec, argc, argv, &m, &npy, &ids, &out);
+    if (rc == 2) return 0;
     if (!rc) {
         cb_graph g;
         cb_status st = cb_graph_init(&g, m->device);

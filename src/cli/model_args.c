@@ -1,5 +1,7 @@
 #include "cli/model_args.h"
 
+#include "cli/args.h"
+
 #include <stdio.h>
 
 #include "caramba/device.h"
@@ -45,4 +47,18 @@ int cb_cli_open_ids(const char *path, const cb_model *m, cb_npy **npy, cb_tensor
         }
     }
     return 0;
+}
+
+int cb_cli_model_ids_out(cb_cmd_spec *spec, int argc, char **argv, cb_model **m, cb_npy **npy,
+                         cb_tensor *ids, const char **out) {
+    *m = NULL;
+    *npy = NULL;
+    const char *pos[1];
+    int np, r = cb_args_parse(spec, argc, argv, pos, &np);
+    if (r) return r == CB_ARGS_HELP ? 2 : 1;
+    const char *model = cb_args_require(spec, "model"), *idsp = cb_args_require(spec, "ids");
+    *out = cb_args_require(spec, "out");
+    if (!model || !idsp || !*out) return 1;
+    if (cb_cli_open_model(model, cb_args_get(spec, "device")->value, m)) return 1;
+    return cb_cli_open_ids(idsp, *m, npy, ids);
 }

@@ -12,4 +12,11 @@ int cb_cli_open_model(const char *model, const char *device, cb_model **out);
  * against the vocabulary. Prints the error and returns 1 on failure. */
 int cb_cli_open_ids(const char *path, const cb_model *m, cb_npy **npy, cb_tensor *ids);
 
+/* The shared front of commands shaped `--model M --ids IDS.npy --out FILE [--device DEV]`:
+ * parses argv against spec (which must define those four options), opens the model and the ids.
+ * Returns 0 when everything is open, 1 on an error (printed), 2 when --help was printed. */
+struct cb_cmd_spec;
+int cb_cli_model_ids_out(struct cb_cmd_spec *spec, int argc, char **argv, cb_model **m,
+                         cb_npy **npy, cb_tensor *ids, const char **out);
+
 #endif

@@ -103,6 +103,13 @@ static cb_tensor *dev_poison(int ndim, const int64_t *shape, cb_dtype dt) {
     for (int64_t i = 0; i < cb_tensor_numel(h); i++) p[i] = NAN;
     return dev(h, dt);
 }
+/* Host f32 tensor of NaN: stands for an uninitialised ("fresh") gradient buffer. */
+static cb_tensor *hpoison(int ndim, const int64_t *shape) {
+    cb_tensor *h = hnew(ndim, shape, CB_F32);
+    float *p = h->data;
+    for (int64_t i = 0; i < cb_tensor_numel(h); i++) p[i] = NAN;
+    return h;
+}
 /* Host f32 copy of a device tensor. */
 static cb_tensor *back(const cb_tensor *d) {
     cb_tensor *h = hnew(d->ndim, d->shape, CB_F32);
@@ -396,6 +403,38 @@ static void norm_case(cb_dtype dt, int64_t R, int64_t D, bool with_w) {
     expect_close("layernorm_bwd.db", db_d, db, 1e-5, 1e-4);
 }
 
+/* RMSNorm backward with the gradients in the activation dtype (AMP): x, dy, dx of one dtype take
+ * the 16-byte kernel when D is a multiple of 8. */
+static void rms_bwd_act_case(cb_dtype dt, int64_t R, int64_t D, bool with_w) {
+    char w[96];
+    cb_tensor *x = HRAND(dt, R, D), *x_d = dev(x, dt);
+    cb_tensor *wt = with_w ? hrand_dt(1, (int64_t[]){D}, 0.5f, 1.5f, dt) : NULL;
+    cb_tensor *wt_d = with_w ? dev(wt, CB_F32) : NULL; /* f32 master weight, as in AMP */
+    cb_tensor *y = HNEW(R, D), *rs = HNEW(R), *rs_d = dev_poison(1, SHAPE(R), CB_F32);
+    cb_tensor *y_d = dev_poison(2, SHAPE(R, D), dt);
+    CHECK(C->rmsnorm_fwd(x, wt, 1e-5f, y, rs));
+    CHECK(G->rmsnorm_fwd(x_d, wt_d, 1e-5f, y_d, rs_d));
+    snprintf(w, sizeof w, "rmsnorm_fwd[%s, f32 w] %lldx%lld", dtn(dt), (long long)R, (long long)D);
+    expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+    cb_tensor *dy = HRAND(dt, R, D), *dy_d = dev(dy, dt);
+    cb_tensor *dx = HRAND(dt, R, D), *dx_d = dev(dx, dt);
+    cb_tensor *dw = HRAND(CB_F32, D), *dw_d = dev(dw, CB_F32);
+    CHECK(C->rmsnorm_bwd(x, wt, rs, dy, dx, with_w ? dw : NULL));
+    CHECK(G->rmsnorm_bwd(x_d, wt_d, rs_d, dy_d, dx_d, with_w ? dw_d : NULL));
+    snprintf(w, sizeof w, "rmsnorm_bwd.dx[%s grads] %lldx%lld%s", dtn(dt), (long long)R,
+             (long long)D, with_w ? "" : " no w");
+    expect_close(w, dx_d, dx, OUT_ATOL(dt, 1e-5), OUT_RTOL(dt, 1e-4));
+    if (with_w) {
+        snprintf(w, sizeof w, "rmsnorm_bwd.dw[%s grads] %lldx%lld", dtn(dt), (long long)R,
+                 (long long)D);
+        expect_close(w, dw_d, dw, 1e-5, 1e-4);
+        /* dw only */
+        CHECK(C->rmsnorm_bwd(x, wt, rs, dy, NULL, dw));
+        CHECK(G->rmsnorm_bwd(x_d, wt_d, rs_d, dy_d, NULL, dw_d));
+        expect_close("rmsnorm_bwd.dw only", dw_d, dw, 1e-5, 1e-4);
+    }
+}
+
 static void test_norms(void **state) {
     (void)state;
     NEED_GPU();
@@ -405,6 +444,17 @@ static void test_norms(void **state) {
         norm_case(dt, 37, 193, false);
         norm_case(dt, 3, 4099, true);
         norm_case(dt, 1, 5, true);
+        /* multiples of 8: the warp-per-row 16-byte kernels (1 to 8 vectors a lane) */
+        norm_case(dt, 37, 768, true);
+        norm_case(dt, 37, 768, false);
+        norm_case(dt, 9001, 64, true); /* more rows than warps: each warp takes several */
+        norm_case(dt, 5, 2048, true);
+        norm_case(dt, 3, 4096, true); /* too wide for the registers: block kernels */
+        rms_bwd_act_case(dt, 37, 768, true);
+        rms_bwd_act_case(dt, 37, 768, false);
+        rms_bwd_act_case(dt, 9001, 64, true);
+        rms_bwd_act_case(dt, 7, 2048, true);
+        rms_bwd_act_case(dt, 5, 1000, true); /* 1000 % 8 == 0 but 125 vectors: partial lanes */
     }
     release_all();
 }
@@ -426,8 +476,8 @@ static void test_activations(void **state) {
         expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
         cb_tensor *dy = hrand_dt(2, sh, -1, 1, CB_F32), *dy_d = dev(dy, CB_F32);
         cb_tensor *dx = hrand_dt(2, sh, -1, 1, CB_F32), *dx_d = dev(dx, CB_F32);
-        CHECK(C->silu_bwd(x, dy, dx));
-        CHECK(G->silu_bwd(x_d, dy_d, dx_d));
+        CHECK(C->silu_bwd(x, dy, dx, false));
+        CHECK(G->silu_bwd(x_d, dy_d, dx_d, false));
         label(w, sizeof w, "silu_bwd", dt);
         expect_close(w, dx_d, dx, 1e-6, 1e-5);
         CHECK(C->swiglu_fwd(x, u, y));
@@ -435,27 +485,64 @@ static void test_activations(void **state) {
         label(w, sizeof w, "swiglu_fwd", dt);
         expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
         cb_tensor *du = hrand_dt(2, sh, -1, 1, CB_F32), *du_d = dev(du, CB_F32);
-        CHECK(C->swiglu_bwd(x, u, dy, dx, du));
-        CHECK(G->swiglu_bwd(x_d, u_d, dy_d, dx_d, du_d));
+        CHECK(C->swiglu_bwd(x, u, dy, dx, du, false, false));
+        CHECK(G->swiglu_bwd(x_d, u_d, dy_d, dx_d, du_d, false, false));
         label(w, sizeof w, "swiglu_bwd.dgate", dt);
         expect_close(w, dx_d, dx, 1e-6, 1e-5);
         label(w, sizeof w, "swiglu_bwd.dup", dt);
         expect_close(w, du_d, du, 1e-6, 1e-5);
-        CHECK(C->swiglu_bwd(x, u, dy, NULL, du));
-        CHECK(G->swiglu_bwd(x_d, u_d, dy_d, NULL, du_d));
+        CHECK(C->swiglu_bwd(x, u, dy, NULL, du, false, false));
+        CHECK(G->swiglu_bwd(x_d, u_d, dy_d, NULL, du_d, false, false));
         expect_close("swiglu_bwd.dup only", du_d, du, 1e-6, 1e-5);
+        /* Gradients in the activation dtype (AMP): with all operands of one dtype and sizes that
+         * are multiples of 8 the 16-byte kernels run. Fresh gradients start as NaN poison on both
+         * backends and must be written, not added to. */
+        cb_tensor *dya = hrand_dt(2, sh, -1, 1, dt), *dya_d = dev(dya, dt);
+        for (int fresh = 0; fresh < 2; fresh++) {
+            char f[96];
+            cb_tensor *gx = fresh ? hpoison(2, sh) : hrand_dt(2, sh, -1, 1, dt);
+            cb_tensor *gu = fresh ? hpoison(2, sh) : hrand_dt(2, sh, -1, 1, dt);
+            cb_tensor *gx_d = dev(gx, dt), *gu_d = dev(gu, dt);
+            CHECK(C->silu_bwd(x, dya, gx, fresh));
+            CHECK(G->silu_bwd(x_d, dya_d, gx_d, fresh));
+            snprintf(f, sizeof f, "silu_bwd[%s grads]%s", dtn(dt), fresh ? " fresh" : "");
+            expect_close(f, gx_d, gx, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+            if (fresh) { /* silu_bwd wrote them: poison again */
+                gx = hpoison(2, sh);
+                gx_d = dev(gx, dt);
+            }
+            CHECK(C->swiglu_bwd(x, u, dya, gx, gu, fresh, fresh));
+            CHECK(G->swiglu_bwd(x_d, u_d, dya_d, gx_d, gu_d, fresh, fresh));
+            snprintf(f, sizeof f, "swiglu_bwd.dgate[%s grads]%s", dtn(dt), fresh ? " fresh" : "");
+            expect_close(f, gx_d, gx, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+            snprintf(f, sizeof f, "swiglu_bwd.dup[%s grads]%s", dtn(dt), fresh ? " fresh" : "");
+            expect_close(f, gu_d, gu, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+            /* one gradient only, the other absent */
+            cb_tensor *go = fresh ? hpoison(2, sh) : hrand_dt(2, sh, -1, 1, dt);
+            cb_tensor *go_d = dev(go, dt);
+            CHECK(C->swiglu_bwd(x, u, dya, go, NULL, fresh, false));
+            CHECK(G->swiglu_bwd(x_d, u_d, dya_d, go_d, NULL, fresh, false));
+            snprintf(f, sizeof f, "swiglu_bwd.dgate only[%s grads]%s", dtn(dt),
+                     fresh ? " fresh" : "");
+            expect_close(f, go_d, go, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+        }
+        /* swiglu(x, x): one buffer for both gradients, dgate fresh and dup accumulating into it */
+        cb_tensor *ga = hpoison(2, sh), *ga_d = dev(ga, dt);
+        CHECK(C->swiglu_bwd(x, x, dya, ga, ga, true, false));
+        CHECK(G->swiglu_bwd(x_d, x_d, dya_d, ga_d, ga_d, true, false));
+        label(w, sizeof w, "swiglu_bwd aliased", dt);
+        expect_close(w, ga_d, ga, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
     }
     release_all();
 }
 
 /* ---- RoPE ------------------------------------------------------------------------------------ */
 
-static void test_rope(void **state) {
-    (void)state;
-    NEED_GPU();
-    cb_dtype dt;
-    char w[64];
-    const int64_t B = 2, T = 7, H = 3, hd = 20, P = 8, maxpos = 40;
+/* Even P and head size take the pair-vector kernel (with pass-through dims when 2P < hd), odd
+ * ones the scalar kernel. */
+static void rope_case(cb_dtype dt, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t P) {
+    char w[96];
+    const int64_t maxpos = 40, pos0 = 5;
     cb_tensor *cs = HNEW(maxpos, P), *sn = HNEW(maxpos, P);
     for (int64_t p = 0; p < maxpos; p++)
         for (int64_t i = 0; i < P; i++) {
@@ -463,22 +550,35 @@ static void test_rope(void **state) {
             ((float *)cs->data)[p * P + i] = (float)cos(ang);
             ((float *)sn->data)[p * P + i] = (float)sin(ang);
         }
+    cb_tensor *cs_d = dev(cs, CB_F32), *sn_d = dev(sn, CB_F32);
+    cb_tensor *x = HRAND(dt, B, T, H * hd), *x_d = dev(x, dt);
+    for (int inv = 0; inv < 2; inv++) {
+        cb_tensor *y = HNEW(B, T, H * hd), *y_d = dev_poison(3, SHAPE(B, T, H * hd), dt);
+        CHECK(C->rope(x, (int)H, cs, sn, pos0, inv, y));
+        CHECK(G->rope(x_d, (int)H, cs_d, sn_d, pos0, inv, y_d));
+        snprintf(w, sizeof w, "rope[%s] hd=%lld P=%lld%s", dtn(dt), (long long)hd, (long long)P,
+                 inv ? " inverse" : "");
+        expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+        /* in place on the GPU */
+        cb_tensor *z_d = dev(x, dt);
+        CHECK(G->rope(z_d, (int)H, cs_d, sn_d, pos0, inv, z_d));
+        snprintf(w, sizeof w, "rope in place[%s] hd=%lld P=%lld%s", dtn(dt), (long long)hd,
+                 (long long)P, inv ? " inverse" : "");
+        expect_close(w, z_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+    }
+    cb_tensor *y_d = dev(x, dt);
+    assert_int_equal(G->rope(x_d, (int)H, cs_d, sn_d, maxpos - T + 1, false, y_d), CB_ERR_ARG);
+}
+
+static void test_rope(void **state) {
+    (void)state;
+    NEED_GPU();
+    cb_dtype dt;
     FOR_DT(dt) {
-        cb_tensor *cs_d = dev(cs, CB_F32), *sn_d = dev(sn, CB_F32);
-        cb_tensor *x = HRAND(dt, B, T, H * hd), *x_d = dev(x, dt);
-        for (int inv = 0; inv < 2; inv++) {
-            cb_tensor *y = HNEW(B, T, H * hd), *y_d = dev_poison(3, SHAPE(B, T, H * hd), dt);
-            CHECK(C->rope(x, (int)H, cs, sn, 5, inv, y));
-            CHECK(G->rope(x_d, (int)H, cs_d, sn_d, 5, inv, y_d));
-            snprintf(w, sizeof w, "rope[%s]%s", dtn(dt), inv ? " inverse" : "");
-            expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
-            /* in place on the GPU */
-            cb_tensor *z_d = dev(x, dt);
-            CHECK(G->rope(z_d, (int)H, cs_d, sn_d, 5, inv, z_d));
-            expect_close("rope in place", z_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
-        }
-        cb_tensor *y_d = dev(x, dt);
-        assert_int_equal(G->rope(x_d, (int)H, cs_d, sn_d, 34, false, y_d), CB_ERR_ARG);
+        rope_case(dt, 2, 7, 3, 20, 8);  /* pairs, 4 pass-through dims */
+        rope_case(dt, 2, 9, 4, 16, 8);  /* pairs, full rotation */
+        rope_case(dt, 1, 6, 2, 13, 5);  /* scalar: odd P and head size */
+        rope_case(dt, 1, 5, 3, 14, 3);  /* scalar: odd P, even head size */
     }
     release_all();
 }

@@ -74,13 +74,15 @@ typedef struct cb_kernels {
                                const cb_tensor *rstd, const cb_tensor *dy, cb_tensor *dx,
                                cb_tensor *dw, cb_tensor *db);
 
-    /* y = x * sigmoid(x) */
+    /* y = x * sigmoid(x). The backward WRITES a gradient whose *_fresh flag is set (a freshly
+     * allocated, uninitialised buffer: one read less) and accumulates otherwise. */
     cb_status (*silu_fwd)(const cb_tensor *x, cb_tensor *y);
-    cb_status (*silu_bwd)(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx);
-    /* y = silu(gate) * up.   gate, up, y [R, F] */
+    cb_status (*silu_bwd)(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx, bool dx_fresh);
+    /* y = silu(gate) * up.   gate, up, y [R, F]. dgate is updated before dup (they may alias
+     * when only dgate is fresh). */
     cb_status (*swiglu_fwd)(const cb_tensor *gate, const cb_tensor *up, cb_tensor *y);
     cb_status (*swiglu_bwd)(const cb_tensor *gate, const cb_tensor *up, const cb_tensor *dy,
-                            cb_tensor *dgate, cb_tensor *dup);
+                            cb_tensor *dgate, cb_tensor *dup, bool dgate_fresh, bool dup_fresh);
 
     /* Half-split rotary embedding on the first 2*P dims of every head.
      * x, y [B, T, H*hd]; cos, sin [maxpos, P] tables; position of token t is pos0 + t.

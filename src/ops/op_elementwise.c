@@ -81,9 +81,12 @@ cb_tensor *cb_scale(cb_graph *g, cb_tensor *a, float s) {
     return y;
 }
 
+/* Gradients first created here are written by the kernels, not zeroed and accumulated into. */
 static cb_status silu_backward(cb_graph *g, cb_node *n) {
-    cb_tensor *dx = cb_need_grad(g, n->in[0]);
-    return dx ? cb_k(g)->silu_bwd(n->in[0], n->out->grad, dx) : CB_OK;
+    bool fresh = false;
+    cb_tensor *dx = cb_graph_grad_uninit(g, n->in[0], &fresh);
+    if (!dx) return cb_tensor_requires_grad(n->in[0]) ? CB_ERR_NOMEM : CB_OK;
+    return cb_k(g)->silu_bwd(n->in[0], n->out->grad, dx, fresh);
 }
 
 cb_tensor *cb_silu(cb_graph *g, cb_tensor *x) {
@@ -96,8 +99,14 @@ cb_tensor *cb_silu(cb_graph *g, cb_tensor *x) {
 }
 
 static cb_status swiglu_backward(cb_graph *g, cb_node *n) {
-    return cb_k(g)->swiglu_bwd(n->in[0], n->in[1], n->out->grad, cb_need_grad(g, n->in[0]),
-                               cb_need_grad(g, n->in[1]));
+    cb_tensor *gate = n->in[0], *up = n->in[1];
+    /* dgate first: when gate == up only dgate is fresh, and the kernels update it first */
+    bool fg = false, fu = false;
+    cb_tensor *dg = cb_graph_grad_uninit(g, gate, &fg);
+    if (!dg && cb_tensor_requires_grad(gate)) return CB_ERR_NOMEM;
+    cb_tensor *du = cb_graph_grad_uninit(g, up, &fu);
+    if (!du && cb_tensor_requires_grad(up)) return CB_ERR_NOMEM;
+    return cb_k(g)->swiglu_bwd(gate, up, n->out->grad, dg, du, fg, fu);
 }
 
 cb_tensor *cb_swiglu(cb_graph *g, cb_tensor *gate, cb_tensor *up) {

@@ -1,6 +1,7 @@
 /* Elementwise kernels. n = numel(out); a broadcast operand b has nb elements with n % nb == 0
  * and is indexed i % nb (b's shape is a suffix of a's). */
 #include <omp.h>
+#include <string.h>
 
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/cpu_math.h"
@@ -118,11 +119,12 @@ cb_status cb_cpu_silu_fwd(const cb_tensor *x, cb_tensor *y) {
     return CB_OK;
 }
 
-/* d silu(x)/dx = s + x s (1 - s), s = sigmoid(x) */
-cb_status cb_cpu_silu_bwd(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx) {
+/* d silu(x)/dx = s + x s (1 - s), s = sigmoid(x). A fresh dx is written, not added to. */
+cb_status cb_cpu_silu_bwd(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx, bool dx_fresh) {
     const float *a = x->data, *d = dy->data;
     float *g = dx->data;
     int64_t n = cb_tensor_numel(x);
+    if (dx_fresh) memset(g, 0, (size_t)n * sizeof(float)); /* uninitialised until now */
 #pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = cb_sigmoidf(a[i]);
@@ -141,17 +143,21 @@ cb_status cb_cpu_swiglu_fwd(const cb_tensor *gate, const cb_tensor *up, cb_tenso
     return CB_OK;
 }
 
+/* A fresh gradient is zeroed first (it is uninitialised), then both accumulate; dgate is
+ * zeroed and added to before dup, so the two may alias when only dgate is fresh. */
 cb_status cb_cpu_swiglu_bwd(const cb_tensor *gate, const cb_tensor *up, const cb_tensor *dy,
-                            cb_tensor *dgate, cb_tensor *dup) {
+                            cb_tensor *dgate, cb_tensor *dup, bool dgate_fresh, bool dup_fresh) {
     const float *a = gate->data, *u = up->data, *d = dy->data;
     float *ga = dgate ? dgate->data : NULL, *gu = dup ? dup->data : NULL;
     int64_t n = cb_tensor_numel(gate);
+    if (ga && dgate_fresh) memset(ga, 0, (size_t)n * sizeof(float));
+    if (gu && dup_fresh) memset(gu, 0, (size_t)n * sizeof(float));
 #pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = cb_sigmoidf(a[i]);
         float silu = a[i] * s;
-        if (gu) gu[i] += d[i] * silu;
         if (ga) ga[i] += d[i] * u[i] * (s + a[i] * s * (1.0f - s));
+        if (gu) gu[i] += d[i] * silu;
     }
     return CB_OK;
 }

@@ -54,6 +54,35 @@ __device__ __forceinline__ void cb_acc(cb_tv v, int64_t i, float x) {
     cb_st(v.p, v.dt, i, cb_ld(v.p, v.dt, i) + x);
 }
 
+/* 16 bytes (4 f32 or 8 bf16) to / from f32 registers; p must be 16-byte aligned. */
+__device__ __forceinline__ void cb_ld16(const float *p, float *f) {
+    float4 x = *reinterpret_cast<const float4 *>(p);
+    f[0] = x.x;
+    f[1] = x.y;
+    f[2] = x.z;
+    f[3] = x.w;
+}
+__device__ __forceinline__ void cb_st16(float *p, const float *f) {
+    *reinterpret_cast<float4 *>(p) = make_float4(f[0], f[1], f[2], f[3]);
+}
+__device__ __forceinline__ void cb_ld16(const __nv_bfloat16 *p, float *f) {
+    uint4 u = *reinterpret_cast<const uint4 *>(p);
+    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(h[i]);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+__device__ __forceinline__ void cb_st16(__nv_bfloat16 *p, const float *f) {
+    uint4 u;
+    __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    *reinterpret_cast<uint4 *>(p) = u;
+}
+
 /* Integer ids (i32 or i64). */
 __device__ __forceinline__ int64_t cb_ld_id(const void *p, int dt, int64_t i) {
     return dt == CB_I64 ? ((const int64_t *)p)[i] : (int64_t)((const int32_t *)p)[i];

@@ -40,10 +40,10 @@ cb_status cb_cuda_layernorm_bwd(const cb_tensor *x, const cb_tensor *w, const cb
                                const cb_tensor *rstd, const cb_tensor *dy, cb_tensor *dx,
                                cb_tensor *dw, cb_tensor *db);
 cb_status cb_cuda_silu_fwd(const cb_tensor *x, cb_tensor *y);
-cb_status cb_cuda_silu_bwd(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx);
+cb_status cb_cuda_silu_bwd(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx, bool dx_fresh);
 cb_status cb_cuda_swiglu_fwd(const cb_tensor *gate, const cb_tensor *up, cb_tensor *y);
 cb_status cb_cuda_swiglu_bwd(const cb_tensor *gate, const cb_tensor *up, const cb_tensor *dy,
-                            cb_tensor *dgate, cb_tensor *dup);
+                            cb_tensor *dgate, cb_tensor *dup, bool dgate_fresh, bool dup_fresh);
 cb_status cb_cuda_rope(const cb_tensor *x, int n_heads, const cb_tensor *cos, const cb_tensor *sin,
                       int64_t pos0, bool inverse, cb_tensor *y);
 cb_status cb_cuda_attention_fwd(const cb_attn_cfg *cfg, const cb_tensor *q, const cb_tensor *k,

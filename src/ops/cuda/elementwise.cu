@@ -9,61 +9,43 @@
  * When every operand has the same dtype (f32 or bf16), is 16-byte aligned and the sizes are
  * multiples of the vector, each thread moves 16 bytes per operand (4 f32 or 8 bf16). */
 
-__device__ __forceinline__ void ld16(const float *p, float *f) {
-    float4 x = *reinterpret_cast<const float4 *>(p);
-    f[0] = x.x;
-    f[1] = x.y;
-    f[2] = x.z;
-    f[3] = x.w;
-}
-__device__ __forceinline__ void st16(float *p, const float *f) {
-    *reinterpret_cast<float4 *>(p) = make_float4(f[0], f[1], f[2], f[3]);
-}
-__device__ __forceinline__ void ld16(const __nv_bfloat16 *p, float *f) {
-    uint4 u = *reinterpret_cast<const uint4 *>(p);
-    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 t = __bfloat1622float2(h[i]);
-        f[2 * i] = t.x;
-        f[2 * i + 1] = t.y;
-    }
-}
-__device__ __forceinline__ void st16(__nv_bfloat16 *p, const float *f) {
-    uint4 u;
-    __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-    *reinterpret_cast<uint4 *>(p) = u;
-}
-
-enum { EV_ADD, EV_MUL, EV_SCALE, EV_AXPY, EV_SILU, EV_SWIGLU };
+enum { EV_ADD, EV_MUL, EV_SCALE, EV_AXPY, EV_SILU, EV_SWIGLU, EV_SILU_BWD, EV_SILU_BWD_ACC };
 
 __device__ __forceinline__ float silu_(float x) { return x / (1.f + __expf(-x)); }
+/* d silu(x) / dx = s (1 + x (1 - s)), s = sigmoid(x) */
+__device__ __forceinline__ float dsilu_(float x) {
+    float s = 1.f / (1.f + __expf(-x));
+    return s * (1.f + x * (1.f - s));
+}
 
-/* a, out [n]; b [nb] (broadcast, n % nb == 0) or unused; all of element type T. */
+/* a, out [n]; b [nb] (broadcast, n % nb == 0) or unused; all of element type T.
+ * EV_AXPY and EV_SILU_BWD_ACC also read out (out += ...); EV_SILU_BWD*: a = x, b = dy, out = dx. */
 template <typename T>
 __global__ void k_ew_vec(int op, int64_t n, int64_t nb, float alpha, const T *a, const T *b,
                          T *out) {
     constexpr int V = 16 / sizeof(T);
     for (int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * V; i < n;
          i += (int64_t)gridDim.x * blockDim.x * V) {
-        float x[V], y[V], r[V];
-        ld16(a + i, x);
-        if (op == EV_ADD || op == EV_MUL || op == EV_SWIGLU) ld16(b + (nb == n ? i : i % nb), y);
-        if (op == EV_AXPY) ld16(out + i, y);
+        float x[V], y[V], z[V], r[V];
+        cb_ld16(a + i, x);
+        if (op == EV_ADD || op == EV_MUL || op == EV_SWIGLU || op == EV_SILU_BWD ||
+            op == EV_SILU_BWD_ACC)
+            cb_ld16(b + (nb == n ? i : i % nb), y);
+        if (op == EV_AXPY || op == EV_SILU_BWD_ACC) cb_ld16(out + i, z);
 #pragma unroll
         for (int e = 0; e < V; e++) {
             switch (op) {
             case EV_ADD: r[e] = x[e] + y[e]; break;
             case EV_MUL: r[e] = x[e] * y[e]; break;
             case EV_SCALE: r[e] = alpha * x[e]; break;
-            case EV_AXPY: r[e] = y[e] + alpha * x[e]; break;
+            case EV_AXPY: r[e] = z[e] + alpha * x[e]; break;
             case EV_SILU: r[e] = silu_(x[e]); break;
+            case EV_SILU_BWD: r[e] = y[e] * dsilu_(x[e]); break;
+            case EV_SILU_BWD_ACC: r[e] = z[e] + y[e] * dsilu_(x[e]); break;
             default: r[e] = silu_(x[e]) * y[e]; break;
             }
         }
-        st16(out + i, r);
+        cb_st16(out + i, r);
     }
 }
 
@@ -313,11 +295,13 @@ __global__ void k_silu_fwd(int64_t n, cb_tv x, cb_tv y) {
         cb_st(y, i, v * sigmoidf_(v));
     }
 }
-/* x, dy, dx [n]: dx += dy * s (1 + x (1 - s)) */
-__global__ void k_silu_bwd(int64_t n, cb_tv x, cb_tv dy, cb_tv dx) {
+/* x, dy, dx [n]: dx (+)= dy * s (1 + x (1 - s)); written, not added, when fresh */
+__global__ void k_silu_bwd(int64_t n, cb_tv x, cb_tv dy, cb_tv dx, int fresh) {
     CB_GRID_LOOP(i, n) {
         float v = cb_ld(x, i), s = sigmoidf_(v);
-        cb_acc(dx, i, cb_ld(dy, i) * s * (1.f + v * (1.f - s)));
+        float d = cb_ld(dy, i) * s * (1.f + v * (1.f - s));
+        if (fresh) cb_st(dx, i, d);
+        else cb_acc(dx, i, d);
     }
 }
 /* gate, up, y [n]: y = silu(gate) * up */
@@ -327,12 +311,51 @@ __global__ void k_swiglu_fwd(int64_t n, cb_tv g, cb_tv u, cb_tv y) {
         cb_st(y, i, v * sigmoidf_(v) * cb_ld(u, i));
     }
 }
-/* gate, up, dy, dgate, dup [n] */
-__global__ void k_swiglu_bwd(int64_t n, cb_tv g, cb_tv u, cb_tv dy, cb_tv dg, cb_tv du) {
+/* gate, up, dy, dgate, dup [n]; dgate / dup may be absent. fresh_g / fresh_u: that gradient is
+ * written, not added to. dgate is updated before dup, so the two may alias (swiglu(x, x)) when
+ * only dgate is fresh, the order the op layer creates them in. */
+__global__ void k_swiglu_bwd(int64_t n, cb_tv g, cb_tv u, cb_tv dy, cb_tv dg, cb_tv du,
+                             int fresh_g, int fresh_u) {
     CB_GRID_LOOP(i, n) {
         float v = cb_ld(g, i), s = sigmoidf_(v), d = cb_ld(dy, i);
-        if (dg.p) cb_acc(dg, i, d * cb_ld(u, i) * s * (1.f + v * (1.f - s)));
-        if (du.p) cb_acc(du, i, d * v * s);
+        if (dg.p) {
+            float t = d * cb_ld(u, i) * s * (1.f + v * (1.f - s));
+            if (fresh_g) cb_st(dg, i, t);
+            else cb_acc(dg, i, t);
+        }
+        if (du.p) {
+            float t = d * v * s;
+            if (fresh_u) cb_st(du, i, t);
+            else cb_acc(du, i, t);
+        }
+    }
+}
+
+/* The 16-byte path of the above: gate, up, dy [n]; dgate, dup [n] or null; all of type T,
+ * n % (16 / sizeof(T)) == 0, 16-byte aligned, dgate and dup distinct. One pass computes both
+ * gradients from a single read of gate and dy. */
+template <typename T>
+__global__ void k_swiglu_bwd_vec(int64_t n, const T *g, const T *u, const T *dy, T *dg, T *du,
+                                 int fresh_g, int fresh_u) {
+    constexpr int V = 16 / sizeof(T);
+    for (int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * V; i < n;
+         i += (int64_t)gridDim.x * blockDim.x * V) {
+        float a[V], b[V], d[V], rg[V], ru[V];
+#pragma unroll
+        for (int e = 0; e < V; e++) b[e] = rg[e] = ru[e] = 0.f;
+        cb_ld16(g + i, a);
+        cb_ld16(dy + i, d);
+        if (dg) cb_ld16(u + i, b);
+        if (dg && !fresh_g) cb_ld16(dg + i, rg);
+        if (du && !fresh_u) cb_ld16(du + i, ru);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float s = sigmoidf_(a[e]);
+            rg[e] += d[e] * b[e] * s * (1.f + a[e] * (1.f - s));
+            ru[e] += d[e] * a[e] * s;
+        }
+        if (dg) cb_st16(dg + i, rg);
+        if (du) cb_st16(du + i, ru);
     }
 }
 
@@ -348,13 +371,15 @@ extern "C" cb_status cb_cuda_silu_fwd(const cb_tensor *x, cb_tensor *y) {
     return CB_OK;
 }
 
-extern "C" cb_status cb_cuda_silu_bwd(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx) {
+extern "C" cb_status cb_cuda_silu_bwd(const cb_tensor *x, const cb_tensor *dy, cb_tensor *dx,
+                                      bool fresh) {
     CB_CU_FLOATS("silu_bwd", x, dy, dx);
     CB_CU_CTX(c);
     int64_t n = cb_tensor_numel(x);
     if (!n || !dx) return CB_OK;
-    k_silu_bwd<<<cb_cu_blocks(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(n, cb_view(x),
-                                                                          cb_view(dy), cb_view(dx));
+    if (ew_vec(c, fresh ? EV_SILU_BWD : EV_SILU_BWD_ACC, n, n, 0.f, x, dy, dx)) return CB_OK;
+    k_silu_bwd<<<cb_cu_blocks(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
+        n, cb_view(x), cb_view(dy), cb_view(dx), fresh ? 1 : 0);
     CB_CU_LAUNCHED("silu_bwd");
     return CB_OK;
 }
@@ -371,14 +396,47 @@ extern "C" cb_status cb_cuda_swiglu_fwd(const cb_tensor *gate, const cb_tensor *
     return CB_OK;
 }
 
+/* The vector path of swiglu_bwd when it applies; false (nothing launched) otherwise. */
+static bool swiglu_bwd_vec(cb_cuda_ctx *c, int64_t n, const cb_tensor *gate, const cb_tensor *up,
+                           const cb_tensor *dy, cb_tensor *dgate, cb_tensor *dup, int fresh_g,
+                           int fresh_u) {
+    cb_dtype dt = gate->dtype;
+    if (dt != CB_F32 && dt != CB_BF16) return false;
+    const cb_tensor *ts[5] = {gate, up, dy, dgate, dup};
+    uintptr_t al = 0;
+    for (int k = 0; k < 5; k++) {
+        if (!ts[k]) continue;
+        if (ts[k]->dtype != dt) return false;
+        al |= (uintptr_t)ts[k]->data;
+    }
+    int V = dt == CB_F32 ? 4 : 8;
+    if ((al & 15) || n % V) return false;
+    if (dgate && dup && dgate->data == dup->data) return false; /* aliased: the scalar order */
+    unsigned blocks = cb_cu_blocks(n / V, 256, (int64_t)c->num_sms * 32);
+    if (dt == CB_F32)
+        k_swiglu_bwd_vec<float><<<blocks, 256, 0, c->stream>>>(
+            n, (const float *)gate->data, (const float *)up->data, (const float *)dy->data,
+            dgate ? (float *)dgate->data : nullptr, dup ? (float *)dup->data : nullptr, fresh_g,
+            fresh_u);
+    else
+        k_swiglu_bwd_vec<__nv_bfloat16><<<blocks, 256, 0, c->stream>>>(
+            n, (const __nv_bfloat16 *)gate->data, (const __nv_bfloat16 *)up->data,
+            (const __nv_bfloat16 *)dy->data, dgate ? (__nv_bfloat16 *)dgate->data : nullptr,
+            dup ? (__nv_bfloat16 *)dup->data : nullptr, fresh_g, fresh_u);
+    return cudaPeekAtLastError() == cudaSuccess;
+}
+
 extern "C" cb_status cb_cuda_swiglu_bwd(const cb_tensor *gate, const cb_tensor *up,
-                                        const cb_tensor *dy, cb_tensor *dgate, cb_tensor *dup) {
+                                        const cb_tensor *dy, cb_tensor *dgate, cb_tensor *dup,
+                                        bool dgate_fresh, bool dup_fresh) {
     CB_CU_FLOATS("swiglu_bwd", gate, up, dy, dgate, dup);
     CB_CU_CTX(c);
     int64_t n = cb_tensor_numel(gate);
     if (!n || (!dgate && !dup)) return CB_OK;
+    int fg = dgate_fresh ? 1 : 0, fu = dup_fresh ? 1 : 0;
+    if (swiglu_bwd_vec(c, n, gate, up, dy, dgate, dup, fg, fu)) return CB_OK;
     k_swiglu_bwd<<<cb_cu_blocks(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
-        n, cb_view(gate), cb_view(up), cb_view(dy), cb_view(dgate), cb_view(dup));
+        n, cb_view(gate), cb_view(up), cb_view(dy), cb_view(dgate), cb_view(dup), fg, fu);
     CB_CU_LAUNCHED("swiglu_bwd");
     return CB_OK;
 }

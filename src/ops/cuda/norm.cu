@@ -90,6 +90,263 @@ __global__ void k_rmsnorm_bwd(int64_t D, cb_tv x, cb_tv w, cb_tv rstd, cb_tv dy,
     }
 }
 
+/* ---- RMSNorm, 16-byte path ------------------------------------------------------------------
+ * One warp per row, the row in registers: x, y / dy, dx [R, D] all of element type T (f32 or
+ * bf16, V = 16 / sizeof(T) elements a vector), 16-byte aligned, D % V == 0, D <= 32 * NV * V.
+ * Lane l holds vectors l, l + 32, ..., l + 32 (NV - 1) of the row (coalesced); warps take rows
+ * warp, warp + nwarps, ..., so w [D] (any float dtype, or none) is read once per warp. Warp-only
+ * reductions in a fixed order: deterministic. */
+
+/* x, y [R, D]; w [D] or none; rstd [R] or none. y may alias x. */
+template <typename T, int NV>
+__global__ void k_rmsnorm_fwd_vec(int64_t R, int64_t D, float eps, const T *x, cb_tv w, T *y,
+                                  cb_tv rstd) {
+    constexpr int V = 16 / sizeof(T);
+    int lane = threadIdx.x & 31;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+    int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    int64_t nvec = D / V;
+    float wr[NV][V];
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        int64_t v = lane + 32 * k;
+#pragma unroll
+        for (int e = 0; e < V; e++) wr[k][e] = (w.p && v < nvec) ? cb_ld(w, v * V + e) : 1.f;
+    }
+    for (int64_t r = warp; r < R; r += nwarps) {
+        const T *xr = x + r * D;
+        float xv[NV][V];
+        float ss = 0.f;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t v = lane + 32 * k;
+            if (v < nvec) {
+                cb_ld16(xr + v * V, xv[k]);
+#pragma unroll
+                for (int e = 0; e < V; e++) ss += xv[k][e] * xv[k][e];
+            }
+        }
+        ss = cb_warp_sum(ss);
+        float rs = rsqrtf(ss / (float)D + eps);
+        if (lane == 0 && rstd.p) cb_st(rstd, r, rs);
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t v = lane + 32 * k;
+            if (v < nvec) {
+                float o[V];
+#pragma unroll
+                for (int e = 0; e < V; e++) o[e] = xv[k][e] * rs * wr[k][e];
+                cb_st16(y + r * D + v * V, o);
+            }
+        }
+    }
+}
+
+/* x, dy [R, D]; dx [R, D] or none; w [D] or none; rstd [R];
+ * pw [gridDim.x, D] f32 or null: per-block partial sums over its rows of dy x rstd (for dw).
+ * dx += r (g - x r^2 mean(g x)), g = w dy. Dynamic shared memory: D floats when pw. */
+template <typename T, int NV>
+__global__ void k_rmsnorm_bwd_vec(int64_t R, int64_t D, const T *x, cb_tv w, cb_tv rstd,
+                                  const T *dy, T *dx, float *pw) {
+    constexpr int V = 16 / sizeof(T);
+    extern __shared__ float accw[];
+    int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+    int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    int64_t nvec = D / V;
+    float wr[NV][V], aw[NV][V];
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        int64_t v = lane + 32 * k;
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            wr[k][e] = (w.p && v < nvec) ? cb_ld(w, v * V + e) : 1.f;
+            aw[k][e] = 0.f;
+        }
+    }
+    for (int64_t r = warp; r < R; r += nwarps) {
+        float rs = cb_ld(rstd, r);
+        float xv[NV][V], gv[NV][V];
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t v = lane + 32 * k;
+            if (v < nvec) {
+                cb_ld16(x + r * D + v * V, xv[k]);
+                cb_ld16(dy + r * D + v * V, gv[k]);
+#pragma unroll
+                for (int e = 0; e < V; e++) s += gv[k][e] * wr[k][e] * xv[k][e];
+            }
+        }
+        float kk = rs * rs * (cb_warp_sum(s) / (float)D);
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t v = lane + 32 * k;
+            if (v >= nvec) continue;
+            if (dx) {
+                float o[V];
+                cb_ld16(dx + r * D + v * V, o);
+#pragma unroll
+                for (int e = 0; e < V; e++) o[e] += rs * (gv[k][e] * wr[k][e] - xv[k][e] * kk);
+                cb_st16(dx + r * D + v * V, o);
+            }
+            if (pw)
+#pragma unroll
+                for (int e = 0; e < V; e++) aw[k][e] += gv[k][e] * (xv[k][e] * rs);
+        }
+    }
+    if (!pw) return;
+    /* the block's warps add into shared memory one after another, in warp order */
+    int nwb = blockDim.x >> 5;
+    for (int wi = 0; wi < nwb; wi++) {
+        if (wib == wi) {
+#pragma unroll
+            for (int k = 0; k < NV; k++) {
+                int64_t v = lane + 32 * k;
+                if (v < nvec)
+#pragma unroll
+                    for (int e = 0; e < V; e++)
+                        accw[v * V + e] = (wi == 0 ? 0.f : accw[v * V + e]) + aw[k][e];
+            }
+        }
+        __syncthreads();
+    }
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) pw[(int64_t)blockIdx.x * D + d] = accw[d];
+}
+
+/* Vectors a lane holds for a row of nvec vectors: one of the instantiated NV, 0 when too long. */
+static int rms_nv(int64_t nvec) {
+    static const int nvs[] = {1, 2, 3, 4, 6, 8};
+    for (int k = 0; k < 6; k++)
+        if (nvec <= 32LL * nvs[k]) return nvs[k];
+    return 0;
+}
+
+/* Dtype (f32 / bf16) shared by every non-NULL tensor of ts, 16-byte aligned, D a multiple of the
+ * vector; CB_F16 (not a vector dtype) when the 16-byte path does not apply. */
+static cb_dtype rms_vec_dtype(int64_t D, int n, const cb_tensor *const *ts) {
+    cb_dtype dt = ts[0]->dtype;
+    if (dt != CB_F32 && dt != CB_BF16) return CB_F16;
+    uintptr_t al = 0;
+    for (int k = 0; k < n; k++) {
+        if (!ts[k]) continue;
+        if (ts[k]->dtype != dt) return CB_F16;
+        al |= (uintptr_t)ts[k]->data;
+    }
+    if ((al & 15) || D % (dt == CB_F32 ? 4 : 8)) return CB_F16;
+    return rms_nv(D / (dt == CB_F32 ? 4 : 8)) ? dt : CB_F16;
+}
+
+#define RMS_THREADS 128 /* 4 warps (rows at a time) a block */
+
+/* Blocks of kern for R rows: no more than fit on the GPU at once (warps stride over rows, so a
+ * block waiting for a slot would run its rows after everyone else: a tail). */
+template <typename K>
+static int64_t rms_grid(cb_cuda_ctx *c, K kern, size_t smem, int64_t R) {
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, RMS_THREADS, smem) !=
+            cudaSuccess ||
+        per_sm < 1)
+        per_sm = 1;
+    int64_t g = (int64_t)per_sm * c->num_sms,
+            need = (R + RMS_THREADS / 32 - 1) / (RMS_THREADS / 32);
+    return g < need ? g : need;
+}
+
+template <typename T, int NV>
+static void rms_fwd_launch(cb_cuda_ctx *c, int64_t R, int64_t D, float eps, const cb_tensor *x,
+                           const cb_tensor *w, cb_tensor *y, cb_tensor *rstd) {
+    int64_t G = rms_grid(c, k_rmsnorm_fwd_vec<T, NV>, 0, R);
+    k_rmsnorm_fwd_vec<T, NV><<<(unsigned)G, RMS_THREADS, 0, c->stream>>>(
+        R, D, eps, (const T *)x->data, cb_view(w), (T *)y->data, cb_view(rstd));
+}
+
+template <typename T>
+static void rms_fwd_nv(cb_cuda_ctx *c, int nv, int64_t R, int64_t D, float eps,
+                       const cb_tensor *x, const cb_tensor *w, cb_tensor *y, cb_tensor *rstd) {
+    switch (nv) {
+    case 1: rms_fwd_launch<T, 1>(c, R, D, eps, x, w, y, rstd); break;
+    case 2: rms_fwd_launch<T, 2>(c, R, D, eps, x, w, y, rstd); break;
+    case 3: rms_fwd_launch<T, 3>(c, R, D, eps, x, w, y, rstd); break;
+    case 4: rms_fwd_launch<T, 4>(c, R, D, eps, x, w, y, rstd); break;
+    case 6: rms_fwd_launch<T, 6>(c, R, D, eps, x, w, y, rstd); break;
+    default: rms_fwd_launch<T, 8>(c, R, D, eps, x, w, y, rstd); break;
+    }
+}
+
+/* G blocks, pw [G, D] or null */
+template <typename T, int NV>
+static void rms_bwd_launch(cb_cuda_ctx *c, int64_t G, int64_t R, int64_t D, const cb_tensor *x,
+                           const cb_tensor *w, const cb_tensor *rstd, const cb_tensor *dy,
+                           cb_tensor *dx, float *pw) {
+    size_t smem = pw ? (size_t)D * sizeof(float) : 0;
+    k_rmsnorm_bwd_vec<T, NV><<<(unsigned)G, RMS_THREADS, smem, c->stream>>>(
+        R, D, (const T *)x->data, cb_view(w), cb_view(rstd), (const T *)dy->data,
+        dx ? (T *)dx->data : nullptr, pw);
+}
+
+/* Blocks the backward runs with (the dw partials need the count before the launch). */
+template <typename T>
+static int64_t rms_bwd_grid(cb_cuda_ctx *c, int nv, int64_t R, int64_t D) {
+    size_t smem = (size_t)D * sizeof(float);
+    switch (nv) {
+    case 1: return rms_grid(c, k_rmsnorm_bwd_vec<T, 1>, smem, R);
+    case 2: return rms_grid(c, k_rmsnorm_bwd_vec<T, 2>, smem, R);
+    case 3: return rms_grid(c, k_rmsnorm_bwd_vec<T, 3>, smem, R);
+    case 4: return rms_grid(c, k_rmsnorm_bwd_vec<T, 4>, smem, R);
+    case 6: return rms_grid(c, k_rmsnorm_bwd_vec<T, 6>, smem, R);
+    default: return rms_grid(c, k_rmsnorm_bwd_vec<T, 8>, smem, R);
+    }
+}
+
+template <typename T>
+static void rms_bwd_nv(cb_cuda_ctx *c, int nv, int64_t G, int64_t R, int64_t D,
+                       const cb_tensor *x, const cb_tensor *w, const cb_tensor *rstd,
+                       const cb_tensor *dy, cb_tensor *dx, float *pw) {
+    switch (nv) {
+    case 1: rms_bwd_launch<T, 1>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    case 2: rms_bwd_launch<T, 2>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    case 3: rms_bwd_launch<T, 3>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    case 4: rms_bwd_launch<T, 4>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    case 6: rms_bwd_launch<T, 6>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    default: rms_bwd_launch<T, 8>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    }
+}
+
+/* The 16-byte backward when it applies (false, nothing launched, otherwise): dx and the dw
+ * partials of each block in one pass, then the deterministic column reduction into dw. */
+static bool rms_bwd_vec(cb_cuda_ctx *c, int64_t R, int64_t D, const cb_tensor *x,
+                        const cb_tensor *w, const cb_tensor *rstd, const cb_tensor *dy,
+                        cb_tensor *dx, cb_tensor *dw, cb_status *st) {
+    const cb_tensor *ts[3] = {x, dy, dx};
+    cb_dtype dt = rms_vec_dtype(D, 3, ts);
+    if (dt == CB_F16) return false;
+    int nv = rms_nv(D / (dt == CB_F32 ? 4 : 8));
+    bool want_w = dw && w;
+    if (!dx && !want_w) {
+        *st = CB_OK;
+        return true;
+    }
+    int64_t G = dt == CB_F32 ? rms_bwd_grid<float>(c, nv, R, D)
+                             : rms_bwd_grid<__nv_bfloat16>(c, nv, R, D);
+    float *pw = nullptr;
+    if (want_w) {
+        pw = (float *)cb_cuda_alloc((size_t)(G * D) * sizeof(float));
+        if (!pw) {
+            *st = CB_ERR_NOMEM;
+            return true;
+        }
+    }
+    if (dt == CB_F32) rms_bwd_nv<float>(c, nv, G, R, D, x, w, rstd, dy, dx, pw);
+    else rms_bwd_nv<__nv_bfloat16>(c, nv, G, R, D, x, w, rstd, dy, dx, pw);
+    *st = cb_cu_launch_check("rmsnorm_bwd_vec");
+    cb_tv none = {nullptr, CB_F32};
+    if (*st == CB_OK && pw)
+        *st = cb_cu_colsum(0, G, D, 1.f, cb_tv{pw, CB_F32}, none, none, none, cb_view(dw));
+    cb_cuda_free(pw); /* stream-ordered reuse: safe while the kernels above are queued */
+    return true;
+}
+
 extern "C" cb_status cb_cuda_rmsnorm_fwd(const cb_tensor *x, const cb_tensor *w, float eps,
                                          cb_tensor *y, cb_tensor *rstd) {
     CB_CU_FLOATS("rmsnorm_fwd", x, w, y, rstd);
@@ -97,6 +354,15 @@ extern "C" cb_status cb_cuda_rmsnorm_fwd(const cb_tensor *x, const cb_tensor *w,
     int64_t D = cb_tensor_cols(x), R = cb_tensor_rows(x);
     if (R == 0 || D == 0) return CB_OK;
     if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda rmsnorm: too many rows");
+    const cb_tensor *ts[2] = {x, y};
+    cb_dtype vdt = rms_vec_dtype(D, 2, ts);
+    if (vdt != CB_F16) {
+        int nv = rms_nv(D / (vdt == CB_F32 ? 4 : 8));
+        if (vdt == CB_F32) rms_fwd_nv<float>(c, nv, R, D, eps, x, w, y, rstd);
+        else rms_fwd_nv<__nv_bfloat16>(c, nv, R, D, eps, x, w, y, rstd);
+        CB_CU_LAUNCHED("rmsnorm_fwd_vec");
+        return CB_OK;
+    }
     k_rmsnorm_fwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(
         D, eps, cb_view(x), cb_view(w), cb_view(y), cb_view(rstd));
     CB_CU_LAUNCHED("rmsnorm_fwd");
@@ -113,6 +379,7 @@ extern "C" cb_status cb_cuda_rmsnorm_bwd(const cb_tensor *x, const cb_tensor *w,
     if (R == 0 || D == 0) return CB_OK;
     if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda rmsnorm: too many rows");
     cb_status fst = CB_OK;
+    if (rms_bwd_vec(c, R, D, x, w, rstd, dy, dx, dw, &fst)) return fst;
     if (norm_bwd_fused(c, false, R, D, x, w, nullptr, rstd, dy, dx, dw, nullptr, &fst)) return fst;
     if (dx) {
         k_rmsnorm_bwd<<<(unsigned)R, cb_cu_row_threads(D), 0, c->stream>>>(

@@ -1,11 +1,14 @@
 /* Building models from manifests: every topology's forward against hand computations, gradients
  * against finite differences, and a Llama-shaped manifest carrying the tiny_llama3 fixture
  * weights reproducing the fixture's logits. */
+#include <ctype.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "caramba/fileio.h"
 #include "caramba/manifest.h"
 #include "caramba/model.h"
 #include "caramba/npy.h"
@@ -268,19 +271,78 @@ static void test_llama_manifest_with_fixture_weights(void **state) {
     cb_manifest_free(man);
 }
 
+/* The same manifest with the widths, vocabulary and depth divided by 8 (`KEY: N` for the keys
+ * below, N >= 16 and divisible by 8): heads, head sizes and every option are unchanged, so a
+ * 1B-parameter preset builds the same kinds of layers in a fraction of the time and memory. */
+static char *shrunk_manifest(const char *text, size_t *len) {
+    static const char *const keys[] = {"d_model",    "d_in",  "d_out",  "d_ff",
+                                       "vocab_size", "vocab", "repeat", "n_layers"};
+    size_t n = strlen(text);
+    char *out = malloc(n + 1), *o = out;
+    assert_non_null(out);
+    for (size_t i = 0; i < n;) {
+        bool done = false;
+        bool boundary = i == 0 || !(isalnum((unsigned char)text[i - 1]) || text[i - 1] == '_');
+        for (size_t k = 0; boundary && !done && k < sizeof keys / sizeof keys[0]; k++) {
+            size_t kl = strlen(keys[k]);
+            if (strncmp(text + i, keys[k], kl) || strncmp(text + i + kl, ": ", 2)) continue;
+            char *end;
+            long v = strtol(text + i + kl + 2, &end, 10);
+            if (end == text + i + kl + 2 || isalnum((unsigned char)*end) || *end == '.' || v < 16 ||
+                v % 8)
+                continue;
+            o += sprintf(o, "%s: %ld", keys[k], v / 8);
+            i = (size_t)(end - text);
+            done = true;
+        }
+        if (!done) *o++ = text[i++];
+    }
+    *o = 0;
+    *len = (size_t)(o - out);
+    return out;
+}
+
+/* Every manifest in presets/ loads and builds, with the parameter count the validator predicts.
+ * Presets over 50M parameters (the Llama 3.2 1B shapes) are validated at full size and built
+ * shrunk (shrunk_manifest): allocating and initialising 1.4B parameters three times would take
+ * minutes. */
 static void test_every_preset_builds(void **state) {
     (void)state;
-    const char *presets[] = {"presets/tiny.yml", "presets/tiny_llama3.yml", "presets/llama_block.yml"};
-    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+    DIR *dir = opendir(tu_path("presets"));
+    assert_non_null(dir);
+    int n = 0, shrunk = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".yml")) continue;
+        char rel[300];
+        snprintf(rel, sizeof rel, "presets/%s", e->d_name);
         cb_manifest *man = NULL;
-        if (cb_manifest_load(tu_path(presets[i]), &man) != CB_OK) fail_msg("%s: %s", presets[i], cb_last_error());
+        if (cb_manifest_load(tu_path(rel), &man) != CB_OK) fail_msg("%s: %s", rel, cb_last_error());
+        if (man->model.n_params > 50000000) {
+            char *text = NULL, *small;
+            size_t tl, sl;
+            assert_int_equal(cb_read_file(tu_path(rel), 1 << 22, &text, &tl), CB_OK);
+            small = shrunk_manifest(text, &sl);
+            cb_manifest_free(man);
+            man = NULL;
+            if (cb_manifest_parse(tu_path(rel), small, sl, NULL, &man, NULL) != CB_OK)
+                fail_msg("%s (shrunk): %s", rel, cb_last_error());
+            assert_true(man->model.n_params < 50000000);
+            free(text);
+            free(small);
+            shrunk++;
+        }
         cb_model *m = NULL;
         if (cb_model_from_manifest(&m, &man->model, CB_CPU, 1, 64) != CB_OK)
-            fail_msg("%s: %s", presets[i], cb_last_error());
+            fail_msg("%s: %s", rel, cb_last_error());
         assert_int_equal(cb_model_param_count(m), man->model.n_params);
         cb_model_free(m);
         cb_manifest_free(man);
+        n++;
     }
+    closedir(dir);
+    assert_true(n >= 8); /* dba, demo, the three llama32_1b_dba*, llama_block, tiny, tiny_llama3 */
+    assert_true(shrunk >= 3);
 }
 
 int main(void) {

@@ -22,6 +22,7 @@ struct fd_case {
     int64_t shape[MAXP][4];
     cb_attn_cfg attn;
     int flag;
+    const float *init; /* values of p[0] (cycled) instead of random ones */
 };
 
 static uint64_t rng_state = 12345;
@@ -59,7 +60,8 @@ static void run_fd(const fd_case *c) {
     cb_tensor *p[MAXP] = {0}, *R = NULL;
     for (int i = 0; i < c->np; i++) {
         assert_int_equal(cb_tensor_new(&p[i], CB_F32, CB_CPU, c->ndim[i], c->shape[i]), CB_OK);
-        for (int64_t j = 0; j < cb_tensor_numel(p[i]); j++) cb_f32(p[i])[j] = frand();
+        for (int64_t j = 0; j < cb_tensor_numel(p[i]); j++)
+            cb_f32(p[i])[j] = i == 0 && c->init ? c->init[j % 8] : frand();
         assert_int_equal(cb_tensor_enable_grad(p[i]), CB_OK);
     }
     cb_graph g;
@@ -129,6 +131,17 @@ static cb_tensor *b_ce(cb_graph *g, cb_tensor **p, const fd_case *c) {
     int64_t n = 5;
     return cb_cross_entropy(g, p[0], cb_graph_wrap(g, CB_I64, 1, &n, tg), -100);
 }
+static cb_tensor *b_sigmoid(cb_graph *g, cb_tensor **p, const fd_case *c) {
+    return cb_sigmoid(g, p[0]);
+}
+static cb_tensor *b_exp_clamp(cb_graph *g, cb_tensor **p, const fd_case *c) {
+    return cb_exp_clamp(g, p[0], -0.5f, 0.4f);
+}
+static cb_tensor *b_head_scale(cb_graph *g, cb_tensor **p, const fd_case *c) {
+    return cb_head_scale(g, p[0], p[1], c->flag);
+}
+/* Inputs on both sides of exp_clamp's [-0.5, 0.4], none within the step (1e-2) of an edge. */
+static const float clamp_inputs[8] = {-1.3f, -0.7f, -0.45f, -0.1f, 0.2f, 0.37f, 0.43f, 1.1f};
 static cb_rope_table test_rope;
 static cb_tensor *b_rope(cb_graph *g, cb_tensor **p, const fd_case *c) {
     return cb_rope(g, p[0], 2, &test_rope, 3);
@@ -176,6 +189,11 @@ static void test_fd_all(void **state) {
         {"silu", b_silu, 1, {2}, {SH(3, 5)}},
         {"swiglu", b_swiglu, 2, {2, 2}, {SH(3, 5), SH(3, 5)}},
         {"softmax", b_softmax, 1, {2}, {SH(3, 6)}},
+        {"sigmoid", b_sigmoid, 1, {2}, {SH(3, 5)}},
+        {"exp_clamp", b_exp_clamp, 1, {2}, {SH(3, 5)}, .init = clamp_inputs},
+        {"head_scale shared", b_head_scale, 2, {3, 1}, {SH(2, 3, 3 * 4), SH(3)}, .flag = 3},
+        {"head_scale per row", b_head_scale, 2, {3, 3}, {SH(2, 3, 2 * 5), SH(2, 3, 2)}, .flag = 2},
+        {"head_scale per row 2d", b_head_scale, 2, {3, 2}, {SH(2, 3, 2 * 5), SH(6, 2)}, .flag = 2},
         {"cross_entropy", b_ce, 1, {2}, {SH(5, 7)}},
         {"dropout", b_dropout, 1, {2}, {SH(4, 9)}},
         {"embedding", b_embedding, 1, {2}, {SH(5, 4)}},
@@ -186,15 +204,49 @@ static void test_fd_all(void **state) {
         {"stack", b_stack, 3, {2, 2, 2}, {SH(2, 3), SH(2, 3), SH(2, 3)}},
         {"reshape", b_reshape, 1, {3}, {SH(2, 3, 4)}},
         {"rope", b_rope, 1, {3}, {SH(2, 5, 16)}},
-        {"attention causal gqa", b_attention, 3, {3, 3, 3}, {SH(2, 5, 4 * 3), SH(2, 5, 2 * 3), SH(2, 5, 2 * 2)},
-         .attn = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 3, .v_head_dim = 2, .scale = 0.6f, .causal = true}},
-        {"attention full", b_attention, 3, {3, 3, 3}, {SH(1, 4, 2 * 3), SH(1, 6, 2 * 3), SH(1, 6, 2 * 3)},
+        {"attention causal gqa",
+         b_attention,
+         3,
+         {3, 3, 3},
+         {SH(2, 5, 4 * 3), SH(2, 5, 2 * 3), SH(2, 5, 2 * 2)},
+         .attn = {.n_heads = 4,
+                  .n_kv_heads = 2,
+                  .head_dim = 3,
+                  .v_head_dim = 2,
+                  .scale = 0.6f,
+                  .causal = true}},
+        {"attention full",
+         b_attention,
+         3,
+         {3, 3, 3},
+         {SH(1, 4, 2 * 3), SH(1, 6, 2 * 3), SH(1, 6, 2 * 3)},
          .attn = {.n_heads = 2, .n_kv_heads = 2, .head_dim = 3, .v_head_dim = 3, .scale = 0.5f}},
-        {"attention cached window", b_attention, 3, {3, 3, 3}, {SH(1, 3, 2 * 4), SH(1, 9, 1 * 4), SH(1, 9, 1 * 4)},
-         .attn = {.n_heads = 2, .n_kv_heads = 1, .head_dim = 4, .v_head_dim = 4, .scale = 0.5f, .causal = true, .window = 4, .q_pos0 = 6}},
-        {"attention decoupled", b_attention, 5, {3, 3, 3, 3, 3},
+        {"attention cached window",
+         b_attention,
+         3,
+         {3, 3, 3},
+         {SH(1, 3, 2 * 4), SH(1, 9, 1 * 4), SH(1, 9, 1 * 4)},
+         .attn = {.n_heads = 2,
+                  .n_kv_heads = 1,
+                  .head_dim = 4,
+                  .v_head_dim = 4,
+                  .scale = 0.5f,
+                  .causal = true,
+                  .window = 4,
+                  .q_pos0 = 6}},
+        {"attention decoupled",
+         b_attention,
+         5,
+         {3, 3, 3, 3, 3},
          {SH(2, 4, 2 * 3), SH(2, 4, 1 * 3), SH(2, 4, 1 * 5), SH(2, 4, 2 * 2), SH(2, 4, 1 * 2)},
-         .attn = {.n_heads = 2, .n_kv_heads = 1, .head_dim = 3, .v_head_dim = 5, .scale = 0.57f, .causal = true, .head_dim2 = 2, .scale2 = 0.7f}},
+         .attn = {.n_heads = 2,
+                  .n_kv_heads = 1,
+                  .head_dim = 3,
+                  .v_head_dim = 5,
+                  .scale = 0.57f,
+                  .causal = true,
+                  .head_dim2 = 2,
+                  .scale2 = 0.7f}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_fd(&cases[i]);
     cb_tensor_free(test_rope.cos);
@@ -247,6 +299,71 @@ static void test_attention_forward_reference(void **state) {
     cb_graph_free(&g);
 }
 
+/* sigmoid, exp_clamp and head_scale forward against their formulas in double precision; the
+ * exp_clamp gradient is exactly zero outside [lo, hi]. */
+static void test_gate_ops_forward(void **state) {
+    (void)state;
+    cb_graph g;
+    assert_int_equal(cb_graph_init(&g, CB_CPU), CB_OK);
+    float xs[8] = {-30.0f, -9.0f, -8.0f, -0.5f, 0.0f, 0.7f, 8.5f, 25.0f};
+    int64_t n = 8;
+    cb_tensor *x = cb_graph_wrap(&g, CB_F32, 1, &n, xs);
+    cb_tensor *sg = cb_sigmoid(&g, x), *ec = cb_exp_clamp(&g, x, -8.0f, 8.0f);
+    assert_non_null(sg);
+    assert_non_null(ec);
+    for (int i = 0; i < 8; i++) {
+        double s = 1.0 / (1.0 + exp(-(double)xs[i]));
+        double e = exp(fmin(fmax((double)xs[i], -8.0), 8.0));
+        assert_true(fabs(cb_f32(sg)[i] - s) <= 1e-6 * s);
+        assert_true(fabs(cb_f32(ec)[i] - e) <= 1e-6 * e);
+    }
+    assert_true(cb_f32(sg)[4] == 0.5f && cb_f32(ec)[4] == 1.0f); /* neutral at 0, exactly */
+    /* q [2, 2, 3*2] scaled per head by s [3] and by s [2, 2, 3] */
+    int64_t sq[3] = {2, 2, 6}, s1 = 3, sr[3] = {2, 2, 3};
+    cb_tensor *q = cb_graph_tensor(&g, CB_F32, 3, sq), *sh = cb_graph_tensor(&g, CB_F32, 1, &s1),
+              *sp = cb_graph_tensor(&g, CB_F32, 3, sr);
+    for (int i = 0; i < 24; i++) cb_f32(q)[i] = frand();
+    for (int i = 0; i < 3; i++) cb_f32(sh)[i] = frand();
+    for (int i = 0; i < 12; i++) cb_f32(sp)[i] = frand();
+    cb_tensor *y1 = cb_head_scale(&g, q, sh, 3), *y2 = cb_head_scale(&g, q, sp, 3);
+    assert_non_null(y1);
+    assert_non_null(y2);
+    for (int r = 0; r < 4; r++)
+        for (int h = 0; h < 3; h++)
+            for (int d = 0; d < 2; d++) {
+                int i = r * 6 + h * 2 + d;
+                assert_true(cb_f32(y1)[i] == cb_f32(q)[i] * cb_f32(sh)[h]);
+                assert_true(cb_f32(y2)[i] == cb_f32(q)[i] * cb_f32(sp)[r * 3 + h]);
+            }
+    /* a scale that matches neither [H] nor [rows, H] */
+    int64_t bad = 6;
+    assert_null(cb_head_scale(&g, q, cb_graph_tensor(&g, CB_F32, 1, &bad), 3));
+    assert_non_null(strstr(cb_last_error(), "[6]"));
+    assert_non_null(strstr(cb_last_error(), "[2, 2, 6]"));
+    assert_null(cb_head_scale(&g, q, sh, 4)); /* 6 features are not 4 heads */
+    cb_graph_free(&g);
+
+    /* d exp_clamp(x) / dx = 0 where x is clamped */
+    cb_tensor *p;
+    assert_int_equal(cb_tensor_new(&p, CB_F32, CB_CPU, 2, (int64_t[]){1, 8}), CB_OK);
+    memcpy(cb_f32(p), xs, sizeof xs);
+    assert_int_equal(cb_tensor_enable_grad(p), CB_OK);
+    assert_int_equal(cb_graph_init(&g, CB_CPU), CB_OK);
+    cb_tensor *ones;
+    assert_int_equal(cb_tensor_new(&ones, CB_F32, CB_CPU, 2, (int64_t[]){1, 8}), CB_OK);
+    for (int i = 0; i < 8; i++) cb_f32(ones)[i] = 1.0f;
+    cb_tensor *l = cb_linear(&g, cb_exp_clamp(&g, p, -8.0f, 8.0f), ones, NULL);
+    assert_non_null(l);
+    assert_int_equal(cb_backward(&g, l), CB_OK);
+    for (int i = 0; i < 8; i++) {
+        double want = xs[i] < -8 || xs[i] > 8 ? 0.0 : exp((double)xs[i]);
+        assert_true(fabs(cb_f32(p->grad)[i] - want) <= 1e-6 * want);
+    }
+    cb_graph_free(&g);
+    cb_tensor_free(p);
+    cb_tensor_free(ones);
+}
+
 static void test_bad_shapes(void **state) {
     (void)state;
     cb_graph g;
@@ -269,6 +386,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_all),
         cmocka_unit_test(test_attention_forward_reference),
+        cmocka_unit_test(test_gate_ops_forward),
         cmocka_unit_test(test_bad_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

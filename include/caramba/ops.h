@@ -36,6 +36,12 @@ cb_tensor *cb_rmsnorm(cb_graph *g, cb_tensor *x, cb_tensor *w, float eps);
 cb_tensor *cb_layernorm(cb_graph *g, cb_tensor *x, cb_tensor *w, cb_tensor *b, float eps);
 
 cb_tensor *cb_silu(cb_graph *g, cb_tensor *x);
+cb_tensor *cb_sigmoid(cb_graph *g, cb_tensor *x);
+/* exp(clamp(x, lo, hi)); the gradient is zero outside [lo, hi] (it passes at the edges, as
+ * torch.clamp) */
+cb_tensor *cb_exp_clamp(cb_graph *g, cb_tensor *x, float lo, float hi);
+/* Scales each of the n_heads heads of q [..., H*hd] by s [H] (shared) or s [..., H] (per row). */
+cb_tensor *cb_head_scale(cb_graph *g, cb_tensor *q, cb_tensor *s, int n_heads);
 /* silu(gate) * up */
 cb_tensor *cb_swiglu(cb_graph *g, cb_tensor *gate, cb_tensor *up);
 

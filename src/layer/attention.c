@@ -5,6 +5,8 @@
  *   decoupled: qs [B, T, H*ds], ks [B, T, Hkv*ds] (no RoPE), qg [B, T, H*dg], kg [B, T, Hkv*dg]
  *   (RoPE), v [B, T, Hkv*hdv]; score = <qs,ks>/sqrt(ds) + <qg,kg>/sqrt(dg).
  *   y [B, T, d] = out_proj(attention).
+ *   learned_temp: logit_scale [H]; decoupled_gate: decoupled_gate_logit [H] and, dynamic,
+ *   decoupled_gate_proj.weight [H, d] (see query_factors).
  *
  * Without a context (training, plain forward) attention runs over the fresh keys. With one, the
  * layer appends its post-RoPE keys and values to the next cache; a prefill into an empty cache
@@ -51,9 +53,11 @@ cb_status cb_attention_new(cb_module **out, const cb_attention_cfg *c) {
     if (c->dropout_p > 0)
         return cb_fail(CB_ERR_UNSUPPORTED, "AttentionLayer: attention-probability dropout "
                                            "(dropout_p > 0) is not implemented; use a DropoutLayer");
-    if (c->learned_temp || c->decoupled_gate)
-        return cb_fail(CB_ERR_UNSUPPORTED,
-                       "AttentionLayer: learned_temp and decoupled_gate are not implemented yet");
+    if (c->decoupled_gate && !dec)
+        return cb_fail(CB_ERR_ARG,
+                       "AttentionLayer: decoupled_gate only applies to mode: decoupled");
+    if (c->decoupled_gate_dynamic && !c->decoupled_gate)
+        return cb_fail(CB_ERR_ARG, "AttentionLayer: decoupled_gate_dynamic needs decoupled_gate");
     CB_TRY(cb_module_alloc(out, CB_MOD_ATTENTION));
     cb_module *m = *out;
     m->attn = *c;
@@ -73,6 +77,16 @@ cb_status cb_attention_new(cb_module **out, const cb_attention_cfg *c) {
         CB_TRY(add_proj(m, "v_proj", K * c->v_head_dim, d, c->bias));
     }
     CB_TRY(add_proj(m, "out_proj", d, H * c->v_head_dim, c->bias));
+    int64_t h = H, gw[2] = {H, d};
+    /* Per-head factors start neutral: exp(0) = 1 and 2 sigmoid(0) = 1. */
+    if (c->decoupled_gate) {
+        CB_TRY(cb_module_add_param(m, "decoupled_gate_logit", 1, &h, CB_INIT_ZEROS, 0, true));
+        if (c->decoupled_gate_dynamic)
+            CB_TRY(cb_module_add_param(m, "decoupled_gate_proj.weight", 2, gw, CB_INIT_ZEROS, 0,
+                                       false));
+    }
+    if (c->learned_temp)
+        CB_TRY(cb_module_add_param(m, "logit_scale", 1, &h, CB_INIT_ZEROS, 0, true));
     return CB_OK;
 }
 
@@ -81,6 +95,35 @@ static cb_tensor *proj(cb_module *m, cb_graph *g, cb_tensor *x, const char *name
     snprintf(w, sizeof w, "%s.weight", name);
     snprintf(b, sizeof b, "%s.bias", name);
     return cb_linear(g, x, cb_module_param(m, w), cb_module_param(m, b));
+}
+
+/* Learned temperature and the DBA gate, as per-head factors on the queries: after RoPE and before
+ * any cache or attention, so fresh, cached and device-resident paths all see the same queries.
+ *   temperature: q (and q2) head h *= exp(clamp(logit_scale[h], -8, 8))          logit_scale [H]
+ *   gate: z [B, T, H] = decoupled_gate_logit [H] (+ x W_gate^T, dynamic), g = sigmoid(z);
+ *         q (semantic) *= 2 g, q2 (geometric) *= 2 - 2 g = 2 sigmoid(-z) */
+static cb_status query_factors(cb_module *m, cb_graph *g, cb_tensor *x, cb_tensor **q,
+                               cb_tensor **q2) {
+    const cb_attention_cfg *c = &m->attn;
+    int H = c->n_heads;
+    if (c->learned_temp) {
+        cb_tensor *t = cb_exp_clamp(g, cb_module_param(m, "logit_scale"), -8.0f, 8.0f);
+        *q = cb_head_scale(g, *q, t, H);
+        if (*q2) *q2 = cb_head_scale(g, *q2, t, H);
+        if (!*q || (c->mode == CB_ATTN_DECOUPLED && !*q2)) return CB_ERR_ARG;
+    }
+    if (c->decoupled_gate) {
+        cb_tensor *z = cb_module_param(m, "decoupled_gate_logit");
+        if (c->decoupled_gate_dynamic)
+            z = cb_add(g, cb_linear(g, x, cb_module_param(m, "decoupled_gate_proj.weight"), NULL),
+                       z);
+        cb_tensor *sem = cb_scale(g, cb_sigmoid(g, z), 2.0f);
+        cb_tensor *geo = cb_scale(g, cb_sigmoid(g, cb_scale(g, z, -1.0f)), 2.0f);
+        *q = cb_head_scale(g, *q, sem, H);
+        *q2 = cb_head_scale(g, *q2, geo, H);
+        if (!*q || !*q2) return CB_ERR_ARG;
+    }
+    return CB_OK;
 }
 
 cb_tensor *cb_layer_attention_forward(cb_module *m, cb_graph *g, cb_tensor *x, cb_infer_ctx *ctx) {
@@ -112,6 +155,8 @@ cb_tensor *cb_layer_attention_forward(cb_module *m, cb_graph *g, cb_tensor *x, c
     }
     cb_tensor *v = proj(m, g, x, "v_proj");
     if (!q || !k || !v || (dec && (!q2 || !k2))) return NULL;
+    if ((c->learned_temp || c->decoupled_gate) && query_factors(m, g, x, &q, &q2) != CB_OK)
+        return NULL;
 
     cb_attn_cfg ac = {
         .n_heads = c->n_heads,

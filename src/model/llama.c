@@ -46,6 +46,9 @@ static int rename_param(cb_module *m, const char *local, const char *name) {
     return 0;
 }
 
+/* A learned query temperature is not part of Hugging Face Llama: such a model keeps its tree
+ * names (an HF checkpoint could not hold logit_scale, and the Llama-only GPU decoder and HF export
+ * must not take it for plain Llama). */
 void cb_model_apply_llama_names(cb_model *m) {
     if (!is_chain(m->root) || m->vocab_size == 0) return;
     enum { CAP = 4096 };
@@ -59,8 +62,8 @@ void cb_model_apply_llama_names(cb_model *m) {
         cb_module *a = items[2 * i], *f = items[2 * i + 1];
         ok = is_residual_of(a, CB_MOD_RMSNORM, CB_MOD_ATTENTION) &&
              is_residual_of(f, CB_MOD_RMSNORM, CB_MOD_SWIGLU) &&
-             a->children[1]->attn.mode != CB_ATTN_DECOUPLED && a->children[0]->affine &&
-             f->children[0]->affine;
+             a->children[1]->attn.mode != CB_ATTN_DECOUPLED && !a->children[1]->attn.learned_temp &&
+             a->children[0]->affine && f->children[0]->affine;
     }
     cb_module *norm = ok ? items[2 * nblocks] : NULL, *lm = ok && head ? items[n - 1] : NULL;
     ok = ok && norm->kind == CB_MOD_RMSNORM && norm->affine &&

@@ -140,6 +140,21 @@ typedef struct cb_kernels {
                        int64_t step, float grad_scale);
     /* *out = sum(x^2) in f64 accumulation (for global-norm clipping) */
     cb_status (*sum_squares)(const cb_tensor *x, double *out);
+
+    /* Per-head gates and temperatures (DBA, learned temperature). Entries a backend lacks are
+     * NULL; the op layer then reports "not supported on this device".
+     *   y = sigmoid(x); dx += dy * y (1 - y)                        x, y [n] */
+    cb_status (*sigmoid_fwd)(const cb_tensor *x, cb_tensor *y);
+    cb_status (*sigmoid_bwd)(const cb_tensor *y, const cb_tensor *dy, cb_tensor *dx);
+    /*   y = exp(clamp(x, lo, hi)); dx += dy * y where lo <= x <= hi  x, y [n] */
+    cb_status (*exp_clamp_fwd)(const cb_tensor *x, float lo, float hi, cb_tensor *y);
+    cb_status (*exp_clamp_bwd)(const cb_tensor *x, const cb_tensor *y, float lo, float hi,
+                               const cb_tensor *dy, cb_tensor *dx);
+    /*   y[r, h, :] = q[r, h, :] * s[r % ns, h]   q, y [R, H*hd]; s [ns, H] (ns = 1 or R)
+     *   dq += dy * s;  ds[r % ns, h] += sum_d dy[r, h, d] * q[r, h, d] */
+    cb_status (*head_scale_fwd)(const cb_tensor *q, const cb_tensor *s, int n_heads, cb_tensor *y);
+    cb_status (*head_scale_bwd)(const cb_tensor *q, const cb_tensor *s, int n_heads,
+                                const cb_tensor *dy, cb_tensor *dq, cb_tensor *ds);
 } cb_kernels;
 
 /* The kernel table for a device (NULL with a message when the backend is not built/present). */

@@ -34,6 +34,12 @@ static const cb_kernels cpu_table = {
     .strided_copy = cb_cpu_strided_copy,
     .adamw = cb_cpu_adamw,
     .sum_squares = cb_cpu_sum_squares,
+    .sigmoid_fwd = cb_cpu_sigmoid_fwd,
+    .sigmoid_bwd = cb_cpu_sigmoid_bwd,
+    .exp_clamp_fwd = cb_cpu_exp_clamp_fwd,
+    .exp_clamp_bwd = cb_cpu_exp_clamp_bwd,
+    .head_scale_fwd = cb_cpu_head_scale_fwd,
+    .head_scale_bwd = cb_cpu_head_scale_bwd,
 };
 
 const cb_kernels *cb_cpu_kernels(void) {

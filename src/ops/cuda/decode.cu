@@ -19,10 +19,14 @@
  *            attends over [0, pos], writes argmax(logits) to tokens[pos + 1] unless that slot is
  *            still part of the prompt, then pos += 1.
  *
- * Per step: embed; per layer: rmsnorm+QKV GEMV, RoPE+cache append (quantizing), split-K
- * attention over the cache (grid kv-heads x chunks; every block covers the G query heads that
- * share its kv head, so each cache byte is read once), combine, o-proj GEMV (+= residual),
- * rmsnorm+gate/up GEMV with SwiGLU, down GEMV (+= residual); final rmsnorm + head GEMV; argmax.
+ * Per step: embed; per layer: rmsnorm+QKV GEMV; split-K attention over the cache (grid kv-heads
+ * x chunks; every block covers the G query heads that share its kv head, so each cache byte is
+ * read once) with RoPE, the cache append (quantizing) and the combine of the chunks folded in;
+ * o-proj GEMV (+= residual), rmsnorm+gate/up GEMV with SwiGLU, down GEMV (+= residual); final
+ * rmsnorm + head GEMV; argmax: 5 kernels per layer. Every kernel is a programmatic dependent
+ * launch (Hopper PDL) that lets its successor start at once: a GEMV loads its weights and a
+ * chunk of attention its first key tile before waiting for its inputs, so the next kernels'
+ * loads overlap the current kernel instead of following it.
  * GEMVs: one warp per output row, 16-byte weight loads, the input vector staged in shared memory
  * (normalised there when the rmsnorm is fused). Activations stay f32. */
 #include <math.h>
@@ -110,18 +114,39 @@ struct cb_cuda_decoder {
     size_t row_bytes;          /* bytes of one cached token row */
     int chunk, nch;            /* split-K: keys per block, blocks per kv head */
     float *x, *qkv, *att, *h, *logits, *pm, *pl, *pacc;
+    unsigned *count; /* [Hkv] finished chunks, for the attention's combine */
     int32_t *tokens;
     int64_t *state; /* [0] pos, [1] prompt length */
     uint8_t *kc, *vc;
     cudaGraphExec_t exec;
     int64_t pos, prompt; /* host mirrors */
+    bool pdl;            /* programmatic dependent launch (CARAMBA_CUDA_NO_PDL=1 turns it off) */
 };
 
 /* ---- kernels ----------------------------------------------------------------------------------
  */
 
+/* Programmatic dependent launch (Hopper): every kernel of a step is launched so that it may start
+ * while its predecessor is still running. Before pdl_wait() a kernel may only read memory that
+ * no kernel of the step writes (the weights); pdl_wait() returns once the predecessor has finished
+ * and its writes are visible, so completion is transitive down the chain. pdl_launch() lets the
+ * successor start its own prologue now. Both are no-ops for a kernel launched without the
+ * attribute. */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 __global__ void k_dec_embed(const int32_t *tokens, const int64_t *state, cb_tv emb, int d,
                             int64_t vocab, float *x) {
+    pdl_launch();
+    pdl_wait();
     int64_t tok = tokens[state[0]];
     if (tok < 0 || tok >= vocab) tok = 0; /* ids are checked on the host; never read out of range */
     for (int i = threadIdx.x; i < d; i += blockDim.x) x[i] = cb_ld(emb, tok * d + i);
@@ -145,14 +170,54 @@ struct gemv_args {
 };
 
 #define GEMV_WARPS 8
+#define GEMV_PF 8 /* 16-byte weight chunks per lane loaded before the wait: rows up to 2048 */
+
+/* 8 bf16 weights . 8 f32 inputs */
+__device__ __forceinline__ float dot8(uint4 u, const float *x8) {
+    const float4 xa = *(const float4 *)x8, xb = *(const float4 *)(x8 + 4);
+    const __nv_bfloat162 *b = (const __nv_bfloat162 *)&u;
+    float2 f0 = __bfloat1622float2(b[0]), f1 = __bfloat1622float2(b[1]);
+    float2 f2 = __bfloat1622float2(b[2]), f3 = __bfloat1622float2(b[3]);
+    return f0.x * xa.x + f0.y * xa.y + f1.x * xa.z + f1.y * xa.w + f2.x * xb.x + f2.y * xb.y +
+           f3.x * xb.z + f3.y * xb.w;
+}
+
+__device__ __forceinline__ int gemv_locate(const gemv_args &a, int r, int *lr) {
+    int s = 0;
+    *lr = r;
+    while (s + 1 < a.nseg && *lr >= a.seg[s].rows) *lr -= a.seg[s++].rows;
+    return s;
+}
 
 /* y = W . x (per segment), one warp per row; C % 8 == 0 (16-byte rows). In SWIGLU mode segment 0
- * is the gate and segment 1 the up projection (same rows) and y0[r] = silu(g) * u. */
+ * is the gate and segment 1 the up projection (same rows) and y0[r] = silu(g) * u.
+ * The weights of a warp's first row are loaded before pdl_wait(), i.e. while the previous
+ * kernels of the step still run: at batch 1 a layer's weights are a few MB, each GEMV's share of
+ * the step is the latency of its loads, and this moves them off the critical path. */
 template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(gemv_args a) {
     extern __shared__ float4 xs4[]; /* float4: 16-byte aligned for the vector reads below */
     float *xs = (float *)xs4;
     __shared__ float red[32];
-    int C = a.C;
+    int C = a.C, nchunk = C / 8;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r0 = blockIdx.x * GEMV_WARPS + warp, stride = gridDim.x * GEMV_WARPS;
+    uint4 pw[GEMV_PF], pu[MODE == GEMV_SWIGLU ? GEMV_PF : 1];
+    pdl_launch(); /* the next kernels may start prefetching too: HBM stays busy across kernels */
+    if (r0 < a.rows) {
+        int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r0, &lr);
+        if (MODE == GEMV_SWIGLU) lr = r0;
+        const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * C);
+#pragma unroll
+        for (int k = 0; k < GEMV_PF; k++)
+            if (lane + 32 * k < nchunk) pw[k] = __ldg(w0 + lane + 32 * k);
+        if (MODE == GEMV_SWIGLU) {
+            const uint4 *w1 = (const uint4 *)(a.seg[1].W + (size_t)lr * C);
+#pragma unroll
+            for (int k = 0; k < GEMV_PF; k++)
+                if (lane + 32 * k < nchunk) pu[k] = __ldg(w1 + lane + 32 * k);
+        }
+    }
+    pdl_wait();
     for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = a.x[i];
     __syncthreads();
     if (a.norm_w) {
@@ -164,32 +229,25 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
         for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = xs[i] * r * a.norm_w[i];
     }
     __syncthreads();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int nchunk = C / 8;
-    for (int r = blockIdx.x * GEMV_WARPS + warp; r < a.rows; r += gridDim.x * GEMV_WARPS) {
-        int s = 0, lr = r;
-        if (MODE != GEMV_SWIGLU)
-            while (s + 1 < a.nseg && lr >= a.seg[s].rows) lr -= a.seg[s++].rows;
+    for (int r = r0; r < a.rows; r += stride) {
+        int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r, &lr);
+        if (MODE == GEMV_SWIGLU) lr = r;
         const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * C);
         const uint4 *w1 = MODE == GEMV_SWIGLU ? (const uint4 *)(a.seg[1].W + (size_t)lr * C) : w0;
+        bool first = r == r0;
         float acc0 = 0.f, acc1 = 0.f;
-#pragma unroll 4
-        for (int c = lane; c < nchunk; c += 32) {
-            uint4 u = w0[c];
-            const float4 xa = *(const float4 *)&xs[c * 8], xb = *(const float4 *)&xs[c * 8 + 4];
-            const __nv_bfloat162 *b = (const __nv_bfloat162 *)&u;
-            float2 f0 = __bfloat1622float2(b[0]), f1 = __bfloat1622float2(b[1]);
-            float2 f2 = __bfloat1622float2(b[2]), f3 = __bfloat1622float2(b[3]);
-            acc0 += f0.x * xa.x + f0.y * xa.y + f1.x * xa.z + f1.y * xa.w + f2.x * xb.x +
-                    f2.y * xb.y + f3.x * xb.z + f3.y * xb.w;
-            if (MODE == GEMV_SWIGLU) {
-                uint4 v = w1[c];
-                const __nv_bfloat162 *e = (const __nv_bfloat162 *)&v;
-                float2 g0 = __bfloat1622float2(e[0]), g1 = __bfloat1622float2(e[1]);
-                float2 g2 = __bfloat1622float2(e[2]), g3 = __bfloat1622float2(e[3]);
-                acc1 += g0.x * xa.x + g0.y * xa.y + g1.x * xa.z + g1.y * xa.w + g2.x * xb.x +
-                        g2.y * xb.y + g3.x * xb.z + g3.y * xb.w;
+#pragma unroll
+        for (int k = 0; k < GEMV_PF; k++) {
+            int c = lane + 32 * k;
+            if (c < nchunk) {
+                acc0 += dot8(first ? pw[k] : __ldg(w0 + c), xs + c * 8);
+                if (MODE == GEMV_SWIGLU) acc1 += dot8(first ? pu[k] : __ldg(w1 + c), xs + c * 8);
             }
+        }
+#pragma unroll 4
+        for (int c = lane + 32 * GEMV_PF; c < nchunk; c += 32) {
+            acc0 += dot8(__ldg(w0 + c), xs + c * 8);
+            if (MODE == GEMV_SWIGLU) acc1 += dot8(__ldg(w1 + c), xs + c * 8);
         }
         acc0 = cb_warp_sum(acc0);
         if (MODE == GEMV_SWIGLU) acc1 = cb_warp_sum(acc1);
@@ -203,30 +261,6 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
                 y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
         }
     }
-}
-
-/* RoPE on q and k at position pos (in place), then k and v appended to the cache row pos.
- * One block. qkv = [q (H*hd) | k (Hkv*hd) | v (Hkv*hd)]. */
-template <int KV>
-__global__ void k_dec_rope_append(float *qkv, const int64_t *state, const float *cs,
-                                  const float *sn, int P, int H, int Hkv, int hd, uint8_t *kc,
-                                  uint8_t *vc, size_t row_bytes) {
-    int64_t pos = state[0];
-    int nq = H * P, nk = Hkv * P;
-    float *k = qkv + (size_t)H * hd, *v = k + (size_t)Hkv * hd;
-    for (int t = threadIdx.x; t < nq + nk; t += blockDim.x) {
-        int head = t < nq ? t / P : (t - nq) / P, i = t < nq ? t % P : (t - nq) % P;
-        float *base = (t < nq ? qkv : k) + (size_t)head * hd;
-        float c = cs[pos * P + i], s = sn[pos * P + i];
-        float x1 = base[i], x2 = base[i + P];
-        base[i] = x1 * c - x2 * s;
-        base[i + P] = x2 * c + x1 * s;
-    }
-    __syncthreads();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    int W = Hkv * hd;
-    quant_row<KV>(k, W, kc + (size_t)pos * row_bytes, warp, nw, lane);
-    quant_row<KV>(v, W, vc + (size_t)pos * row_bytes, warp, nw, lane);
 }
 
 #define ATT_THREADS 128 /* = keys per tile */
@@ -258,7 +292,7 @@ template <int KV, int HD> struct tile_io {
         for (int k = 0; k < W; k++) {
             int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
             if (row < rows)
-                r[k] = __ldg((const word *)(src + (size_t)row * row_bytes + sizeof(word) * w));
+                r[k] = *(const word *)(src + (size_t)row * row_bytes + sizeof(word) * w);
         }
     }
     __device__ __forceinline__ void store(uint8_t *tile, int rows) const {
@@ -270,9 +304,10 @@ template <int KV, int HD> struct tile_io {
     }
 };
 
-/* Values [32 b, 32 b + 32) of a staged head segment. */
+/* Values [32 b, 32 b + 32) of a staged head segment as codes; returns the block's scale
+ * (value = code * scale; f16: the values and 1), so the dot products multiply once per block. */
 template <int KV>
-__device__ __forceinline__ void seg_span32(const uint8_t *row, int b, float *out) {
+__device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *out) {
     if (KV == CB_F16) {
         const uint32_t *p = (const uint32_t *)(row + 64 * b);
 #pragma unroll
@@ -281,87 +316,146 @@ __device__ __forceinline__ void seg_span32(const uint8_t *row, int b, float *out
             out[2 * k] = f.x;
             out[2 * k + 1] = f.y;
         }
+        return 1.f;
     } else if (KV == CB_Q8_0) {
         const uint8_t *blk = row + 34 * b;
-        float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
         const uint16_t *qs = (const uint16_t *)(blk + 2);
 #pragma unroll
         for (int k = 0; k < 16; k++) {
             uint16_t w = qs[k];
-            out[2 * k] = (float)(int8_t)(w & 0xff) * d;
-            out[2 * k + 1] = (float)(int8_t)(w >> 8) * d;
+            out[2 * k] = (float)(int8_t)(w & 0xff);
+            out[2 * k + 1] = (float)(int8_t)(w >> 8);
         }
+        return __half2float(__ushort_as_half(*(const uint16_t *)blk));
     } else {
         const uint8_t *blk = row + 18 * b;
-        float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
         const uint16_t *qs = (const uint16_t *)(blk + 2);
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             uint16_t w = qs[k];
             int b0 = w & 0xff, b1 = w >> 8;
-            out[2 * k] = (float)((b0 & 15) - 8) * d;
-            out[2 * k + 1] = (float)((b1 & 15) - 8) * d;
-            out[16 + 2 * k] = (float)((b0 >> 4) - 8) * d;
-            out[16 + 2 * k + 1] = (float)((b1 >> 4) - 8) * d;
+            out[2 * k] = (float)((b0 & 15) - 8);
+            out[2 * k + 1] = (float)((b1 & 15) - 8);
+            out[16 + 2 * k] = (float)((b0 >> 4) - 8);
+            out[16 + 2 * k + 1] = (float)((b1 >> 4) - 8);
         }
+        return __half2float(__ushort_as_half(*(const uint16_t *)blk));
     }
 }
 
-/* Value e of a staged head segment. */
-template <int KV> __device__ __forceinline__ float seg_elem(const uint8_t *row, int e) {
-    if (KV == CB_F16) return __half2float(((const __half *)row)[e]);
-    int b = e >> 5, i = e & 31;
+/* Values [e, e + 4) (e % 4 == 0) of a staged head segment as codes; returns their scale. */
+template <int KV> __device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v) {
+    if (KV == CB_F16) {
+        const uint32_t *p = (const uint32_t *)(row + 2 * e);
+        float2 a = __half22float2(*(const __half2 *)&p[0]),
+               b = __half22float2(*(const __half2 *)&p[1]);
+        v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+        return 1.f;
+    }
+    int blkno = e >> 5, i = e & 31;
+    const uint8_t *blk = row + (KV == CB_Q8_0 ? 34 : 18) * blkno;
+    float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
     if (KV == CB_Q8_0) {
-        const uint8_t *blk = row + 34 * b;
-        return (float)(int8_t)blk[2 + i] * __half2float(__ushort_as_half(*(const uint16_t *)blk));
+        const uint16_t *q = (const uint16_t *)(blk + 2 + i);
+        uint16_t w0 = q[0], w1 = q[1];
+        v[0] = (float)(int8_t)(w0 & 0xff), v[1] = (float)(int8_t)(w0 >> 8);
+        v[2] = (float)(int8_t)(w1 & 0xff), v[3] = (float)(int8_t)(w1 >> 8);
+    } else {
+        const uint16_t *q = (const uint16_t *)(blk + 2 + (i & 15));
+        int sh = i < 16 ? 0 : 4;
+        uint16_t w0 = q[0], w1 = q[1];
+        v[0] = (float)(((w0 >> sh) & 15) - 8), v[1] = (float)(((w0 >> (8 + sh)) & 15) - 8);
+        v[2] = (float)(((w1 >> sh) & 15) - 8), v[3] = (float)(((w1 >> (8 + sh)) & 15) - 8);
     }
-    const uint8_t *blk = row + 18 * b;
-    int byte = blk[2 + (i & 15)];
-    return (float)((i < 16 ? (byte & 15) : (byte >> 4)) - 8) *
-           __half2float(__ushort_as_half(*(const uint16_t *)blk));
+    return d;
 }
 
-/* Split-K attention over the cache for one kv head and one chunk of keys (a multiple of 128).
- * q [H*HD] f32 (roped); partials pm/pl [H][nch] (max in the log2 domain, sum), pacc
- * [H][nch][HD]. Keys [0, pos] are visible (the cache holds the current token too).
- * Pass 1 stages 128 key rows at a time in shared memory (coalesced loads of the head's bytes,
- * the next tile's loads issued before the current tile is scored; the first value tile's during
- * the last key tile), one thread scores one key for the G query heads; pass 2 stages value rows
- * the same way and
- * accumulates with threads over (dimension, key subset); the partial softmax statistics go to
- * the combine kernel. */
+/* RoPE of element e of one head (pairs (i, i + P), i < P; the rest unrotated) at a position
+ * whose tables are cr / sr [P]. */
+__device__ __forceinline__ float rope_elem(const float *h, int e, int P, const float *cr,
+                                           const float *sr) {
+    if (e >= 2 * P) return h[e];
+    return e < P ? h[e] * cr[e] - h[e + P] * sr[e] : h[e] * cr[e - P] + h[e - P] * sr[e - P];
+}
+
+/* Split-K attention over the cache for one kv head and one chunk of keys, with the step's RoPE,
+ * cache append and the combine of the partials folded in (three launches per layer fewer).
+ *   qkv [H*HD | Hkv*HD | Hkv*HD] f32 (un-rotated, as the QKV GEMV wrote them); cs/sn [rows][P]
+ *   kc/vc [max_len][row_bytes] this layer's cache; keys [0, pos] are visible, pos = state[0]
+ *   pm/pl [H][nch] (max in the log2 domain, sum), pacc [H][nch][HD]: the chunks' partials
+ *   count [Hkv]: finished chunks per kv head (zero between launches); att [H*HD] the output
+ * grid (Hkv, nch) where chunks past the cache return at once; block ATT_THREADS.
+ * Every block rotates the G query heads it serves; the block whose chunk holds pos rotates that
+ * token's k, appends k and v to the cache (quantized exactly as quant_row) and reads them back
+ * like any other row. Pass 1 stages 128 key rows at a time in shared memory (coalesced loads of
+ * the head's bytes, the next tile's loads issued before the current tile is scored; the first
+ * value tile's during the last key tile), one thread scores one key for the G query heads;
+ * pass 2 stages value rows the same way, a thread accumulating 4 dimensions over a subset of the
+ * keys. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
 template <int KV, int HD, int G>
 __global__ void __launch_bounds__(ATT_THREADS)
-    k_dec_attn(const float *q, const int64_t *state, const uint8_t *kc, const uint8_t *vc,
-               size_t row_bytes, int chunk, int nch, float scale_log2, float *pm, float *pl,
-               float *pacc) {
-    constexpr int SBS = kv_seg<KV, HD>::SBS, NG = ATT_THREADS / HD;
+    k_dec_attn(const float *qkv, const int64_t *state, const float *cs, const float *sn, int P,
+               int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t row_bytes, int chunk, int nch,
+               float scale_log2, float *pm, float *pl, float *pacc, unsigned *count, float *att) {
+    constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
+    constexpr int Q = HD / 4, NG = ATT_THREADS / Q, NP = HD >= ATT_THREADS ? 1 : ATT_THREADS / HD;
     extern __shared__ float4 sm4[];
-    float *qs = (float *)sm4;                       /* [G][HD] */
-    float *sc = qs + G * HD;                        /* [G][chunk] */
-    float *red = sc + G * chunk;                    /* [NG][G][HD] */
-    uint8_t *tile = (uint8_t *)(red + NG * G * HD); /* [ATT_THREADS][SBS] */
-    __shared__ float rsh[32];
-    int kvh = blockIdx.x, c = blockIdx.y;
-    int64_t len = state[0] + 1;
-    int64_t s0 = (int64_t)c * chunk, s1 = s0 + chunk < len ? s0 + chunk : len;
-    int tid = threadIdx.x;
-    if (s0 >= len) { /* past the cache: an empty partial */
-        for (int i = tid; i < G * HD; i += ATT_THREADS) {
-            int g = i / HD, e = i % HD, h = kvh * G + g;
-            pacc[((size_t)h * nch + c) * HD + e] = 0.f;
-            if (e == 0) {
-                pm[(size_t)h * nch + c] = -INFINITY;
-                pl[(size_t)h * nch + c] = 0.f;
-            }
-        }
+    const int scw = chunk > nch ? chunk : nch;
+    float *qs = (float *)sm4;                    /* [G][HD] */
+    float *sc = qs + G * HD;                     /* [G][scw] scores, then combine weights */
+    float *red = sc + G * scw;                   /* [NG][G][HD] */
+    float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
+    uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] */
+    __shared__ int last;
+    int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
+    pdl_launch();
+    /* pos was written by the previous step (an earlier graph launch), and rows before pos by
+     * earlier steps: a chunk without the current token loads its first key tile before the
+     * wait, while the QKV GEMV still runs */
+    int64_t pos = state[0], len = pos + 1;
+    int nact = (int)((len + chunk - 1) / chunk);
+    if (c >= nact) { /* past the cache */
+        pdl_wait();
         return;
     }
-    for (int i = tid; i < G * HD; i += ATT_THREADS)
-        qs[i] = q[(size_t)kvh * G * HD + i] * scale_log2;
+    int64_t s0 = (int64_t)c * chunk, s1 = s0 + chunk < len ? s0 + chunk : len;
     int n = (int)(s1 - s0);
+    bool owner = s1 == len; /* this chunk holds the current token */
     tile_io<KV, HD> io;
-    io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+    if (!owner)
+        io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+    pdl_wait();
+    const float *cr = cs + pos * P, *sr = sn + pos * P;
+    for (int i = tid; i < G * HD; i += ATT_THREADS) {
+        int e = i % HD;
+        qs[i] = rope_elem(qkv + (size_t)kvh * G * HD + (i - e), e, P, cr, sr) * scale_log2;
+    }
+    if (owner) {
+        const float *kh = qkv + (size_t)(H + kvh) * HD, *vh = qkv + (size_t)(H + Hkv + kvh) * HD;
+        for (int e = tid; e < HD; e += ATT_THREADS) {
+            kvrow[e] = rope_elem(kh, e, P, cr, sr);
+            kvrow[HD + e] = vh[e];
+        }
+        __syncthreads();
+        uint8_t *kd = kc + (size_t)pos * row_bytes + (size_t)kvh * SB;
+        uint8_t *vd = vc + (size_t)pos * row_bytes + (size_t)kvh * SB;
+        if (KV == CB_F16) {
+            for (int e = tid; e < HD; e += ATT_THREADS) {
+                ((__half *)kd)[e] = __float2half_rn(kvrow[e]);
+                ((__half *)vd)[e] = __float2half_rn(kvrow[HD + e]);
+            }
+        } else {
+            const int bb = KV == CB_Q8_0 ? 34 : 18, nb = HD / 32;
+            int warp = tid >> 5, lane = tid & 31;
+            for (int b = warp; b < 2 * nb; b += ATT_THREADS / 32) {
+                int which = b >= nb, bi = b - which * nb;
+                quant_block<KV>(kvrow[which * HD + bi * 32 + lane], (which ? vd : kd) + bi * bb,
+                                lane);
+            }
+        }
+        __syncthreads(); /* publishes the new row to the block's own loads */
+        io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+    }
     /* pass 1: scores */
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
         int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
@@ -382,40 +476,44 @@ __global__ void __launch_bounds__(ATT_THREADS)
             for (int g = 0; g < G; g++) dot[g] = 0.f;
 #pragma unroll
             for (int b = 0; b < HD / 32; b++) {
-                float kv[32];
-                seg_span32<KV>(row, b, kv);
+                float kv[32], part[G];
+                float dsc = seg_span32<KV>(row, b, kv);
+#pragma unroll
+                for (int g = 0; g < G; g++) part[g] = 0.f;
 #pragma unroll
                 for (int e = 0; e < 32; e++)
 #pragma unroll
-                    for (int g = 0; g < G; g++) dot[g] += qs[g * HD + b * 32 + e] * kv[e];
+                    for (int g = 0; g < G; g++) part[g] += qs[g * HD + b * 32 + e] * kv[e];
+#pragma unroll
+                for (int g = 0; g < G; g++) dot[g] += part[g] * dsc;
             }
 #pragma unroll
-            for (int g = 0; g < G; g++) sc[g * chunk + t0 + tid] = dot[g];
+            for (int g = 0; g < G; g++) sc[g * scw + t0 + tid] = dot[g];
         }
     }
     __syncthreads();
-    float mx[G], sum[G];
-#pragma unroll
-    for (int g = 0; g < G; g++) {
+    __shared__ float smx[G], ssum[G];
+    int warp = tid >> 5, lane = tid & 31;
+    for (int g = warp; g < G; g += ATT_THREADS / 32) { /* a warp per query head */
         float m = -INFINITY;
-        for (int j = tid; j < n; j += ATT_THREADS) m = fmaxf(m, sc[g * chunk + j]);
-        mx[g] = cb_block_max(m, rsh);
-    }
-#pragma unroll
-    for (int g = 0; g < G; g++) {
-        float s = 0.f;
-        for (int j = tid; j < n; j += ATT_THREADS) {
-            float p = exp2f(sc[g * chunk + j] - mx[g]);
-            sc[g * chunk + j] = p;
-            s += p;
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g * scw + j]);
+        m = cb_warp_max(m);
+        float sm = 0.f;
+        for (int j = lane; j < n; j += 32) {
+            float p = exp2f(sc[g * scw + j] - m);
+            sc[g * scw + j] = p;
+            sm += p;
         }
-        sum[g] = cb_block_sum(s, rsh);
+        sm = cb_warp_sum(sm);
+        if (lane == 0) smx[g] = m, ssum[g] = sm;
     }
-    /* pass 2: P . V, thread = (dimension e, keys j = grp mod NG) */
-    int e = tid % HD, grp = tid / HD;
-    float acc[G];
+    /* pass 2: P . V, thread = (dimensions 4 q .. 4 q + 3, keys j = grp mod NG) */
+    int q4 = tid % Q, grp = tid / Q;
+    float acc[G][4];
 #pragma unroll
-    for (int g = 0; g < G; g++) acc[g] = 0.f;
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int k = 0; k < 4; k++) acc[g][k] = 0.f;
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
         int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
         __syncthreads();
@@ -425,62 +523,75 @@ __global__ void __launch_bounds__(ATT_THREADS)
         if (t1 < n)
             io.fetch(vc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh,
                      n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
-#pragma unroll 4
+#pragma unroll 2
         for (int j = grp; j < rows; j += NG) {
-            float v = seg_elem<KV>(tile + j * SBS, e);
+            float v[4];
+            float dsc = seg_quad<KV>(tile + j * SBS, 4 * q4, v);
 #pragma unroll
-            for (int g = 0; g < G; g++) acc[g] += sc[g * chunk + t0 + j] * v;
+            for (int g = 0; g < G; g++) {
+                float p = sc[g * scw + t0 + j] * dsc;
+#pragma unroll
+                for (int k = 0; k < 4; k++) acc[g][k] += p * v[k];
+            }
         }
     }
 #pragma unroll
-    for (int g = 0; g < G; g++) red[(grp * G + g) * HD + e] = acc[g];
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int k = 0; k < 4; k++) red[(grp * G + g) * HD + 4 * q4 + k] = acc[g][k];
     __syncthreads();
     for (int i = tid; i < G * HD; i += ATT_THREADS) {
         int g = i / HD, ee = i % HD, h = kvh * G + g;
         float s = 0.f;
+#pragma unroll
         for (int w = 0; w < NG; w++) s += red[(w * G + g) * HD + ee];
         pacc[((size_t)h * nch + c) * HD + ee] = s;
     }
     if (tid == 0)
 #pragma unroll
         for (int g = 0; g < G; g++) {
-            pm[(size_t)(kvh * G + g) * nch + c] = mx[g];
-            pl[(size_t)(kvh * G + g) * nch + c] = sum[g];
+            pm[(size_t)(kvh * G + g) * nch + c] = smx[g];
+            pl[(size_t)(kvh * G + g) * nch + c] = ssum[g];
         }
-}
-
-/* att[h*HD + e] = sum_c 2^(m_c - M) acc_c[e] / sum_c 2^(m_c - M) l_c.  grid H, block 256,
- * shared memory nch floats (the weights 2^(m_c - M)); the partials are split over the threads
- * (a long cache has hundreds of them per head). */
-#define COMB_THREADS 256
-__global__ void __launch_bounds__(COMB_THREADS)
-    k_dec_combine(const float *pm, const float *pl, const float *pacc, int nch, int HD,
-                  float *att) {
-    extern __shared__ float wts[];
-    __shared__ float rsh[32];
-    __shared__ float part[COMB_THREADS];
-    int h = blockIdx.x, tid = threadIdx.x;
-    const float *m = pm + (size_t)h * nch, *l = pl + (size_t)h * nch;
-    float M = -INFINITY;
-    for (int c = tid; c < nch; c += COMB_THREADS) M = fmaxf(M, m[c]);
-    M = cb_block_max(M, rsh);
-    float den = 0.f;
-    for (int c = tid; c < nch; c += COMB_THREADS) {
-        float w = m[c] == -INFINITY ? 0.f : exp2f(m[c] - M);
-        wts[c] = w;
-        den += w * l[c];
-    }
-    den = cb_block_sum(den, rsh); /* its barriers also publish wts */
-    int P = COMB_THREADS / HD, e = tid % HD, p = tid / HD;
-    float num = 0.f;
-    if (p < P)
-        for (int c = p; c < nch; c += P) num += wts[c] * pacc[((size_t)h * nch + c) * HD + e];
-    part[tid] = num;
+    /* the last chunk of this kv head to finish combines:
+     * att[h*HD + e] = sum_c 2^(m_c - M) acc_c[e] / sum_c 2^(m_c - M) l_c */
+    __threadfence();
     __syncthreads();
-    if (tid < HD) {
+    if (tid == 0) last = atomicAdd(&count[kvh], 1u) == (unsigned)nact - 1;
+    __syncthreads();
+    if (!last) return;
+    if (tid == 0) count[kvh] = 0; /* ready for the next layer */
+    __threadfence();
+    for (int g = warp; g < G; g += ATT_THREADS / 32) { /* a warp per query head */
+        const float *m = pm + (size_t)(kvh * G + g) * nch, *l = pl + (size_t)(kvh * G + g) * nch;
+        float M = -INFINITY;
+        for (int k = lane; k < nact; k += 32) M = fmaxf(M, __ldcg(m + k));
+        M = cb_warp_max(M);
+        float ds = 0.f;
+        for (int k = lane; k < nact; k += 32) {
+            float mk = __ldcg(m + k), w = mk == -INFINITY ? 0.f : exp2f(mk - M);
+            sc[g * scw + k] = w;
+            ds += w * __ldcg(l + k);
+        }
+        ds = cb_warp_sum(ds);
+        if (lane == 0) ssum[g] = ds; /* the denominator now */
+    }
+    __syncthreads();
+    int e = tid % HD, p = tid / HD;
+    if (p < NP)
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            const float *a = pacc + (size_t)(kvh * G + g) * nch * HD + e;
+            float num = 0.f;
+            for (int k = p; k < nact; k += NP) num += sc[g * scw + k] * __ldcg(a + (size_t)k * HD);
+            red[(p * G + g) * HD + e] = num;
+        }
+    __syncthreads();
+    for (int i = tid; i < G * HD; i += ATT_THREADS) {
+        int g = i / HD, ee = i % HD;
         float s = 0.f;
-        for (int k = 0; k < P; k++) s += part[k * HD + tid];
-        att[(size_t)h * HD + tid] = den > 0.f ? s / den : 0.f;
+        for (int k = 0; k < NP; k++) s += red[(k * G + g) * HD + ee];
+        att[(size_t)(kvh * G + g) * HD + ee] = ssum[g] > 0.f ? s / ssum[g] : 0.f;
     }
 }
 
@@ -489,6 +600,8 @@ __global__ void __launch_bounds__(COMB_THREADS)
 __global__ void k_dec_argmax(const float *logits, int64_t V, int32_t *tokens, int64_t *state) {
     __shared__ float bv[32];
     __shared__ int64_t bi[32];
+    pdl_launch();
+    pdl_wait();
     float best = -INFINITY;
     int64_t idx = V; /* sentinel: larger than any index */
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
@@ -622,16 +735,17 @@ static void *dalloc(size_t bytes) {
 extern "C" void cb_cuda_dec_free(cb_cuda_decoder *d) {
     if (!d) return;
     if (d->exec) cudaGraphExecDestroy(d->exec);
-    void *bufs[] = {d->x,  d->qkv,  d->att,    d->h,     d->logits, d->pm,
-                    d->pl, d->pacc, d->tokens, d->state, d->kc,     d->vc};
+    void *bufs[] = {d->x,    d->qkv,   d->att,    d->h,     d->logits, d->pm, d->pl,
+                    d->pacc, d->count, d->tokens, d->state, d->kc,     d->vc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) cb_cuda_free(bufs[i]);
     free(d->layers);
     free(d);
 }
 
-typedef void (*attn_fn)(const float *, const int64_t *, const uint8_t *, const uint8_t *, size_t,
-                        int, int, float, float *, float *, float *);
+typedef void (*attn_fn)(const float *, const int64_t *, const float *, const float *, int, int, int,
+                        uint8_t *, uint8_t *, size_t, int, int, float, float *, float *, float *,
+                        unsigned *, float *);
 
 template <int KV, int HD> static attn_fn pick_g(int G) {
     switch (G) {
@@ -677,23 +791,39 @@ static int seg_stride(int kv, int HD) {
 }
 
 static size_t attn_smem(const cb_cuda_decoder *d) {
-    int G = d->cfg.n_heads / d->cfg.n_kv_heads, HD = d->cfg.head_dim;
-    return sizeof(float) *
-               ((size_t)G * HD + (size_t)G * d->chunk + (ATT_THREADS / HD) * (size_t)G * HD) +
-           (size_t)ATT_THREADS * seg_stride(d->kv, HD);
+    size_t G = (size_t)(d->cfg.n_heads / d->cfg.n_kv_heads), HD = (size_t)d->cfg.head_dim;
+    size_t scw = (size_t)(d->chunk > d->nch ? d->chunk : d->nch), NG = ATT_THREADS / (HD / 4);
+    return sizeof(float) * (G * HD + G * scw + NG * G * HD + 2 * HD) +
+           (size_t)ATT_THREADS * seg_stride(d->kv, (int)HD);
 }
 
-static cb_status gemv(cb_cuda_ctx *c, int mode, const gemv_args &a) {
+/* Launches kernel k on the step's stream, as a programmatic dependent of the previous launch when
+ * the decoder uses PDL and the kernel has a predecessor in the step. */
+template <typename... P, typename... A>
+static cb_status launch(const cb_cuda_decoder *d, cb_cuda_ctx *c, const char *what, bool dependent,
+                        void (*k)(P...), dim3 grid, dim3 block, size_t smem, A... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = d->pdl && dependent ? 1 : 0;
+    return cb_cu_check(cudaLaunchKernelEx(&cfg, k, ((P)args)...), what);
+}
+
+static cb_status gemv(const cb_cuda_decoder *d, cb_cuda_ctx *c, int mode, const gemv_args &a) {
     int blocks = (a.rows + GEMV_WARPS - 1) / GEMV_WARPS;
     if (blocks > 8 * c->num_sms) blocks = 8 * c->num_sms;
     size_t smem = sizeof(float) * (size_t)a.C;
+    dim3 g(blocks), b(GEMV_WARPS * 32);
     if (mode == GEMV_STORE)
-        k_gemv<GEMV_STORE><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
-    else if (mode == GEMV_ADD)
-        k_gemv<GEMV_ADD><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
-    else
-        k_gemv<GEMV_SWIGLU><<<blocks, GEMV_WARPS * 32, smem, c->stream>>>(a);
-    return cb_cu_launch_check("decode gemv");
+        return launch(d, c, "decode gemv", true, k_gemv<GEMV_STORE>, g, b, smem, a);
+    if (mode == GEMV_ADD) return launch(d, c, "decode gemv", true, k_gemv<GEMV_ADD>, g, b, smem, a);
+    return launch(d, c, "decode gemv", true, k_gemv<GEMV_SWIGLU>, g, b, smem, a);
 }
 
 /* Enqueues one decode step on the stream (captured into the graph). */
@@ -701,8 +831,8 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
     const cb_cuda_dec_cfg &f = d->cfg;
     int H = f.n_heads, Hkv = f.n_kv_heads, hd = f.head_dim, dm = f.d_model, G = H / Hkv;
     cb_tv emb = {(void *)f.embed, f.embed_dtype};
-    k_dec_embed<<<1, 256, 0, c->stream>>>(d->tokens, d->state, emb, dm, f.vocab, d->x);
-    CB_CU_LAUNCHED("decode embed");
+    CB_TRY(launch(d, c, "decode embed", false, k_dec_embed, dim3(1), dim3(256), 0, d->tokens,
+                  d->state, emb, dm, f.vocab, d->x));
     size_t layer_bytes = (size_t)f.max_len * d->row_bytes;
     attn_fn attn = pick_attn(d->kv, hd, G);
     float scale_log2 = 1.4426950408889634f / sqrtf((float)hd);
@@ -717,52 +847,36 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         a.seg[1] = {(const __nv_bfloat16 *)L.wk, k, Hkv * hd};
         a.seg[2] = {(const __nv_bfloat16 *)L.wv, v, Hkv * hd};
         a.nseg = 3, a.rows = (H + 2 * Hkv) * hd;
-        CB_TRY(gemv(c, GEMV_STORE, a));
-        if (d->kv == CB_F16)
-            k_dec_rope_append<CB_F16><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos,
-                                                                f.rope_sin, f.rope_pairs, H, Hkv,
-                                                                hd, kc, vc, d->row_bytes);
-        else if (d->kv == CB_Q8_0)
-            k_dec_rope_append<CB_Q8_0><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos,
-                                                                 f.rope_sin, f.rope_pairs, H, Hkv,
-                                                                 hd, kc, vc, d->row_bytes);
-        else
-            k_dec_rope_append<CB_Q4_0><<<1, 256, 0, c->stream>>>(d->qkv, d->state, f.rope_cos,
-                                                                 f.rope_sin, f.rope_pairs, H, Hkv,
-                                                                 hd, kc, vc, d->row_bytes);
-        CB_CU_LAUNCHED("decode rope/append");
-        attn<<<dim3(Hkv, d->nch), ATT_THREADS, attn_smem(d), c->stream>>>(
-            q, d->state, kc, vc, d->row_bytes, d->chunk, d->nch, scale_log2, d->pm, d->pl, d->pacc);
-        CB_CU_LAUNCHED("decode attention");
-        k_dec_combine<<<H, COMB_THREADS, sizeof(float) * (size_t)d->nch, c->stream>>>(
-            d->pm, d->pl, d->pacc, d->nch, hd, d->att);
-        CB_CU_LAUNCHED("decode attention combine");
+        CB_TRY(gemv(d, c, GEMV_STORE, a));
+        CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch), dim3(ATT_THREADS),
+                      attn_smem(d), (const float *)d->qkv, (const int64_t *)d->state, f.rope_cos,
+                      f.rope_sin, f.rope_pairs, H, Hkv, kc, vc, d->row_bytes, d->chunk, d->nch,
+                      scale_log2, d->pm, d->pl, d->pacc, d->count, d->att));
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
         a.seg[0] = {(const __nv_bfloat16 *)L.wo, d->x, dm};
         a.nseg = 1, a.rows = dm;
-        CB_TRY(gemv(c, GEMV_ADD, a));
+        CB_TRY(gemv(d, c, GEMV_ADD, a));
         memset(&a, 0, sizeof a);
         a.x = d->x, a.C = dm, a.norm_w = L.mlp_norm, a.eps = f.rms_eps;
         a.seg[0] = {(const __nv_bfloat16 *)L.wg, d->h, f.d_ff};
         a.seg[1] = {(const __nv_bfloat16 *)L.wu, d->h, f.d_ff};
         a.nseg = 2, a.rows = f.d_ff;
-        CB_TRY(gemv(c, GEMV_SWIGLU, a));
+        CB_TRY(gemv(d, c, GEMV_SWIGLU, a));
         memset(&a, 0, sizeof a);
         a.x = d->h, a.C = f.d_ff;
         a.seg[0] = {(const __nv_bfloat16 *)L.wd, d->x, dm};
         a.nseg = 1, a.rows = dm;
-        CB_TRY(gemv(c, GEMV_ADD, a));
+        CB_TRY(gemv(d, c, GEMV_ADD, a));
     }
     gemv_args a;
     memset(&a, 0, sizeof a);
     a.x = d->x, a.C = dm, a.norm_w = f.final_norm, a.eps = f.rms_eps;
     a.seg[0] = {(const __nv_bfloat16 *)f.lm_head, d->logits, (int)f.vocab};
     a.nseg = 1, a.rows = (int)f.vocab;
-    CB_TRY(gemv(c, GEMV_STORE, a));
-    k_dec_argmax<<<1, 1024, 0, c->stream>>>(d->logits, f.vocab, d->tokens, d->state);
-    CB_CU_LAUNCHED("decode argmax");
-    return CB_OK;
+    CB_TRY(gemv(d, c, GEMV_STORE, a));
+    return launch(d, c, "decode argmax", true, k_dec_argmax, dim3(1), dim3(1024), 0,
+                  (const float *)d->logits, f.vocab, d->tokens, d->state);
 }
 
 extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder **out) {
@@ -804,7 +918,9 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
      * for short caches and of whole tiles (128 keys) beyond, and a chunk's scores must fit 16 KB
      * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
      * of 128-key chunks; the fixed cost per block dominates) */
-    int64_t target = (4 * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
+    const char *bps_env = getenv("CARAMBA_CUDA_DEC_BLOCKS_PER_SM"); /* tuning experiments */
+    int64_t bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env) : 4;
+    int64_t target = (bps * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
     chunk = chunk <= 96 ? (chunk + 31) / 32 * 32
                         : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
@@ -822,13 +938,14 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->pm = (float *)dalloc(sizeof(float) * H * d->nch);
     d->pl = (float *)dalloc(sizeof(float) * H * d->nch);
     d->pacc = (float *)dalloc(sizeof(float) * H * d->nch * hd);
+    d->count = (unsigned *)dalloc(sizeof(unsigned) * (size_t)f.n_kv_heads);
     d->tokens = (int32_t *)dalloc(sizeof(int32_t) * (size_t)(f.max_len + 1));
     d->state = (int64_t *)dalloc(sizeof(int64_t) * 2);
     size_t cache = (size_t)f.n_layers * (size_t)f.max_len * d->row_bytes;
     d->kc = (uint8_t *)dalloc(cache);
     d->vc = (uint8_t *)dalloc(cache);
     if (!d->x || !d->qkv || !d->att || !d->h || !d->logits || !d->pm || !d->pl || !d->pacc ||
-        !d->tokens || !d->state || !d->kc || !d->vc) {
+        !d->count || !d->tokens || !d->state || !d->kc || !d->vc) {
         cb_cuda_dec_free(d);
         return CB_ERR_NOMEM;
     }
@@ -836,6 +953,9 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     if (st == CB_OK) st = cb_cuda_memset0(d->vc, cache);
     if (st == CB_OK) st = cb_cuda_memset0(d->tokens, sizeof(int32_t) * (size_t)(f.max_len + 1));
     if (st == CB_OK) st = cb_cuda_memset0(d->state, sizeof(int64_t) * 2);
+    if (st == CB_OK) st = cb_cuda_memset0(d->count, sizeof(unsigned) * (size_t)f.n_kv_heads);
+    const char *no_pdl = getenv("CARAMBA_CUDA_NO_PDL");
+    d->pdl = !(no_pdl && *no_pdl && strcmp(no_pdl, "0"));
     size_t smem = attn_smem(d);
     if (st == CB_OK && smem > 48 * 1024)
         st = cb_cu_check(cudaFuncSetAttribute((const void *)pick_attn(d->kv, hd, G),

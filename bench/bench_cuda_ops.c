@@ -161,7 +161,7 @@ static void bench_rows(cb_dtype dt, int64_t R, int64_t D, int64_t V) {
     snprintf(lbl, sizeof lbl, "cross_entropy fwd %s %lldx%lld", cb_dtype_name(dt), (long long)R,
              (long long)V);
     row(lbl, t, 0, (double)R * V * es);
-    t = TIME(5, CHK(K->cross_entropy_bwd(lg, tg, -100, lse, 1.f, cnt, dl)));
+    t = TIME(5, CHK(K->cross_entropy_bwd(lg, tg, -100, lse, 1.f, cnt, dl, false)));
     snprintf(lbl, sizeof lbl, "cross_entropy bwd %s %lldx%lld (f32 dlogits +=)", cb_dtype_name(dt),
              (long long)R, (long long)V);
     row(lbl, t, 0, (double)R * V * (es + 8));

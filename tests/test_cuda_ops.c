@@ -702,7 +702,7 @@ static void test_cross_entropy(void **state) {
     FOR_DT(dt) {
         for (int it = 0; it < 3; it++) {
             cb_dtype idt = it == 1 ? CB_I64 : CB_I32;
-            int64_t N = 29, V = it == 2 ? 50257 : 1031, ignore = -100;
+            int64_t N = 29, V = it == 2 ? 50257 : it == 1 ? 1024 : 1031, ignore = -100;
             cb_tensor *logits = hrand_dt(2, SHAPE(N, V), -5.f, 5.f, dt), *lg_d = dev(logits, dt);
             cb_tensor *tg = ids_host(N, 0, V, idt);
             for (int64_t i = 0; i < N; i += 5) { /* every fifth row ignored */
@@ -722,10 +722,22 @@ static void test_cross_entropy(void **state) {
             snprintf(w, sizeof w, "cross_entropy_fwd.lse[%s,%s] V=%lld", dtn(dt), dtn(idt), (long long)V);
             expect_close(w, lse_d, lse, 1e-6, 1e-5);
             cb_tensor *dl = HRAND(CB_F32, N, V), *dl_d = dev(dl, CB_F32);
-            CHECK(C->cross_entropy_bwd(logits, tg, ignore, lse, 1.3f, cc, dl));
-            CHECK(G->cross_entropy_bwd(lg_d, tg_d, ignore, lse_d, 1.3f, cg, dl_d));
+            CHECK(C->cross_entropy_bwd(logits, tg, ignore, lse, 1.3f, cc, dl, false));
+            CHECK(G->cross_entropy_bwd(lg_d, tg_d, ignore, lse_d, 1.3f, cg, dl_d, false));
             snprintf(w, sizeof w, "cross_entropy_bwd[%s,%s] V=%lld", dtn(dt), dtn(idt), (long long)V);
             expect_close(w, dl_d, dl, 1e-6, 1e-5);
+            /* the gradient in the logits' dtype (AMP; V = 1024 takes the 16-byte kernel), added
+             * to or fresh: NaN poison on both backends that must be overwritten, zeros on the
+             * ignored rows */
+            for (int fresh = 0; fresh < 2; fresh++) {
+                cb_tensor *da = fresh ? hpoison(2, SHAPE(N, V)) : hrand_dt(2, SHAPE(N, V), -1, 1, dt);
+                cb_tensor *da_d = dev(da, dt);
+                CHECK(C->cross_entropy_bwd(logits, tg, ignore, lse, 1.3f, cc, da, fresh));
+                CHECK(G->cross_entropy_bwd(lg_d, tg_d, ignore, lse_d, 1.3f, cg, da_d, fresh));
+                snprintf(w, sizeof w, "cross_entropy_bwd[%s grads,%s] V=%lld%s", dtn(dt), dtn(idt),
+                         (long long)V, fresh ? " fresh" : "");
+                expect_close(w, da_d, da, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+            }
         }
     }
     /* every row ignored: count 0, loss 0 */

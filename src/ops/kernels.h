@@ -112,10 +112,11 @@ typedef struct cb_kernels {
     cb_status (*cross_entropy_fwd)(const cb_tensor *logits, const cb_tensor *targets,
                                    int64_t ignore_index, cb_tensor *loss, cb_tensor *lse,
                                    int64_t *count);
-    /* dlogits += dloss/count * (softmax(logits) - onehot(target)) for counted rows */
+    /* dlogits += dloss/count * (softmax(logits) - onehot(target)) for counted rows; with fresh
+     * dlogits is uninitialised and written instead (ignored rows get zeros) */
     cb_status (*cross_entropy_bwd)(const cb_tensor *logits, const cb_tensor *targets,
                                    int64_t ignore_index, const cb_tensor *lse, float dloss,
-                                   int64_t count, cb_tensor *dlogits);
+                                   int64_t count, cb_tensor *dlogits, bool fresh);
 
     /* Inverted dropout with a counter-based generator: element i is kept iff
      * cb_dropout_uniform(seed, offset + i) >= p; kept values scale by 1/(1-p). The backward

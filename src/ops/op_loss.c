@@ -17,11 +17,14 @@ cb_tensor *cb_softmax(cb_graph *g, cb_tensor *x) {
 }
 
 static cb_status ce_backward(cb_graph *g, cb_node *n) {
-    cb_tensor *dl = cb_need_grad(g, n->in[0]);
+    /* the logits' gradient is usually first written here: a fresh buffer skips the zero fill */
+    bool fresh = false;
+    cb_tensor *dl = cb_graph_grad_uninit(g, n->in[0], &fresh);
     if (!dl) return CB_OK;
     float dloss;
     CB_TRY(cb_device_copy(CB_CPU, &dloss, n->out->grad->device, n->out->grad->data, sizeof dloss));
-    return cb_k(g)->cross_entropy_bwd(n->in[0], n->in[1], n->i[0], n->aux[0], dloss, n->i[1], dl);
+    return cb_k(g)->cross_entropy_bwd(n->in[0], n->in[1], n->i[0], n->aux[0], dloss, n->i[1], dl,
+                                      fresh);
 }
 
 cb_tensor *cb_cross_entropy(cb_graph *g, cb_tensor *logits, const cb_tensor *targets,
@@ -34,7 +37,8 @@ cb_tensor *cb_cross_entropy(cb_graph *g, cb_tensor *logits, const cb_tensor *tar
     if (cb_tensor_numel(targets) != N) {
         char s1[64], s2[64];
         return cb_op_fail(CB_ERR_SHAPE, "cross_entropy: logits %s and targets %s disagree",
-                          cb_shape_str(logits, s1, sizeof s1), cb_shape_str(targets, s2, sizeof s2));
+                          cb_shape_str(logits, s1, sizeof s1),
+                          cb_shape_str(targets, s2, sizeof s2));
     }
     int64_t one = 1;
     cb_tensor *loss = cb_graph_tensor(g, CB_F32, 1, &one);

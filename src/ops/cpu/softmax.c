@@ -1,6 +1,7 @@
 /* Softmax over the last dim and the fused log-softmax + cross-entropy.
  *   x, y, dy, dx [R, N]; logits, dlogits [N, V]; targets [N] i32/i64; lse [N]; loss [1] */
 #include <math.h>
+#include <string.h>
 
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/cpu_math.h"
@@ -79,7 +80,8 @@ cb_status cb_cpu_cross_entropy_fwd(const cb_tensor *logits, const cb_tensor *tar
 
 cb_status cb_cpu_cross_entropy_bwd(const cb_tensor *logits, const cb_tensor *targets,
                                    int64_t ignore_index, const cb_tensor *lse, float dloss,
-                                   int64_t count, cb_tensor *dlogits) {
+                                   int64_t count, cb_tensor *dlogits, bool fresh) {
+    if (fresh) memset(dlogits->data, 0, cb_tensor_nbytes(dlogits)); /* ignored rows stay zero */
     if (count == 0) return CB_OK;
     int64_t V = cb_tensor_cols(logits), N = cb_tensor_numel(logits) / V;
     const float *xs = logits->data, *ls = lse->data;

@@ -1,7 +1,7 @@
 /* Tensor-core flash attention (bf16 operands, f32 accumulation), forward and backward.
  *
- *   q [B, T, H*D]  k, v [B, S, Hkv*D]  out [B, T, H*D]  lse [B, H, T] f32  (D = hd = hdv, 64 or 128)
- *   dq, dk, dv: same shapes as q, k, v (any float dtype; accumulated)
+ *   q [B, T, H*D]  k, v [B, S, Hkv*D]  out [B, T, H*D]  lse [B, H, T] f32  (D = hd = hdv, 64 or
+ * 128) dq, dk, dv: same shapes as q, k, v (any float dtype; accumulated)
  *
  * FlashAttention-2 structure with mma.sync m16n8k16 (bf16 x bf16 -> f32) and ldmatrix:
  * - forward: a block owns 64 queries (4 warps x 16 rows) of one head; K and V tiles of 64 keys go
@@ -78,8 +78,8 @@ __device__ __forceinline__ void ldb_kn(uint32_t b[4], const bf16 *s, int ld, int
 /* rows r < 64 of a [rows_per_b] x (nheads*D) bf16 tensor, rows t0.., head `head` -> smem tile
  * [64][D+8]; rows past the end become zeros. 16-byte vectors. */
 template <int D>
-__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t rows_per_b,
-                                          int64_t b, int nheads, int head, int64_t t0) {
+__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t rows_per_b, int64_t b,
+                                          int nheads, int head, int64_t t0) {
     constexpr int V8 = D / 8, LD = D + 8;
     for (int c = threadIdx.x; c < 64 * V8; c += blockDim.x) {
         int r = c / V8, v = c % V8;
@@ -111,7 +111,9 @@ __device__ __forceinline__ void cp_tile(bf16 *dst, const bf16 *src, int64_t rows
                      "r"(ok ? 16 : 0));
     }
 }
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
 template <int N> __device__ __forceinline__ void cp_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
@@ -154,9 +156,9 @@ __device__ __forceinline__ void tc_key_range(const cb_attn_dims &d, int64_t p_lo
 
 /* Grid (ceil(T/64), H, B), 128 threads. Shared: Qs, Ks, Vs [64][D+8] bf16. */
 template <int D>
-__global__ void __launch_bounds__(TC_THREADS, D == 64 ? 4 : 3) k_attn_fwd_tc(cb_attn_dims d, const bf16 *q,
-                                                            const bf16 *k, const bf16 *v,
-                                                            cb_tv out, float *lse) {
+__global__ void __launch_bounds__(TC_THREADS, D == 64 ? 4 : 3)
+    k_attn_fwd_tc(cb_attn_dims d, const bf16 *q, const bf16 *k, const bf16 *v, cb_tv out,
+                  float *lse) {
     constexpr int LD = D + 8, NB = D / 8;
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *Qs = (bf16 *)smraw; /* then two (K, V) buffers */
@@ -310,10 +312,9 @@ __global__ void __launch_bounds__(TC_THREADS, D == 64 ? 4 : 3) k_attn_fwd_tc(cb_
 /* Grid (ceil(T/64), H, B), 128 threads. Shared: Qs, dOs, Ks, Vs [64][D+8] bf16; lse, Dv [64].
  * dq [B, T, H*D] += scale * dS K */
 template <int D>
-__global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, const bf16 *q,
-                                                               const bf16 *k, const bf16 *v,
-                                                               const bf16 *dout, const float *lse,
-                                                               const float *Dv, cb_tv dq) {
+__global__ void __launch_bounds__(TC_THREADS)
+    k_attn_bwd_dq_tc(cb_attn_dims d, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
+                     const float *lse, const float *Dv, cb_tv dq) {
     constexpr int LD = D + 8, NB = D / 8;
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *Qs = (bf16 *)smraw, *Gs = Qs + 64 * LD; /* then two (K, V) buffers */
@@ -395,7 +396,7 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, c
                     p = exp2f(s[nb][e] * sl2 - lr[r]);
                 s[nb][e] = p * (dp[nb][e] - Dr[r]);
             }
-        /* dQ += dS K: B[k = key][n = dim] = K[key][dim] */
+            /* dQ += dS K: B[k = key][n = dim] = K[key][dim] */
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             uint32_t a[4];
@@ -433,12 +434,10 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dq_tc(cb_attn_dims d, c
 /* Grid (ceil(S/64), Hkv, B), 128 threads; a warp owns 16 keys. Shared: Ks, Vs [64][D+8],
  * Qs, dOs [BQI][D+8] bf16; lse, Dv [BQI] f32. Query tiles of BQI rows.
  * dk += scale * dS^T Q, dv += P^T dO */
-template <int D, int BQI>
-__global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d, const bf16 *q,
-                                                                 const bf16 *k, const bf16 *v,
-                                                                 const bf16 *dout,
-                                                                 const float *lse, const float *Dv,
-                                                                 cb_tv dk, cb_tv dv) {
+template <int D, int BQI, int MINB>
+__global__ void __launch_bounds__(TC_THREADS, MINB)
+    k_attn_bwd_dkdv_tc(cb_attn_dims d, const bf16 *q, const bf16 *k, const bf16 *v,
+                       const bf16 *dout, const float *lse, const float *Dv, cb_tv dk, cb_tv dv) {
     constexpr int LD = D + 8, NB = D / 8, NQ = BQI / 8;
     extern __shared__ __align__(16) unsigned char smraw[];
     /* Ks, Vs, then two buffers of (Qs, Gs) [BQI][LD], then two buffers of (lse, D) [BQI] */
@@ -457,17 +456,19 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d,
     for (int i = 0; i < NB; i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) dka[i][e] = dva[i][e] = 0.f;
-    const int64_t key0 = j0 + warp * 16 + g; /* this thread's keys: key0, key0 + 8 */
+    const int64_t key0 = j0 + warp * 16 + g;         /* this thread's keys: key0, key0 + 8 */
     const float sl2 = d.scale * 1.4426950408889634f; /* exp(x) = exp2(x log2 e) */
 
     /* queries that can see a key of this block */
     int64_t i_lo = 0, i_hi = d.T - 1;
     if (d.causal && j0 - d.q_pos0 > i_lo) i_lo = j0 - d.q_pos0;
     if (d.window > 0) {
-        if (j0 + nk - 1 + d.window - 1 - d.q_pos0 < i_hi) i_hi = j0 + nk - 1 + d.window - 1 - d.q_pos0;
+        if (j0 + nk - 1 + d.window - 1 - d.q_pos0 < i_hi)
+            i_hi = j0 + nk - 1 + d.window - 1 - d.q_pos0;
         if (!d.causal && j0 - d.window + 1 - d.q_pos0 > i_lo) i_lo = j0 - d.window + 1 - d.q_pos0;
     }
-    /* the (head, query tile) pairs this block visits, flattened so the next one can be prefetched */
+    /* the (head, query tile) pairs this block visits, flattened so the next one can be prefetched
+     */
     const int64_t ntile = i_hi >= i_lo ? (i_hi - i_lo) / BQI + 1 : 0;
     const int64_t nsteps = ntile * G;
     auto issue = [&](int64_t step, int bi) {
@@ -500,65 +501,83 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d,
         __syncthreads();
         {
             {
-            /* S^T = K Q^T and dP^T = V dO^T: [16 keys of this warp] x [BQI queries] */
-            float st[NQ][4], dpt[NQ][4];
+                /* S^T = K Q^T and dP^T = V dO^T: [16 keys of this warp] x [BQI queries] */
+                float st[NQ][4], dpt[NQ][4];
 #pragma unroll
-            for (int i = 0; i < NQ; i++)
+                for (int i = 0; i < NQ; i++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) st[i][e] = dpt[i][e] = 0.f;
+                    for (int e = 0; e < 4; e++) st[i][e] = dpt[i][e] = 0.f;
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t a[4], va[4];
-                lda_frag(a, Ks, LD, warp * 16, kk * 16, lane);
-                lda_frag(va, Vs, LD, warp * 16, kk * 16, lane);
+                for (int kk = 0; kk < D / 16; kk++) {
+                    uint32_t a[4], va[4];
+                    lda_frag(a, Ks, LD, warp * 16, kk * 16, lane);
+                    lda_frag(va, Vs, LD, warp * 16, kk * 16, lane);
 #pragma unroll
-                for (int nb = 0; nb < NQ; nb += 2) {
-                    uint32_t bf[4];
-                    ldb_nk(bf, Qs, LD, nb * 8, kk * 16, lane);
-                    mma16816(st[nb], a, bf[0], bf[1]);
-                    mma16816(st[nb + 1], a, bf[2], bf[3]);
-                    ldb_nk(bf, Gs, LD, nb * 8, kk * 16, lane);
-                    mma16816(dpt[nb], va, bf[0], bf[1]);
-                    mma16816(dpt[nb + 1], va, bf[2], bf[3]);
+                    for (int nb = 0; nb < NQ; nb += 2) {
+                        uint32_t bf[4];
+                        ldb_nk(bf, Qs, LD, nb * 8, kk * 16, lane);
+                        mma16816(st[nb], a, bf[0], bf[1]);
+                        mma16816(st[nb + 1], a, bf[2], bf[3]);
+                        ldb_nk(bf, Gs, LD, nb * 8, kk * 16, lane);
+                        mma16816(dpt[nb], va, bf[0], bf[1]);
+                        mma16816(dpt[nb + 1], va, bf[2], bf[3]);
+                    }
                 }
-            }
-            /* P^T (in st) and dS^T (in dpt); element (key key0 + 8*(e>>1), query nb*8+tg*2+(e&1)) */
+                /* P^T (in st) and dS^T (in dpt); element (key key0 + 8*(e>>1), query
+                 * nb*8+tg*2+(e&1)). Past the diagonal every (query, key) pair of the tile is
+                 * visible: no per-element mask there (the ALU, not the tensor cores, bounds this
+                 * loop). */
+                const bool clear = t0 + BQI <= d.T &&
+                                   tile_clear(d, d.q_pos0 + t0, d.q_pos0 + t0 + BQI - 1, j0) &&
+                                   j0 + 64 <= d.S;
+                if (clear) {
 #pragma unroll
-            for (int nb = 0; nb < NQ; nb++)
+                    for (int nb = 0; nb < NQ; nb++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int qi = nb * 8 + tg * 2 + (e & 1);
-                    int64_t key = key0 + 8 * (e >> 1);
-                    float lq = ls[qi];
-                    float p = 0.f;
-                    if (lq != -INFINITY && tc_visible(d, d.q_pos0 + t0 + qi, key))
-                        p = exp2f(st[nb][e] * sl2 - lq);
-                    st[nb][e] = p;
-                    dpt[nb][e] = p * (dpt[nb][e] - Ds[qi]);
+                        for (int e = 0; e < 4; e++) {
+                            int qi = nb * 8 + tg * 2 + (e & 1);
+                            float p = exp2f(st[nb][e] * sl2 - ls[qi]);
+                            st[nb][e] = p;
+                            dpt[nb][e] = p * (dpt[nb][e] - Ds[qi]);
+                        }
+                } else {
+#pragma unroll
+                    for (int nb = 0; nb < NQ; nb++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            int qi = nb * 8 + tg * 2 + (e & 1);
+                            int64_t key = key0 + 8 * (e >> 1);
+                            float lq = ls[qi];
+                            float p = 0.f;
+                            if (lq != -INFINITY && tc_visible(d, d.q_pos0 + t0 + qi, key))
+                                p = exp2f(st[nb][e] * sl2 - lq);
+                            st[nb][e] = p;
+                            dpt[nb][e] = p * (dpt[nb][e] - Ds[qi]);
+                        }
                 }
-            /* dV += P^T dO, dK += dS^T Q: k = query, B[k][n] = tile[query][dim] */
+                /* dV += P^T dO, dK += dS^T Q: k = query, B[k][n] = tile[query][dim] */
 #pragma unroll
-            for (int kk = 0; kk < BQI / 16; kk++) {
-                uint32_t pa[4], sa[4];
-                pa[0] = pack2(st[2 * kk][0], st[2 * kk][1]);
-                pa[1] = pack2(st[2 * kk][2], st[2 * kk][3]);
-                pa[2] = pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-                pa[3] = pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-                sa[0] = pack2(dpt[2 * kk][0], dpt[2 * kk][1]);
-                sa[1] = pack2(dpt[2 * kk][2], dpt[2 * kk][3]);
-                sa[2] = pack2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]);
-                sa[3] = pack2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]);
+                for (int kk = 0; kk < BQI / 16; kk++) {
+                    uint32_t pa[4], sa[4];
+                    pa[0] = pack2(st[2 * kk][0], st[2 * kk][1]);
+                    pa[1] = pack2(st[2 * kk][2], st[2 * kk][3]);
+                    pa[2] = pack2(st[2 * kk + 1][0], st[2 * kk + 1][1]);
+                    pa[3] = pack2(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+                    sa[0] = pack2(dpt[2 * kk][0], dpt[2 * kk][1]);
+                    sa[1] = pack2(dpt[2 * kk][2], dpt[2 * kk][3]);
+                    sa[2] = pack2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]);
+                    sa[3] = pack2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]);
 #pragma unroll
-                for (int nb = 0; nb < NB; nb += 2) {
-                    uint32_t bf[4];
-                    ldb_kn(bf, Gs, LD, kk * 16, nb * 8, lane);
-                    mma16816(dva[nb], pa, bf[0], bf[1]);
-                    mma16816(dva[nb + 1], pa, bf[2], bf[3]);
-                    ldb_kn(bf, Qs, LD, kk * 16, nb * 8, lane);
-                    mma16816(dka[nb], sa, bf[0], bf[1]);
-                    mma16816(dka[nb + 1], sa, bf[2], bf[3]);
+                    for (int nb = 0; nb < NB; nb += 2) {
+                        uint32_t bf[4];
+                        ldb_kn(bf, Gs, LD, kk * 16, nb * 8, lane);
+                        mma16816(dva[nb], pa, bf[0], bf[1]);
+                        mma16816(dva[nb + 1], pa, bf[2], bf[3]);
+                        ldb_kn(bf, Qs, LD, kk * 16, nb * 8, lane);
+                        mma16816(dka[nb], sa, bf[0], bf[1]);
+                        mma16816(dka[nb + 1], sa, bf[2], bf[3]);
+                    }
                 }
-            }
             }
         }
         __syncthreads(); /* this buffer is refilled two steps from now */
@@ -586,7 +605,9 @@ __global__ void __launch_bounds__(TC_THREADS) k_attn_bwd_dkdv_tc(cb_attn_dims d,
 
 /* ---- host side ------------------------------------------------------------------------------- */
 
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static bool aligned16(const void *p) {
+    return ((uintptr_t)p & 15) == 0;
+}
 
 /* The shapes the tensor-core kernels cover. */
 static bool tc_ok(const cb_attn_dims &d, const cb_attn_ptrs &a, bool bwd) {
@@ -599,8 +620,7 @@ static bool tc_ok(const cb_attn_dims &d, const cb_attn_ptrs &a, bool bwd) {
     return getenv("CARAMBA_CUDA_NO_TC_ATTENTION") == nullptr;
 }
 
-template <typename K>
-static bool prep(K kernel, size_t bytes) {
+template <typename K> static bool prep(K kernel, size_t bytes) {
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes) !=
         cudaSuccess) {
         cudaGetLastError();
@@ -640,27 +660,32 @@ int cb_cu_attention_bwd_fast(cb_cuda_ctx *c, const cb_attn_dims &d, const cb_att
                               : (2 * 64 + 4 * 32) * row + 4 * 32 * sizeof(float);
     size_t sm_q = 6 * 64 * row;
     /* raise every limit before launching anything, so a refusal can still fall back cleanly */
-    bool ok = d.hd == 64 ? prep(k_attn_bwd_dkdv_tc<64, 64>, sm_kv) && prep(k_attn_bwd_dq_tc<64>, sm_q)
-                         : prep(k_attn_bwd_dkdv_tc<128, 32>, sm_kv) && prep(k_attn_bwd_dq_tc<128>, sm_q);
+    /* hd 64: 2 blocks per SM at the compiler's register choice (191), 3 with a cap at 168 (a
+     * few spills); CARAMBA_CUDA_ATTN_BWD_BLOCKS=2 picks the former (measurements) */
+    const char *occ = getenv("CARAMBA_CUDA_ATTN_BWD_BLOCKS");
+    auto dkdv64 =
+        occ && !strcmp(occ, "2") ? k_attn_bwd_dkdv_tc<64, 64, 1> : k_attn_bwd_dkdv_tc<64, 64, 3>;
+    bool ok = d.hd == 64 ? prep(dkdv64, sm_kv) && prep(k_attn_bwd_dq_tc<64>, sm_q)
+                         : prep(k_attn_bwd_dkdv_tc<128, 32, 1>, sm_kv) &&
+                               prep(k_attn_bwd_dq_tc<128>, sm_q);
     if (!ok) return 0;
     if (a.dk.p || a.dv.p) {
         dim3 grid((unsigned)((d.S + TC_BK - 1) / TC_BK), (unsigned)d.Hkv, (unsigned)d.B);
         if (d.hd == 64)
-            k_attn_bwd_dkdv_tc<64, 64><<<grid, TC_THREADS, sm_kv, c->stream>>>(d, q, k, v, go, lse,
-                                                                               Dv, a.dk, a.dv);
+            dkdv64<<<grid, TC_THREADS, sm_kv, c->stream>>>(d, q, k, v, go, lse, Dv, a.dk, a.dv);
         else
-            k_attn_bwd_dkdv_tc<128, 32><<<grid, TC_THREADS, sm_kv, c->stream>>>(d, q, k, v, go, lse,
-                                                                                Dv, a.dk, a.dv);
+            k_attn_bwd_dkdv_tc<128, 32, 1>
+                <<<grid, TC_THREADS, sm_kv, c->stream>>>(d, q, k, v, go, lse, Dv, a.dk, a.dv);
         if (cb_cu_launch_check("attention_bwd_dkdv_tc") != CB_OK) return -1;
     }
     if (a.dq.p) {
         dim3 grid((unsigned)((d.T + TC_BQ - 1) / TC_BQ), (unsigned)d.H, (unsigned)d.B);
         if (d.hd == 64)
-            k_attn_bwd_dq_tc<64><<<grid, TC_THREADS, sm_q, c->stream>>>(d, q, k, v, go, lse, Dv,
-                                                                       a.dq);
+            k_attn_bwd_dq_tc<64>
+                <<<grid, TC_THREADS, sm_q, c->stream>>>(d, q, k, v, go, lse, Dv, a.dq);
         else
-            k_attn_bwd_dq_tc<128><<<grid, TC_THREADS, sm_q, c->stream>>>(d, q, k, v, go, lse, Dv,
-                                                                        a.dq);
+            k_attn_bwd_dq_tc<128>
+                <<<grid, TC_THREADS, sm_q, c->stream>>>(d, q, k, v, go, lse, Dv, a.dq);
         if (cb_cu_launch_check("attention_bwd_dq_tc") != CB_OK) return -1;
     }
     return 1;

@@ -61,7 +61,7 @@ cb_status cb_cuda_cross_entropy_fwd(const cb_tensor *logits, const cb_tensor *ta
                                    int64_t *count);
 cb_status cb_cuda_cross_entropy_bwd(const cb_tensor *logits, const cb_tensor *targets,
                                    int64_t ignore_index, const cb_tensor *lse, float dloss,
-                                   int64_t count, cb_tensor *dlogits);
+                                   int64_t count, cb_tensor *dlogits, bool fresh);
 cb_status cb_cuda_dropout_fwd(const cb_tensor *x, float p, uint64_t seed, uint64_t offset,
                              cb_tensor *y);
 cb_status cb_cuda_dropout_bwd(const cb_tensor *dy, float p, uint64_t seed, uint64_t offset,

@@ -9,7 +9,8 @@
 __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
     float mn = fmaxf(m, m2);
     if (mn == -INFINITY) return; /* both empty */
-    s = (m == -INFINITY ? 0.f : s * __expf(m - mn)) + (m2 == -INFINITY ? 0.f : s2 * __expf(m2 - mn));
+    s = (m == -INFINITY ? 0.f : s * __expf(m - mn)) +
+        (m2 == -INFINITY ? 0.f : s2 * __expf(m2 - mn));
     m = mn;
 }
 
@@ -241,8 +242,7 @@ static cb_dtype rms_vec_dtype(int64_t D, int n, const cb_tensor *const *ts) {
 
 /* Blocks of kern for R rows: no more than fit on the GPU at once (warps stride over rows, so a
  * block waiting for a slot would run its rows after everyone else: a tail). */
-template <typename K>
-static int64_t rms_grid(cb_cuda_ctx *c, K kern, size_t smem, int64_t R) {
+template <typename K> static int64_t rms_grid(cb_cuda_ctx *c, K kern, size_t smem, int64_t R) {
     int per_sm = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, RMS_THREADS, smem) !=
             cudaSuccess ||
@@ -262,15 +262,27 @@ static void rms_fwd_launch(cb_cuda_ctx *c, int64_t R, int64_t D, float eps, cons
 }
 
 template <typename T>
-static void rms_fwd_nv(cb_cuda_ctx *c, int nv, int64_t R, int64_t D, float eps,
-                       const cb_tensor *x, const cb_tensor *w, cb_tensor *y, cb_tensor *rstd) {
+static void rms_fwd_nv(cb_cuda_ctx *c, int nv, int64_t R, int64_t D, float eps, const cb_tensor *x,
+                       const cb_tensor *w, cb_tensor *y, cb_tensor *rstd) {
     switch (nv) {
-    case 1: rms_fwd_launch<T, 1>(c, R, D, eps, x, w, y, rstd); break;
-    case 2: rms_fwd_launch<T, 2>(c, R, D, eps, x, w, y, rstd); break;
-    case 3: rms_fwd_launch<T, 3>(c, R, D, eps, x, w, y, rstd); break;
-    case 4: rms_fwd_launch<T, 4>(c, R, D, eps, x, w, y, rstd); break;
-    case 6: rms_fwd_launch<T, 6>(c, R, D, eps, x, w, y, rstd); break;
-    default: rms_fwd_launch<T, 8>(c, R, D, eps, x, w, y, rstd); break;
+    case 1:
+        rms_fwd_launch<T, 1>(c, R, D, eps, x, w, y, rstd);
+        break;
+    case 2:
+        rms_fwd_launch<T, 2>(c, R, D, eps, x, w, y, rstd);
+        break;
+    case 3:
+        rms_fwd_launch<T, 3>(c, R, D, eps, x, w, y, rstd);
+        break;
+    case 4:
+        rms_fwd_launch<T, 4>(c, R, D, eps, x, w, y, rstd);
+        break;
+    case 6:
+        rms_fwd_launch<T, 6>(c, R, D, eps, x, w, y, rstd);
+        break;
+    default:
+        rms_fwd_launch<T, 8>(c, R, D, eps, x, w, y, rstd);
+        break;
     }
 }
 
@@ -286,30 +298,47 @@ static void rms_bwd_launch(cb_cuda_ctx *c, int64_t G, int64_t R, int64_t D, cons
 }
 
 /* Blocks the backward runs with (the dw partials need the count before the launch). */
-template <typename T>
-static int64_t rms_bwd_grid(cb_cuda_ctx *c, int nv, int64_t R, int64_t D) {
+template <typename T> static int64_t rms_bwd_grid(cb_cuda_ctx *c, int nv, int64_t R, int64_t D) {
     size_t smem = (size_t)D * sizeof(float);
     switch (nv) {
-    case 1: return rms_grid(c, k_rmsnorm_bwd_vec<T, 1>, smem, R);
-    case 2: return rms_grid(c, k_rmsnorm_bwd_vec<T, 2>, smem, R);
-    case 3: return rms_grid(c, k_rmsnorm_bwd_vec<T, 3>, smem, R);
-    case 4: return rms_grid(c, k_rmsnorm_bwd_vec<T, 4>, smem, R);
-    case 6: return rms_grid(c, k_rmsnorm_bwd_vec<T, 6>, smem, R);
-    default: return rms_grid(c, k_rmsnorm_bwd_vec<T, 8>, smem, R);
+    case 1:
+        return rms_grid(c, k_rmsnorm_bwd_vec<T, 1>, smem, R);
+    case 2:
+        return rms_grid(c, k_rmsnorm_bwd_vec<T, 2>, smem, R);
+    case 3:
+        return rms_grid(c, k_rmsnorm_bwd_vec<T, 3>, smem, R);
+    case 4:
+        return rms_grid(c, k_rmsnorm_bwd_vec<T, 4>, smem, R);
+    case 6:
+        return rms_grid(c, k_rmsnorm_bwd_vec<T, 6>, smem, R);
+    default:
+        return rms_grid(c, k_rmsnorm_bwd_vec<T, 8>, smem, R);
     }
 }
 
 template <typename T>
-static void rms_bwd_nv(cb_cuda_ctx *c, int nv, int64_t G, int64_t R, int64_t D,
-                       const cb_tensor *x, const cb_tensor *w, const cb_tensor *rstd,
-                       const cb_tensor *dy, cb_tensor *dx, float *pw) {
+static void rms_bwd_nv(cb_cuda_ctx *c, int nv, int64_t G, int64_t R, int64_t D, const cb_tensor *x,
+                       const cb_tensor *w, const cb_tensor *rstd, const cb_tensor *dy,
+                       cb_tensor *dx, float *pw) {
     switch (nv) {
-    case 1: rms_bwd_launch<T, 1>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
-    case 2: rms_bwd_launch<T, 2>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
-    case 3: rms_bwd_launch<T, 3>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
-    case 4: rms_bwd_launch<T, 4>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
-    case 6: rms_bwd_launch<T, 6>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
-    default: rms_bwd_launch<T, 8>(c, G, R, D, x, w, rstd, dy, dx, pw); break;
+    case 1:
+        rms_bwd_launch<T, 1>(c, G, R, D, x, w, rstd, dy, dx, pw);
+        break;
+    case 2:
+        rms_bwd_launch<T, 2>(c, G, R, D, x, w, rstd, dy, dx, pw);
+        break;
+    case 3:
+        rms_bwd_launch<T, 3>(c, G, R, D, x, w, rstd, dy, dx, pw);
+        break;
+    case 4:
+        rms_bwd_launch<T, 4>(c, G, R, D, x, w, rstd, dy, dx, pw);
+        break;
+    case 6:
+        rms_bwd_launch<T, 6>(c, G, R, D, x, w, rstd, dy, dx, pw);
+        break;
+    default:
+        rms_bwd_launch<T, 8>(c, G, R, D, x, w, rstd, dy, dx, pw);
+        break;
     }
 }
 
@@ -327,8 +356,8 @@ static bool rms_bwd_vec(cb_cuda_ctx *c, int64_t R, int64_t D, const cb_tensor *x
         *st = CB_OK;
         return true;
     }
-    int64_t G = dt == CB_F32 ? rms_bwd_grid<float>(c, nv, R, D)
-                             : rms_bwd_grid<__nv_bfloat16>(c, nv, R, D);
+    int64_t G =
+        dt == CB_F32 ? rms_bwd_grid<float>(c, nv, R, D) : rms_bwd_grid<__nv_bfloat16>(c, nv, R, D);
     float *pw = nullptr;
     if (want_w) {
         pw = (float *)cb_cuda_alloc((size_t)(G * D) * sizeof(float));
@@ -337,8 +366,10 @@ static bool rms_bwd_vec(cb_cuda_ctx *c, int64_t R, int64_t D, const cb_tensor *x
             return true;
         }
     }
-    if (dt == CB_F32) rms_bwd_nv<float>(c, nv, G, R, D, x, w, rstd, dy, dx, pw);
-    else rms_bwd_nv<__nv_bfloat16>(c, nv, G, R, D, x, w, rstd, dy, dx, pw);
+    if (dt == CB_F32)
+        rms_bwd_nv<float>(c, nv, G, R, D, x, w, rstd, dy, dx, pw);
+    else
+        rms_bwd_nv<__nv_bfloat16>(c, nv, G, R, D, x, w, rstd, dy, dx, pw);
     *st = cb_cu_launch_check("rmsnorm_bwd_vec");
     cb_tv none = {nullptr, CB_F32};
     if (*st == CB_OK && pw)
@@ -358,8 +389,10 @@ extern "C" cb_status cb_cuda_rmsnorm_fwd(const cb_tensor *x, const cb_tensor *w,
     cb_dtype vdt = rms_vec_dtype(D, 2, ts);
     if (vdt != CB_F16) {
         int nv = rms_nv(D / (vdt == CB_F32 ? 4 : 8));
-        if (vdt == CB_F32) rms_fwd_nv<float>(c, nv, R, D, eps, x, w, y, rstd);
-        else rms_fwd_nv<__nv_bfloat16>(c, nv, R, D, eps, x, w, y, rstd);
+        if (vdt == CB_F32)
+            rms_fwd_nv<float>(c, nv, R, D, eps, x, w, y, rstd);
+        else
+            rms_fwd_nv<__nv_bfloat16>(c, nv, R, D, eps, x, w, y, rstd);
         CB_CU_LAUNCHED("rmsnorm_fwd_vec");
         return CB_OK;
     }
@@ -389,8 +422,8 @@ extern "C" cb_status cb_cuda_rmsnorm_bwd(const cb_tensor *x, const cb_tensor *w,
     if (dw && w) {
         cb_tv none = {nullptr, CB_F32};
         /* dw[d] += sum_r dy x rstd */
-        CB_TRY(cb_cu_colsum(2, R, D, 1.f, cb_view(dy), cb_view(x), none, cb_view(rstd),
-                            cb_view(dw)));
+        CB_TRY(
+            cb_cu_colsum(2, R, D, 1.f, cb_view(dy), cb_view(x), none, cb_view(rstd), cb_view(dw)));
     }
     return CB_OK;
 }
@@ -615,8 +648,8 @@ extern "C" cb_status cb_cuda_softmax_bwd(const cb_tensor *y, const cb_tensor *dy
     int64_t N = cb_tensor_cols(y), R = cb_tensor_rows(y);
     if (R == 0 || N == 0 || !dx) return CB_OK;
     if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda softmax: too many rows");
-    k_softmax_bwd<<<(unsigned)R, cb_cu_row_threads(N), 0, c->stream>>>(N, cb_view(y),
-                                                                       cb_view(dy), cb_view(dx));
+    k_softmax_bwd<<<(unsigned)R, cb_cu_row_threads(N), 0, c->stream>>>(N, cb_view(y), cb_view(dy),
+                                                                       cb_view(dx));
     CB_CU_LAUNCHED("softmax_bwd");
     return CB_OK;
 }
@@ -716,7 +749,8 @@ extern "C" cb_status cb_cuda_cross_entropy_fwd(const cb_tensor *logits, const cb
     if (rep[1] >= 0) {
         int64_t t = 0;
         size_t es = targets->dtype == CB_I64 ? 8 : 4;
-        if (cb_cuda_copy(0, &t, 1, (const char *)targets->data + (size_t)rep[1] * es, es) == CB_OK &&
+        if (cb_cuda_copy(0, &t, 1, (const char *)targets->data + (size_t)rep[1] * es, es) ==
+                CB_OK &&
             es == 4)
             t = (int64_t)(int32_t)t;
         return cb_fail(CB_ERR_ARG,
@@ -729,32 +763,87 @@ extern "C" cb_status cb_cuda_cross_entropy_fwd(const cb_tensor *logits, const cb
 }
 
 /* logits, dlogits [R, V]; targets [R]; lse [R].
- * dlogits += k (softmax - onehot(target)) on counted rows, k = dloss / count. */
+ * dlogits (+)= k (softmax - onehot(target)) on counted rows, k = dloss / count; fresh: dlogits is
+ * uninitialised, written (ignored rows get zeros). */
 __global__ void k_xent_bwd(int64_t V, cb_tv logits, const void *tg, int tdt, int64_t ignore,
-                           cb_tv lse, float k, cb_tv dl) {
+                           cb_tv lse, float k, cb_tv dl, int fresh) {
     int64_t row = blockIdx.x, base = row * V;
     int64_t t = cb_ld_id(tg, tdt, row);
-    if (t == ignore || t < 0 || t >= V) return;
+    if (t == ignore || t < 0 || t >= V) {
+        if (fresh)
+            for (int64_t i = threadIdx.x; i < V; i += blockDim.x) cb_st(dl, base + i, 0.f);
+        return;
+    }
     float l = cb_ld(lse, row);
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-        float p = __expf(cb_ld(logits, base + i) - l);
-        cb_acc(dl, base + i, k * (p - (i == t ? 1.f : 0.f)));
+        float g = k * (__expf(cb_ld(logits, base + i) - l) - (i == t ? 1.f : 0.f));
+        if (fresh)
+            cb_st(dl, base + i, g);
+        else
+            cb_acc(dl, base + i, g);
+    }
+}
+
+/* The same with 16-byte accesses: logits and dlogits of one dtype T, V a multiple of the vector
+ * width, rows 16-byte aligned. */
+template <typename T>
+__global__ void k_xent_bwd_vec(int64_t V, const T *logits, const void *tg, int tdt, int64_t ignore,
+                               const float *lse, float k, T *dl, int fresh) {
+    constexpr int W = 16 / sizeof(T);
+    int64_t row = blockIdx.x, base = row * V;
+    int64_t t = cb_ld_id(tg, tdt, row);
+    float v[W], o[W];
+    if (t == ignore || t < 0 || t >= V) {
+        if (fresh) {
+#pragma unroll
+            for (int e = 0; e < W; e++) o[e] = 0.f;
+            for (int64_t i = threadIdx.x * W; i < V; i += blockDim.x * W) cb_st16(dl + base + i, o);
+        }
+        return;
+    }
+    float l = lse[row];
+    for (int64_t i = threadIdx.x * W; i < V; i += blockDim.x * W) {
+        cb_ld16(logits + base + i, v);
+        if (!fresh) cb_ld16(dl + base + i, o);
+#pragma unroll
+        for (int e = 0; e < W; e++) {
+            float g = k * (__expf(v[e] - l) - (i + e == t ? 1.f : 0.f));
+            o[e] = fresh ? g : o[e] + g;
+        }
+        cb_st16(dl + base + i, o);
     }
 }
 
 extern "C" cb_status cb_cuda_cross_entropy_bwd(const cb_tensor *logits, const cb_tensor *targets,
                                                int64_t ignore_index, const cb_tensor *lse,
-                                               float dloss, int64_t count, cb_tensor *dlogits) {
+                                               float dloss, int64_t count, cb_tensor *dlogits,
+                                               bool fresh) {
     CB_CU_FLOATS("cross_entropy_bwd", logits, lse, dlogits);
     CB_CU_CTX(c);
     int64_t V = cb_tensor_cols(logits), R = cb_tensor_rows(logits);
     CB_TRY(check_targets("cross_entropy_bwd", targets, R));
     if (!lse) return cb_fail(CB_ERR_ARG, "cuda cross_entropy_bwd: the saved lse is required");
-    if (R == 0 || V == 0 || count <= 0 || !dlogits) return CB_OK;
+    if (R == 0 || V == 0 || !dlogits) return CB_OK;
+    if (count <= 0)
+        return fresh ? cb_cuda_memset0(dlogits->data, cb_tensor_nbytes(dlogits)) : CB_OK;
     if (R > INT32_MAX) return cb_fail(CB_ERR_UNSUPPORTED, "cuda cross_entropy: too many rows");
-    k_xent_bwd<<<(unsigned)R, cb_cu_row_threads(V), 0, c->stream>>>(
-        V, cb_view(logits), targets->data, targets->dtype, ignore_index, cb_view(lse),
-        dloss / (float)count, cb_view(dlogits));
+    float k = dloss / (float)count;
+    int W = logits->dtype == CB_F32 ? 4 : 8;
+    bool vec = logits->dtype == dlogits->dtype && lse->dtype == CB_F32 &&
+               (logits->dtype == CB_F32 || logits->dtype == CB_BF16) && V % W == 0 &&
+               ((uintptr_t)logits->data & 15) == 0 && ((uintptr_t)dlogits->data & 15) == 0;
+    if (vec && logits->dtype == CB_BF16)
+        k_xent_bwd_vec<__nv_bfloat16><<<(unsigned)R, cb_cu_row_threads(V / W), 0, c->stream>>>(
+            V, (const __nv_bfloat16 *)logits->data, targets->data, targets->dtype, ignore_index,
+            (const float *)lse->data, k, (__nv_bfloat16 *)dlogits->data, fresh);
+    else if (vec)
+        k_xent_bwd_vec<float><<<(unsigned)R, cb_cu_row_threads(V / W), 0, c->stream>>>(
+            V, (const float *)logits->data, targets->data, targets->dtype, ignore_index,
+            (const float *)lse->data, k, (float *)dlogits->data, fresh);
+    else
+        k_xent_bwd<<<(unsigned)R, cb_cu_row_threads(V), 0, c->stream>>>(
+            V, cb_view(logits), targets->data, targets->dtype, ignore_index, cb_view(lse), k,
+            cb_view(dlogits), fresh);
     CB_CU_LAUNCHED("cross_entropy_bwd");
     return CB_OK;
 }

@@ -34,6 +34,8 @@ if has tests; then
   grep -E "PASSED|FAILED" "$OUT/test_cuda_ops.log"
   timeout 200 bash tests/cli_train_cuda.sh "$CARRY/caramba" > "$OUT/cli_train_cuda.log" 2>&1; echo "cli_train_cuda exit $?" | tee -a "$OUT/summary.txt"
   tail -4 "$OUT/cli_train_cuda.log"
+  timeout 120 bash tests/cli_generate_cuda.sh "$CARRY/caramba" > "$OUT/cli_generate_cuda.log" 2>&1; echo "cli_generate_cuda exit $?" | tee -a "$OUT/summary.txt"
+  tail -5 "$OUT/cli_generate_cuda.log"
   pack
 fi
 SMALL="--d-model 768 --layers 12 --heads 12 --kv-heads 4 --d-ff 2048 --vocab 32768 --batch 16 --seq 1024"

@@ -933,6 +933,129 @@ static void test_determinism(void **state) {
     release_all();
 }
 
+/* ---- per-head gates and temperatures -------------------------------------------------------- */
+
+/* sigmoid and exp_clamp forward (outputs stored in dt) and backward (accumulating into f32 and
+ * into dt gradients); exp_clamp inputs straddle [lo, hi] and hit both edges exactly (the gradient
+ * passes there, as torch.clamp) and the first bf16 values outside them (no gradient). */
+static void gate_unary_case(const int64_t *sh, cb_dtype dt) {
+    char w[96];
+    const float lo = -8.f, hi = 8.f;
+    cb_tensor *x = hrand_dt(2, sh, -8.f, 8.f, dt), *x_d = dev(x, dt);
+    cb_tensor *y = hnew(2, sh, CB_F32), *y_d = dev_poison(2, sh, dt);
+    CHECK(C->sigmoid_fwd(x, y));
+    CHECK(G->sigmoid_fwd(x_d, y_d));
+    label(w, sizeof w, "sigmoid_fwd", dt);
+    expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+    /* backward reads y: both backends get the same (dt-rounded) values */
+    hround(y, dt);
+    cb_tensor *yr_d = dev(y, dt);
+    cb_tensor *dy = hrand_dt(2, sh, -1, 1, CB_F32), *dy_d = dev(dy, CB_F32);
+    for (int gdt = 0; gdt < 2; gdt++) {
+        cb_dtype g = gdt ? dt : CB_F32;
+        cb_tensor *dx = hrand_dt(2, sh, -1, 1, g), *dx_d = dev(dx, g);
+        CHECK(C->sigmoid_bwd(y, dy, dx));
+        CHECK(G->sigmoid_bwd(yr_d, dy_d, dx_d));
+        snprintf(w, sizeof w, "sigmoid_bwd[%s, %s grads]", dtn(dt), dtn(g));
+        expect_close(w, dx_d, dx, OUT_ATOL(g, 1e-6), OUT_RTOL(g, 1e-5));
+    }
+
+    cb_tensor *e = hrand_dt(2, sh, -12.f, 12.f, dt);
+    float *ep = e->data;
+    ep[0] = lo;
+    ep[1] = hi;
+    ep[2] = lo - 0.0625f; /* exact in bf16 */
+    ep[3] = hi + 0.0625f;
+    ep[4] = hi - 0.03125f;
+    ep[5] = lo + 0.03125f;
+    cb_tensor *e_d = dev(e, dt), *ey_d = dev_poison(2, sh, dt);
+    CHECK(C->exp_clamp_fwd(e, lo, hi, y));
+    CHECK(G->exp_clamp_fwd(e_d, lo, hi, ey_d));
+    label(w, sizeof w, "exp_clamp_fwd", dt);
+    expect_close(w, ey_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+    hround(y, dt);
+    yr_d = dev(y, dt);
+    for (int gdt = 0; gdt < 2; gdt++) {
+        cb_dtype g = gdt ? dt : CB_F32;
+        cb_tensor *dx = hrand_dt(2, sh, -1, 1, g), *dx_d = dev(dx, g), *dx0 = hclone(dx);
+        CHECK(C->exp_clamp_bwd(e, y, lo, hi, dy, dx));
+        CHECK(G->exp_clamp_bwd(e_d, yr_d, lo, hi, dy_d, dx_d));
+        snprintf(w, sizeof w, "exp_clamp_bwd[%s, %s grads]", dtn(dt), dtn(g));
+        expect_close(w, dx_d, dx, OUT_ATOL(g, 1e-6), OUT_RTOL(g, 1e-5));
+        /* the reference itself: the edges pass the gradient, just outside leaves dx untouched */
+        cb_tensor *got = back(dx_d);
+        const float *gp = got->data, *d0 = dx0->data, *dyp = dy->data, *yp = y->data;
+        for (int i = 0; i < 2; i++)
+            assert_true(fabs(gp[i] - (d0[i] + dyp[i] * yp[i])) <=
+                        (g == CB_F32 ? 1e-3 : 2e-2) * (1 + fabs(d0[i] + dyp[i] * yp[i])));
+        for (int i = 2; i < 4; i++) assert_true(gp[i] == d0[i]);
+    }
+}
+
+/* head_scale forward and backward: q [R, H*hd] (as [2, R/2, W] when R is even) in dt, scales s
+ * [1, H] shared or [R, H] per row in f32; dq and ds accumulate, either may be NULL. The shared ds
+ * is a reduction over all R rows (several chunks when R is large) and must be bitwise repeatable.
+ */
+static void head_scale_case(int64_t R, int H, int64_t hd, bool per_row, cb_dtype dt) {
+    char w[128];
+    int64_t W = H * hd, ns = per_row ? R : 1;
+    int64_t qs3[3] = {2, R / 2, W}, qs2[2] = {R, W}, ss[2] = {ns, H};
+    int qnd = R % 2 == 0 ? 3 : 2;
+    const int64_t *qsh = qnd == 3 ? qs3 : qs2;
+    snprintf(w, sizeof w, "head_scale R=%lld H=%d hd=%lld %s [%s]", (long long)R, H, (long long)hd,
+             per_row ? "per-row" : "shared", dtn(dt));
+    size_t wl = strlen(w);
+    cb_tensor *q = hrand_dt(qnd, qsh, -1, 1, dt), *q_d = dev(q, dt);
+    cb_tensor *s = hrand_dt(2, ss, 0.25f, 2.f, CB_F32), *s_d = dev(s, CB_F32);
+    cb_tensor *y = hnew(qnd, qsh, CB_F32), *y_d = dev_poison(qnd, qsh, dt);
+    CHECK(C->head_scale_fwd(q, s, H, y));
+    CHECK(G->head_scale_fwd(q_d, s_d, H, y_d));
+    snprintf(w + wl, sizeof w - wl, " fwd");
+    expect_close(w, y_d, y, OUT_ATOL(dt, 1e-6), OUT_RTOL(dt, 1e-5));
+
+    cb_tensor *dy = hrand_dt(qnd, qsh, -1, 1, dt), *dy_d = dev(dy, dt);
+    for (int which = 0; which < 4; which++) { /* both, dq only, ds only, both with dq in dt */
+        cb_dtype gq = which == 3 ? dt : CB_F32;
+        bool want_dq = which != 2, want_ds = which != 1;
+        cb_tensor *dq = want_dq ? hrand_dt(qnd, qsh, -1, 1, gq) : NULL;
+        cb_tensor *dq_d = want_dq ? dev(dq, gq) : NULL;
+        cb_tensor *ds = want_ds ? hrand_dt(2, ss, -1, 1, CB_F32) : NULL;
+        cb_tensor *ds_d = want_ds ? dev(ds, CB_F32) : NULL;
+        cb_tensor *ds2_d = want_ds ? dev(ds, CB_F32) : NULL;
+        CHECK(C->head_scale_bwd(q, s, H, dy, dq, ds));
+        CHECK(G->head_scale_bwd(q_d, s_d, H, dy_d, dq_d, ds_d));
+        if (dq) {
+            snprintf(w + wl, sizeof w - wl, " bwd.dq (case %d)", which);
+            expect_close(w, dq_d, dq, OUT_ATOL(gq, 1e-6), OUT_RTOL(gq, 1e-5));
+        }
+        if (ds) {
+            snprintf(w + wl, sizeof w - wl, " bwd.ds (case %d)", which);
+            expect_close(w, ds_d, ds, 2e-5, 1e-4);
+            CHECK(G->head_scale_bwd(q_d, s_d, H, dy_d, NULL, ds2_d));
+            snprintf(w + wl, sizeof w - wl, " bwd.ds repeatable (case %d)", which);
+            if (!same_bits(ds_d, ds2_d)) fail_msg("%s: two runs differ", w);
+        }
+    }
+}
+
+static void test_gates(void **state) {
+    (void)state;
+    NEED_GPU();
+    cb_dtype dt;
+    static const int64_t shapes[2][2] = {{29, 131}, {8, 96}};
+    FOR_DT(dt) {
+        for (int si = 0; si < 2; si++) gate_unary_case(shapes[si], dt);
+        head_scale_case(37, 5, 24, false, dt);
+        head_scale_case(37, 5, 24, true, dt);
+        head_scale_case(1, 3, 7, false, dt);    /* one row: ns = 1 = R */
+        head_scale_case(600, 4, 33, false, dt); /* many row chunks */
+        head_scale_case(200, 2, 80, true, dt);  /* hd > 32: lanes loop */
+        head_scale_case(64, 1, 5, false, dt);
+        release_all();
+    }
+    release_all();
+}
+
 static void test_memory(void **state) {
     (void)state;
     NEED_GPU();
@@ -979,14 +1102,15 @@ static int group_setup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory),         cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_bias),           cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_embedding),      cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_activations),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),      cmocka_unit_test(test_softmax),
-        cmocka_unit_test(test_cross_entropy),  cmocka_unit_test(test_dropout),
-        cmocka_unit_test(test_strided_copy),   cmocka_unit_test(test_adamw),
-        cmocka_unit_test(test_sum_squares),    cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_memory),        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_bias),          cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_embedding),     cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_activations),   cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),     cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_strided_copy),  cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_sum_squares),   cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_gates),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

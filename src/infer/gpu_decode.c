@@ -54,13 +54,13 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
     const cb_attention_cfg *a = &m->attn[0]->attn;
     for (int i = 0; i < m->n_attn; i++) {
         const cb_attention_cfg *b = &m->attn[i]->attn;
-        if (b->mode == CB_ATTN_DECOUPLED || b->bias || !b->is_causal || b->local_window > 0 ||
-            !b->rope_enabled || b->n_heads != a->n_heads || b->n_kv_heads != a->n_kv_heads ||
-            b->head_dim != a->head_dim || b->v_head_dim != b->head_dim ||
-            m->attn[i]->rope != m->attn[0]->rope)
+        if (b->mode == CB_ATTN_DECOUPLED || b->learned_temp || b->bias || !b->is_causal ||
+            b->local_window > 0 || !b->rope_enabled || b->n_heads != a->n_heads ||
+            b->n_kv_heads != a->n_kv_heads || b->head_dim != a->head_dim ||
+            b->v_head_dim != b->head_dim || m->attn[i]->rope != m->attn[0]->rope)
             return cb_fail(CB_ERR_UNSUPPORTED,
                            "GPU decoder: attention layer %d is not plain Llama "
-                           "attention (bias, window, decoupled or mixed shapes)",
+                           "attention (bias, window, decoupled, learned_temp or mixed shapes)",
                            i);
     }
     find_state fs = {NULL, NULL};

@@ -73,6 +73,14 @@ cb_status cb_cuda_adamw(cb_tensor *param, const cb_tensor *grad, cb_tensor *m, c
                        float lr, float beta1, float beta2, float eps, float weight_decay,
                        int64_t step, float grad_scale);
 cb_status cb_cuda_sum_squares(const cb_tensor *x, double *out);
+cb_status cb_cuda_sigmoid_fwd(const cb_tensor *x, cb_tensor *y);
+cb_status cb_cuda_sigmoid_bwd(const cb_tensor *y, const cb_tensor *dy, cb_tensor *dx);
+cb_status cb_cuda_exp_clamp_fwd(const cb_tensor *x, float lo, float hi, cb_tensor *y);
+cb_status cb_cuda_exp_clamp_bwd(const cb_tensor *x, const cb_tensor *y, float lo, float hi,
+                                const cb_tensor *dy, cb_tensor *dx);
+cb_status cb_cuda_head_scale_fwd(const cb_tensor *q, const cb_tensor *s, int n_heads, cb_tensor *y);
+cb_status cb_cuda_head_scale_bwd(const cb_tensor *q, const cb_tensor *s, int n_heads,
+                                 const cb_tensor *dy, cb_tensor *dq, cb_tensor *ds);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,12 @@ static const cb_kernels cuda_table = {
     .strided_copy = cb_cuda_strided_copy,
     .adamw = cb_cuda_adamw,
     .sum_squares = cb_cuda_sum_squares,
+    .sigmoid_fwd = cb_cuda_sigmoid_fwd,
+    .sigmoid_bwd = cb_cuda_sigmoid_bwd,
+    .exp_clamp_fwd = cb_cuda_exp_clamp_fwd,
+    .exp_clamp_bwd = cb_cuda_exp_clamp_bwd,
+    .head_scale_fwd = cb_cuda_head_scale_fwd,
+    .head_scale_bwd = cb_cuda_head_scale_bwd,
 };
 
 /* NULL with a message when no usable GPU is present. */

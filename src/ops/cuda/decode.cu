@@ -304,6 +304,14 @@ template <int KV, int HD> struct tile_io {
     }
 };
 
+/* Byte k (0 or 1) of w as an exact float, minus `bias`, without an int-to-float conversion
+ * (I2F issues at a quarter of the FFMA rate and bounded the quantized attention): the byte
+ * becomes the low mantissa byte of 2^23, and one FADD removes 2^23 + bias. Codes: q8_0 stores
+ * int8 (pass w ^ 0x8080, bias 128), q4_0 nibbles in 0..15 (bias 8). */
+template <int K> __device__ __forceinline__ float byte_f(uint32_t w, float bias) {
+    return __int_as_float((int)__byte_perm(w, 0x4B000000u, 0x7650 + K)) - (8388608.0f + bias);
+}
+
 /* Values [32 b, 32 b + 32) of a staged head segment as codes; returns the block's scale
  * (value = code * scale; f16: the values and 1), so the dot products multiply once per block. */
 template <int KV>
@@ -322,9 +330,9 @@ __device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *ou
         const uint16_t *qs = (const uint16_t *)(blk + 2);
 #pragma unroll
         for (int k = 0; k < 16; k++) {
-            uint16_t w = qs[k];
-            out[2 * k] = (float)(int8_t)(w & 0xff);
-            out[2 * k + 1] = (float)(int8_t)(w >> 8);
+            uint32_t w = (uint32_t)qs[k] ^ 0x8080u;
+            out[2 * k] = byte_f<0>(w, 128.f);
+            out[2 * k + 1] = byte_f<1>(w, 128.f);
         }
         return __half2float(__ushort_as_half(*(const uint16_t *)blk));
     } else {
@@ -332,12 +340,11 @@ __device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *ou
         const uint16_t *qs = (const uint16_t *)(blk + 2);
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            uint16_t w = qs[k];
-            int b0 = w & 0xff, b1 = w >> 8;
-            out[2 * k] = (float)((b0 & 15) - 8);
-            out[2 * k + 1] = (float)((b1 & 15) - 8);
-            out[16 + 2 * k] = (float)((b0 >> 4) - 8);
-            out[16 + 2 * k + 1] = (float)((b1 >> 4) - 8);
+            uint32_t w = qs[k], lo = w & 0x0F0Fu, hi = (w >> 4) & 0x0F0Fu;
+            out[2 * k] = byte_f<0>(lo, 8.f);
+            out[2 * k + 1] = byte_f<1>(lo, 8.f);
+            out[16 + 2 * k] = byte_f<0>(hi, 8.f);
+            out[16 + 2 * k + 1] = byte_f<1>(hi, 8.f);
         }
         return __half2float(__ushort_as_half(*(const uint16_t *)blk));
     }
@@ -357,15 +364,15 @@ template <int KV> __device__ __forceinline__ float seg_quad(const uint8_t *row, 
     float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
     if (KV == CB_Q8_0) {
         const uint16_t *q = (const uint16_t *)(blk + 2 + i);
-        uint16_t w0 = q[0], w1 = q[1];
-        v[0] = (float)(int8_t)(w0 & 0xff), v[1] = (float)(int8_t)(w0 >> 8);
-        v[2] = (float)(int8_t)(w1 & 0xff), v[3] = (float)(int8_t)(w1 >> 8);
+        uint32_t w0 = (uint32_t)q[0] ^ 0x8080u, w1 = (uint32_t)q[1] ^ 0x8080u;
+        v[0] = byte_f<0>(w0, 128.f), v[1] = byte_f<1>(w0, 128.f);
+        v[2] = byte_f<0>(w1, 128.f), v[3] = byte_f<1>(w1, 128.f);
     } else {
         const uint16_t *q = (const uint16_t *)(blk + 2 + (i & 15));
         int sh = i < 16 ? 0 : 4;
-        uint16_t w0 = q[0], w1 = q[1];
-        v[0] = (float)(((w0 >> sh) & 15) - 8), v[1] = (float)(((w0 >> (8 + sh)) & 15) - 8);
-        v[2] = (float)(((w1 >> sh) & 15) - 8), v[3] = (float)(((w1 >> (8 + sh)) & 15) - 8);
+        uint32_t w0 = ((uint32_t)q[0] >> sh) & 0x0F0Fu, w1 = ((uint32_t)q[1] >> sh) & 0x0F0Fu;
+        v[0] = byte_f<0>(w0, 8.f), v[1] = byte_f<1>(w0, 8.f);
+        v[2] = byte_f<0>(w1, 8.f), v[3] = byte_f<1>(w1, 8.f);
     }
     return d;
 }
@@ -918,8 +925,13 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
      * for short caches and of whole tiles (128 keys) beyond, and a chunk's scores must fit 16 KB
      * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
      * of 128-key chunks; the fixed cost per block dominates) */
+    /* blocks per SM: measured on an H100 at 16k and 64k keys, f16 rows ran best at 2 (fewer,
+     * longer chunks), q8_0 / q4_0 at 4 (their per-key work needs the extra warps); 6 and 8 were
+     * slower for every format */
     const char *bps_env = getenv("CARAMBA_CUDA_DEC_BLOCKS_PER_SM"); /* tuning experiments */
-    int64_t bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env) : 4;
+    int64_t bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env)
+                  : f.kv_dtype == CB_F16                              ? 2
+                                                                      : 4;
     int64_t target = (bps * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
     chunk = chunk <= 96 ? (chunk + 31) / 32 * 32

@@ -602,17 +602,15 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
-/* Greedy choice (first index of the maximum), written to tokens[pos + 1] unless that is still a
- * prompt token; then pos += 1. One block of 1024 threads. */
-__global__ void k_dec_argmax(const float *logits, int64_t V, int32_t *tokens, int64_t *state) {
+/* First index of the maximum of logits [V] (any float dtype) over the whole block; the result
+ * is valid in thread 0 (V when every value is NaN or -inf). */
+__device__ int64_t block_argmax(cb_tv logits, int64_t V) {
     __shared__ float bv[32];
     __shared__ int64_t bi[32];
-    pdl_launch();
-    pdl_wait();
     float best = -INFINITY;
     int64_t idx = V; /* sentinel: larger than any index */
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-        float v = logits[i];
+        float v = cb_ld(logits, i);
         if (v > best) { /* ascending i per thread: the first maximum stays */
             best = v;
             idx = i;
@@ -632,12 +630,22 @@ __global__ void k_dec_argmax(const float *logits, int64_t V, int32_t *tokens, in
         bi[w] = idx;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0)
         for (int k = 1; k < (int)(blockDim.x >> 5); k++)
             if (bv[k] > best || (bv[k] == best && bi[k] < idx)) {
                 best = bv[k];
                 idx = bi[k];
             }
+    return idx;
+}
+
+/* Greedy choice (first index of the maximum), written to tokens[pos + 1] unless that is still a
+ * prompt token; then pos += 1. One block of 1024 threads. */
+__global__ void k_dec_argmax(const float *logits, int64_t V, int32_t *tokens, int64_t *state) {
+    pdl_launch();
+    pdl_wait();
+    int64_t idx = block_argmax(cb_tv{(void *)logits, CB_F32}, V);
+    if (threadIdx.x == 0) {
         int64_t pos = state[0];
         if (pos + 1 >= state[1]) tokens[pos + 1] = (int32_t)(idx < V ? idx : 0);
         state[0] = pos + 1;
@@ -687,37 +695,8 @@ __global__ void k_dec_write_rows(cb_tv x, int64_t rows, int width, size_t row_by
 /* After a batched prefill of n tokens: tokens[n] = argmax of the last position's logits (any
  * float dtype), position n. One block of 1024 threads. */
 __global__ void k_dec_start(cb_tv logits, int64_t V, int64_t n, int32_t *tokens, int64_t *state) {
-    __shared__ float bv[32];
-    __shared__ int64_t bi[32];
-    float best = -INFINITY;
-    int64_t idx = V;
-    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-        float v = cb_ld(logits, i);
-        if (v > best) {
-            best = v;
-            idx = i;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int64_t oi = (int64_t)__shfl_xor_sync(0xffffffffu, (long long)idx, o);
-        if (ov > best || (ov == best && oi < idx)) {
-            best = ov;
-            idx = oi;
-        }
-    }
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) {
-        bv[w] = best;
-        bi[w] = idx;
-    }
-    __syncthreads();
+    int64_t idx = block_argmax(logits, V);
     if (threadIdx.x == 0) {
-        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
-            if (bv[k] > best || (bv[k] == best && bi[k] < idx)) {
-                best = bv[k];
-                idx = bi[k];
-            }
         tokens[n] = (int32_t)(idx < V ? idx : 0);
         state[0] = n;
         state[1] = n;

@@ -125,7 +125,8 @@ static void test_bad_input(void **state) {
     }
     /* a checkpoint directory with a truncated model.safetensors */
     snprintf(model, sizeof model, "%s/trunc", tmp);
-    snprintf(p, sizeof p, "mkdir -p %s && cp %s/config.json %s/", model, tu_path(FIX), model);
+    assert_true(snprintf(p, sizeof p, "mkdir -p %s && cp %s/config.json %s/", model, tu_path(FIX),
+                         model) < (int)sizeof p);
     assert_int_equal(system(p), 0);
     snprintf(p, sizeof p, "%s/model.safetensors", model);
     copy_file(tu_path(FIX "/model.safetensors"), p, 300000);

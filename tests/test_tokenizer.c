@@ -423,7 +423,7 @@ static void test_bytes_tokenizer(void **state) {
 static cb_status open_text(const char *dir, const char *name, const char *content, size_t len,
                            const char *encoding) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_true(snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path);
     assert_int_equal(tu_write_file(path, content, len), 0);
     cb_tokenizer *tok = (cb_tokenizer *)1;
     cb_status st = cb_tokenizer_open(&tok, path, encoding);

@@ -27,8 +27,10 @@ cb_status cb_fail_context(cb_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(cb_errbuf, sizeof cb_errbuf, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof cb_errbuf && prev[0])
-        snprintf(cb_errbuf + n, sizeof cb_errbuf - (size_t)n, ": %s", prev);
+    /* the earlier message is cut to what still fits: the newest context comes first */
+    if (n >= 0 && (size_t)n < sizeof cb_errbuf && prev[0] &&
+        snprintf(cb_errbuf + n, sizeof cb_errbuf - (size_t)n, ": %s", prev) < 0)
+        cb_errbuf[n] = '\0';
     return st;
 }
 

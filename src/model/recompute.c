@@ -46,7 +46,7 @@ static cb_tensor *copy_into(cb_graph *dst, const cb_tensor *src) {
 
 static cb_status recompute_backward(cb_graph *g, cb_node *n) {
     recompute_extra *e = n->extra;
-    cb_graph *s;
+    cb_graph *s = NULL;
     CB_TRY(scratch(g, &s));
     s->grad_enabled = true;
     s->rng_counter = e->rng_counter;
@@ -68,7 +68,7 @@ cb_tensor *cb_module_forward_checkpointed(cb_module *m, cb_graph *g, cb_tensor *
     if (!g->checkpointing || !g->grad_enabled || ctx || !x || !cb_tensor_requires_grad(x) || !block ||
         cb_tensor_nbytes(x) < g->checkpoint_min_bytes)
         return cb_module_forward(m, g, x, ctx);
-    cb_graph *s;
+    cb_graph *s = NULL;
     if (scratch(g, &s) != CB_OK) return NULL;
     s->grad_enabled = false;
     s->rng_counter = g->rng_counter;

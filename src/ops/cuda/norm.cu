@@ -656,29 +656,78 @@ extern "C" cb_status cb_cuda_softmax_bwd(const cb_tensor *y, const cb_tensor *dy
 
 /* ---- cross-entropy --------------------------------------------------------------------------- */
 
+/* Thread 0's epilogue of a cross-entropy row: lse, the row's loss and its state (0 ignored,
+ * 1 counted, 2 target outside [0, V)) from the row's max m and sum of exp(x - m) s. */
+__device__ __forceinline__ void xent_row_finish(int64_t V, cb_tv logits, int64_t row, float m,
+                                                float s, const void *tg, int tdt, int64_t ignore,
+                                                cb_tv lse, float *rowloss, int *state) {
+    float l = m == -INFINITY ? -INFINITY : m + logf(s);
+    if (lse.p) cb_st(lse, row, l);
+    int64_t t = cb_ld_id(tg, tdt, row);
+    if (t == ignore) {
+        state[row] = 0;
+        rowloss[row] = 0.f;
+    } else if (t < 0 || t >= V) {
+        state[row] = 2;
+        rowloss[row] = 0.f;
+    } else {
+        state[row] = 1;
+        rowloss[row] = l - cb_ld(logits, row * V + t);
+    }
+}
+
 /* logits [R, V]; targets [R] (i32/i64); lse [R] or none; rowloss [R] f32 scratch;
- * state [R] i32 scratch: 0 ignored, 1 counted, 2 target outside [0, V). */
+ * state [R] i32 scratch (see xent_row_finish). One block per row. */
 __global__ void k_xent_rows(int64_t V, cb_tv logits, const void *tg, int tdt, int64_t ignore,
                             cb_tv lse, float *rowloss, int *state) {
     __shared__ float shm[32], shs[32];
     int64_t row = blockIdx.x, base = row * V;
     float m, s;
     row_max_sumexp(logits, base, V, shm, shs, &m, &s);
-    if (threadIdx.x == 0) {
-        float l = m == -INFINITY ? -INFINITY : m + logf(s);
-        if (lse.p) cb_st(lse, row, l);
-        int64_t t = cb_ld_id(tg, tdt, row);
-        if (t == ignore) {
-            state[row] = 0;
-            rowloss[row] = 0.f;
-        } else if (t < 0 || t >= V) {
-            state[row] = 2;
-            rowloss[row] = 0.f;
-        } else {
-            state[row] = 1;
-            rowloss[row] = l - cb_ld(logits, base + t);
-        }
+    if (threadIdx.x == 0)
+        xent_row_finish(V, logits, row, m, s, tg, tdt, ignore, lse, rowloss, state);
+}
+
+/* The same with 16-byte loads of logits of dtype T (V a multiple of the vector width, rows
+ * 16-byte aligned): each thread folds a vector's maximum into its running (max, sum) once, so
+ * one rescale per 4-8 values instead of a branch per value. */
+template <typename T>
+__global__ void k_xent_rows_vec(int64_t V, const T *x, cb_tv logits, const void *tg, int tdt,
+                                int64_t ignore, cb_tv lse, float *rowloss, int *state) {
+    constexpr int W = 16 / sizeof(T);
+    __shared__ float shm[32], shs[32];
+    int64_t row = blockIdx.x, base = row * V;
+    float m = -INFINITY, s = 0.f, v[W];
+    for (int64_t i = threadIdx.x * W; i < V; i += blockDim.x * W) {
+        cb_ld16(x + base + i, v);
+        float vm = v[0];
+#pragma unroll
+        for (int e = 1; e < W; e++) vm = fmaxf(vm, v[e]);
+        if (vm == -INFINITY) continue;
+        float mn = fmaxf(m, vm), acc = 0.f;
+#pragma unroll
+        for (int e = 0; e < W; e++) acc += __expf(v[e] - mn);
+        s = (m == -INFINITY ? 0.f : s * __expf(m - mn)) + acc;
+        m = mn;
     }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) {
+        shm[w] = m;
+        shs[w] = s;
+    }
+    __syncthreads();
+    m = lane < nw ? shm[lane] : -INFINITY;
+    s = lane < nw ? shs[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    if (threadIdx.x == 0)
+        xent_row_finish(V, logits, row, m, s, tg, tdt, ignore, lse, rowloss, state);
 }
 
 /* One block: loss[0] = sum(rowloss) / count in f64 (0 when nothing counts);
@@ -738,9 +787,21 @@ extern "C" cb_status cb_cuda_cross_entropy_fwd(const cb_tensor *logits, const cb
     if (!scr) return CB_ERR_NOMEM;
     float *rowloss = (float *)scr;
     int *state = (int *)(scr + (size_t)R * 4);
-    k_xent_rows<<<(unsigned)R, cb_cu_row_threads(V), 0, c->stream>>>(
-        V, cb_view(logits), targets->data, targets->dtype, ignore_index, cb_view(lse), rowloss,
-        state);
+    int W = logits->dtype == CB_F32 ? 4 : 8;
+    bool vec = (logits->dtype == CB_F32 || logits->dtype == CB_BF16) && V % W == 0 &&
+               ((uintptr_t)logits->data & 15) == 0;
+    if (vec && logits->dtype == CB_BF16)
+        k_xent_rows_vec<__nv_bfloat16><<<(unsigned)R, cb_cu_row_threads(V / W), 0, c->stream>>>(
+            V, (const __nv_bfloat16 *)logits->data, cb_view(logits), targets->data, targets->dtype,
+            ignore_index, cb_view(lse), rowloss, state);
+    else if (vec)
+        k_xent_rows_vec<float><<<(unsigned)R, cb_cu_row_threads(V / W), 0, c->stream>>>(
+            V, (const float *)logits->data, cb_view(logits), targets->data, targets->dtype,
+            ignore_index, cb_view(lse), rowloss, state);
+    else
+        k_xent_rows<<<(unsigned)R, cb_cu_row_threads(V), 0, c->stream>>>(
+            V, cb_view(logits), targets->data, targets->dtype, ignore_index, cb_view(lse), rowloss,
+            state);
     CB_CU_LAUNCHED("cross_entropy_rows");
     k_xent_final<<<1, 1024, 0, c->stream>>>(R, rowloss, state, cb_view(loss), c->d_slot);
     CB_CU_LAUNCHED("cross_entropy_final");

@@ -4,7 +4,9 @@
 # all in the same run. Expects the build outputs in $CARRY (default .gpucarry: libcaramba.so,
 # libcaramba_cuda.so, caramba, test_cuda_model, test_cuda_ops, bench_cuda_train,
 # bench_cuda_decode) and the shared libraries the machine lacks in .devlibs (OpenBLAS gzipped).
-# Logs go to $OUT (default ./out-gpu). Usage: bench/run_cuda_e2e.sh [tests|train|decode|all]...
+# Logs go to $OUT (default ./out-gpu). Usage: bench/run_cuda_e2e.sh [tests|train|decode|all|sanitize]...
+# ('all' = tests train decode; 'sanitize' runs compute-sanitizer over test_cuda_model, ~200 s, only
+# when named)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CARRY="${CARRY:-$ROOT/.gpucarry}"
@@ -56,7 +58,7 @@ if has decode; then
     > "$OUT/decode_hf.json" 2> "$OUT/decode_hf.err"; tail -3 "$OUT/decode_hf.err"
   cp /tmp/small_hf/ours_ids.txt "$OUT/" 2>/dev/null
 fi
-if has sanitize; then
+if [[ " $what " == *" sanitize "* ]]; then
   echo "== compute-sanitizer memcheck over test_cuda_model"
   timeout 200 compute-sanitizer --tool memcheck "$CARRY/test_cuda_model" > "$OUT/memcheck.log" 2>&1
   echo "memcheck exit $?" | tee -a "$OUT/summary.txt"

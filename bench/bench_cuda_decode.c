@@ -220,9 +220,9 @@ int main(int argc, char **argv) {
         "| cache | context | step us | tok/s | MB read/step | of which KV MB | GB/s | of copy BW | "
         "attention GB/s (KV / extra time) | of copy BW "
         "|\n|---|---|---|---|---|---|---|---|---|---|\n");
-    const cb_kv_kind kinds[3] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0};
+    const cb_kv_kind kinds[4] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     int first = 1;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         for (int c = 0; c < nctx; c++) {
             int64_t ctx = ctxs[c];
             cb_gpu_decoder *dl;

@@ -4,8 +4,8 @@
  * other Llama variants likewise, AMP (bf16 compute, f32 master weights and gradients) within
  * bf16 tolerances, training steps through the trainer's optimizer agreeing with the CPU, the
  * batch-1 GPU decoder against the CPU's cached forward with the same cache format (fp16, q8_0,
- * q4_0) and the same (bf16-rounded) weights, the device quantizer byte for byte against the CPU
- * quantizer, and `caramba logits/grads --device cuda`.
+ * q4_0, nf4) and the same (bf16-rounded) weights, the device quantizer byte for byte against the
+ * CPU quantizer, and `caramba logits/grads --device cuda`.
  *
  * Without a GPU every test is skipped with the reason printed. */
 #include <math.h>
@@ -275,13 +275,13 @@ static void test_decoder(void **state) {
     enum { NP = 24 };
     int32_t prompt[NP];
     for (int i = 0; i < NP; i++) prompt[i] = (int32_t)((i * 131 + 7) % 512);
-    const cb_kv_kind kinds[3] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0};
-    /* q4_0 codes are 1/8 of a block's range apart: an f32 rounding difference between the CPU
-     * and GPU keys that flips one code moves a score visibly (the bytes are checked below) */
-    const double tol[3] = {2e-3, 5e-3, 3e-2};
+    const cb_kv_kind kinds[4] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
+    /* q4_0 / nf4 codes are 1/8 of a block's range apart: an f32 rounding difference between the
+     * CPU and GPU keys that flips one code moves a score visibly (the bytes are checked below) */
+    const double tol[4] = {2e-3, 5e-3, 3e-2, 3e-2};
     int64_t V = mg->vocab_size;
     float *lg = malloc(sizeof(float) * (size_t)V);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         cb_gpu_decoder *d;
         if (cb_gpu_decoder_new(&d, mg, kinds[k], 64) != CB_OK) fail_msg("%s", cb_last_error());
         assert_int_equal(cb_gpu_decoder_reset(d, prompt, NP), CB_OK);
@@ -388,14 +388,15 @@ static void test_decoder(void **state) {
     tu_rmtree(dir);
 }
 
-/* The device quantizer writes the CPU quantizer's bytes (q8_0, q4_0, f16), padding included. */
+/* The device quantizer writes the CPU quantizer's bytes (q8_0, q4_0, nf4, f16), padding included.
+ */
 static void test_quantize_bytes(void **state) {
     (void)state;
     NEED_GPU();
     const cb_cuda_api *cu = cb_cuda_api_get();
     assert_non_null(cu);
     const int64_t widths[2] = {256, 100};
-    const cb_dtype dts[3] = {CB_Q8_0, CB_Q4_0, CB_F16};
+    const cb_dtype dts[4] = {CB_Q8_0, CB_Q4_0, CB_NF4, CB_F16};
     uint64_t s = 0x9e3779b97f4a7c15ull;
     for (int w = 0; w < 2; w++) {
         int64_t W = widths[w], R = 64;
@@ -412,7 +413,7 @@ static void test_quantize_bytes(void **state) {
         assert_non_null(dx);
         assert_int_equal(cb_device_copy(CB_CUDA, dx, CB_CPU, x, sizeof(float) * (size_t)(R * W)),
                          CB_OK);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             size_t rb = cb_quant_row_bytes(dts[k], W);
             uint8_t *cpu = malloc(rb * (size_t)R), *gpu = malloc(rb * (size_t)R);
             void *dq = cb_device_alloc(CB_CUDA, rb * (size_t)R);

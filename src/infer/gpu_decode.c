@@ -45,9 +45,9 @@ cb_status cb_gpu_decoder_new(cb_gpu_decoder **out, cb_model *m, cb_kv_kind kv, i
     if (m->device != CB_CUDA) return cb_fail(CB_ERR_ARG, "GPU decoder: the model is not on cuda");
     if (!m->llama_names || m->n_attn < 1)
         return cb_fail(CB_ERR_UNSUPPORTED, "GPU decoder: only the Llama shape is supported");
-    if (kv != CB_KV_FP16 && kv != CB_KV_Q8_0 && kv != CB_KV_Q4_0)
+    if (kv != CB_KV_FP16 && kv != CB_KV_Q8_0 && kv != CB_KV_Q4_0 && kv != CB_KV_NF4)
         return cb_fail(CB_ERR_UNSUPPORTED,
-                       "GPU decoder: cache kind %s (supported: fp16, q8_0, q4_0)",
+                       "GPU decoder: cache kind %s (supported: fp16, q8_0, q4_0, nf4)",
                        cb_kv_kind_name(kv));
     const cb_cuda_api *cu = cb_cuda_api_get();
     if (!cu) return CB_ERR_UNSUPPORTED;

@@ -12,12 +12,11 @@
  *            wg/wu [F, d], wd [d, F], lm_head [V, d]; norms f32 [d]; embedding [V, d] any float
  *   rope:    cos/sin [rope_rows, P] f32, pairs (i, i+P) inside every head (as ops/cuda/rope.cu)
  *   cache:   k and v per layer: [max_len][row_bytes], a row = one token's Hkv*hd values in the
- *            cache format (f16, or q8_0 / q4_0 blocks of 32 laid out exactly as caramba/quant.h
- *            and the CPU cache: whole-row blocks, heads contiguous). Requires hd % 32 == 0 for the
- *            block formats so that a block never straddles two heads.
- *   state:   tokens [max_len + 1] i32, pos (i64): step t reads tokens[pos], appends k/v at pos,
- *            attends over [0, pos], writes argmax(logits) to tokens[pos + 1] unless that slot is
- *            still part of the prompt, then pos += 1.
+ *            cache format (f16, or q8_0 / q4_0 / nf4 blocks of 32 laid out exactly as
+ * caramba/quant.h and the CPU cache: whole-row blocks, heads contiguous). Requires hd % 32 == 0 for
+ * the block formats so that a block never straddles two heads. state:   tokens [max_len + 1] i32,
+ * pos (i64): step t reads tokens[pos], appends k/v at pos, attends over [0, pos], writes
+ * argmax(logits) to tokens[pos + 1] unless that slot is still part of the prompt, then pos += 1.
  *
  * Per step: embed; per layer: rmsnorm+QKV GEMV; split-K attention over the cache (grid kv-heads
  * x chunks; every block covers the G query heads that share its kv head, so each cache byte is
@@ -49,6 +48,35 @@ __device__ __forceinline__ uint16_t store_scale(float d) {
     return __half_as_ushort(__float2half_rn(d));
 }
 
+/* The NF4 levels and the decision midpoints (L[k] + L[k+1]) * 0.5 in f32, spelled from the same
+ * literals as the CPU quantizer (src/cache/quant.c) so both round the same way. */
+#define NF4_L0 -1.0f
+#define NF4_L1 -0.6961928009986877f
+#define NF4_L2 -0.5250730514526367f
+#define NF4_L3 -0.39491748809814453f
+#define NF4_L4 -0.28444138169288635f
+#define NF4_L5 -0.18477343022823334f
+#define NF4_L6 -0.09105003625154495f
+#define NF4_L7 0.0f
+#define NF4_L8 0.07958029955625534f
+#define NF4_L9 0.16093020141124725f
+#define NF4_L10 0.24611230194568634f
+#define NF4_L11 0.33791524171829224f
+#define NF4_L12 0.44070982933044434f
+#define NF4_L13 0.5626170039176941f
+#define NF4_L14 0.7229568362236023f
+#define NF4_L15 1.0f
+__constant__ float c_nf4[16] = {NF4_L0,  NF4_L1,  NF4_L2,  NF4_L3, NF4_L4,  NF4_L5,
+                                NF4_L6,  NF4_L7,  NF4_L8,  NF4_L9, NF4_L10, NF4_L11,
+                                NF4_L12, NF4_L13, NF4_L14, NF4_L15};
+#define NF4_MID(a, b) (((a) + (b)) * 0.5f)
+__constant__ float c_nf4_mid[15] = {
+    NF4_MID(NF4_L0, NF4_L1),   NF4_MID(NF4_L1, NF4_L2),   NF4_MID(NF4_L2, NF4_L3),
+    NF4_MID(NF4_L3, NF4_L4),   NF4_MID(NF4_L4, NF4_L5),   NF4_MID(NF4_L5, NF4_L6),
+    NF4_MID(NF4_L6, NF4_L7),   NF4_MID(NF4_L7, NF4_L8),   NF4_MID(NF4_L8, NF4_L9),
+    NF4_MID(NF4_L9, NF4_L10),  NF4_MID(NF4_L10, NF4_L11), NF4_MID(NF4_L11, NF4_L12),
+    NF4_MID(NF4_L12, NF4_L13), NF4_MID(NF4_L13, NF4_L14), NF4_MID(NF4_L14, NF4_L15)};
+
 /* Bit-for-bit the CPU quantizers (src/cache/quant.c): IEEE division and reciprocal (this file
  * is built with --use_fast_math, so they are spelled out), roundf half away from zero for q8_0,
  * and for q4_0 the fused x * id + 8.5 the CPU build contracts to (-ffp-contract=fast). */
@@ -63,6 +91,17 @@ template <int KV> __device__ __forceinline__ void quant_block(float x, uint8_t *
         int c = v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)v : 0;
         if (lane == 0) *(uint16_t *)dst = store_scale(d);
         dst[2 + lane] = (uint8_t)(int8_t)c;
+    } else if (KV == CB_NF4) { /* nearest level of x / absmax; a midpoint goes to the lower one */
+        float amax = fabsf(x);
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        float y = amax > 0.0f ? __fdiv_rn(x, amax) : 0.0f;
+        int c = 0;
+#pragma unroll
+        for (int k = 0; k < 15; k++) c += c_nf4_mid[k] < y;
+        if (y != y) c = 7;
+        int hi = __shfl_down_sync(0xffffffffu, c, 16);
+        if (lane == 0) *(uint16_t *)dst = store_scale(amax);
+        if (lane < 16) dst[2 + lane] = (uint8_t)(c | (hi << 4));
     } else { /* CB_Q4_0 */
         float a = fabsf(x);
         if (!(a == a)) a = -1.0f; /* NaN never wins (the CPU's strict '<' skips it) */
@@ -315,7 +354,8 @@ template <int K> __device__ __forceinline__ float byte_f(uint32_t w, float bias)
 /* Values [32 b, 32 b + 32) of a staged head segment as codes; returns the block's scale
  * (value = code * scale; f16: the values and 1), so the dot products multiply once per block. */
 template <int KV>
-__device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *out) {
+__device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *out,
+                                            const float *lut) {
     if (KV == CB_F16) {
         const uint32_t *p = (const uint32_t *)(row + 64 * b);
 #pragma unroll
@@ -335,6 +375,18 @@ __device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *ou
             out[2 * k + 1] = byte_f<1>(w, 128.f);
         }
         return __half2float(__ushort_as_half(*(const uint16_t *)blk));
+    } else if (KV == CB_NF4) { /* codes to levels through the block's shared-memory table */
+        const uint8_t *blk = row + 18 * b;
+        const uint16_t *qs = (const uint16_t *)(blk + 2);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            uint32_t w = qs[k];
+            out[2 * k] = lut[w & 15];
+            out[2 * k + 1] = lut[(w >> 8) & 15];
+            out[16 + 2 * k] = lut[(w >> 4) & 15];
+            out[16 + 2 * k + 1] = lut[w >> 12];
+        }
+        return __half2float(__ushort_as_half(*(const uint16_t *)blk));
     } else {
         const uint8_t *blk = row + 18 * b;
         const uint16_t *qs = (const uint16_t *)(blk + 2);
@@ -351,7 +403,8 @@ __device__ __forceinline__ float seg_span32(const uint8_t *row, int b, float *ou
 }
 
 /* Values [e, e + 4) (e % 4 == 0) of a staged head segment as codes; returns their scale. */
-template <int KV> __device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v) {
+template <int KV>
+__device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v, const float *lut) {
     if (KV == CB_F16) {
         const uint32_t *p = (const uint32_t *)(row + 2 * e);
         float2 a = __half22float2(*(const __half2 *)&p[0]),
@@ -371,8 +424,12 @@ template <int KV> __device__ __forceinline__ float seg_quad(const uint8_t *row, 
         const uint16_t *q = (const uint16_t *)(blk + 2 + (i & 15));
         int sh = i < 16 ? 0 : 4;
         uint32_t w0 = ((uint32_t)q[0] >> sh) & 0x0F0Fu, w1 = ((uint32_t)q[1] >> sh) & 0x0F0Fu;
-        v[0] = byte_f<0>(w0, 8.f), v[1] = byte_f<1>(w0, 8.f);
-        v[2] = byte_f<0>(w1, 8.f), v[3] = byte_f<1>(w1, 8.f);
+        if (KV == CB_NF4) {
+            v[0] = lut[w0 & 15], v[1] = lut[w0 >> 8], v[2] = lut[w1 & 15], v[3] = lut[w1 >> 8];
+        } else {
+            v[0] = byte_f<0>(w0, 8.f), v[1] = byte_f<1>(w0, 8.f);
+            v[2] = byte_f<0>(w1, 8.f), v[3] = byte_f<1>(w1, 8.f);
+        }
     }
     return d;
 }
@@ -414,7 +471,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
     uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] */
     __shared__ int last;
+    __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
     int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
+    if (KV == CB_NF4 && tid < 16) lut[tid] = c_nf4[tid];
     pdl_launch();
     /* pos was written by the previous step (an earlier graph launch), and rows before pos by
      * earlier steps: a chunk without the current token loads its first key tile before the
@@ -484,7 +543,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll
             for (int b = 0; b < HD / 32; b++) {
                 float kv[32], part[G];
-                float dsc = seg_span32<KV>(row, b, kv);
+                float dsc = seg_span32<KV>(row, b, kv, lut);
 #pragma unroll
                 for (int g = 0; g < G; g++) part[g] = 0.f;
 #pragma unroll
@@ -533,7 +592,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll 2
         for (int j = grp; j < rows; j += NG) {
             float v[4];
-            float dsc = seg_quad<KV>(tile + j * SBS, 4 * q4, v);
+            float dsc = seg_quad<KV>(tile + j * SBS, 4 * q4, v, lut);
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 float p = sc[g * scw + t0 + j] * dsc;
@@ -767,6 +826,7 @@ static attn_fn pick_attn(int kv, int HD, int G) {
     if (kv == CB_F16) return pick_hd<CB_F16>(HD, G);
     if (kv == CB_Q8_0) return pick_hd<CB_Q8_0>(HD, G);
     if (kv == CB_Q4_0) return pick_hd<CB_Q4_0>(HD, G);
+    if (kv == CB_NF4) return pick_hd<CB_NF4>(HD, G);
     return nullptr;
 }
 
@@ -873,9 +933,10 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         f.n_heads % f.n_kv_heads || f.vocab < 1 || f.max_len < 1 || f.d_ff < 1)
         return cb_fail(CB_ERR_ARG, "cuda decoder: bad model geometry");
     int G = f.n_heads / f.n_kv_heads, hd = f.head_dim;
-    if (f.kv_dtype != CB_F16 && f.kv_dtype != CB_Q8_0 && f.kv_dtype != CB_Q4_0)
+    if (f.kv_dtype != CB_F16 && f.kv_dtype != CB_Q8_0 && f.kv_dtype != CB_Q4_0 &&
+        f.kv_dtype != CB_NF4)
         return cb_fail(CB_ERR_UNSUPPORTED,
-                       "cuda decoder: cache format %s (supported: f16, q8_0, q4_0)",
+                       "cuda decoder: cache format %s (supported: f16, q8_0, q4_0, nf4)",
                        cb_dtype_name((cb_dtype)f.kv_dtype));
     if (!pick_attn(f.kv_dtype, hd, G))
         return cb_fail(CB_ERR_UNSUPPORTED,
@@ -997,8 +1058,11 @@ extern "C" cb_status cb_cuda_dec_fill(cb_cuda_decoder *d, int64_t n, uint64_t se
         else if (d->kv == CB_Q8_0)
             k_dec_fill<CB_Q8_0>
                 <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
-        else
+        else if (d->kv == CB_Q4_0)
             k_dec_fill<CB_Q4_0>
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+        else
+            k_dec_fill<CB_NF4>
                 <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
         CB_CU_LAUNCHED("decode fill");
     }
@@ -1083,6 +1147,9 @@ extern "C" cb_status cb_cuda_quantize_rows(int dtype, const float *x, int64_t ro
     else if (dtype == CB_Q4_0)
         k_quant_rows<CB_Q4_0>
             <<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
+    else if (dtype == CB_NF4)
+        k_quant_rows<CB_NF4>
+            <<<blocks, 256, 0, c->stream>>>(x, rows, (int)width, rb, (uint8_t *)out);
     else
         return cb_fail(CB_ERR_UNSUPPORTED, "cuda quantize: %s", cb_dtype_name((cb_dtype)dtype));
     CB_CU_LAUNCHED("quantize rows");
@@ -1116,8 +1183,11 @@ extern "C" cb_status cb_cuda_dec_write_kv(cb_cuda_decoder *d, int layer, int64_t
         else if (d->kv == CB_Q8_0)
             k_dec_write_rows<CB_Q8_0>
                 <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
-        else
+        else if (d->kv == CB_Q4_0)
             k_dec_write_rows<CB_Q4_0>
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+        else
+            k_dec_write_rows<CB_NF4>
                 <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
         CB_CU_LAUNCHED("decode write_kv");
     }

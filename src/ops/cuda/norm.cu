@@ -14,18 +14,9 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
     m = mn;
 }
 
-__device__ __forceinline__ void row_max_sumexp(cb_tv x, int64_t base, int64_t N, float *shm,
-                                               float *shs, float *mo, float *so) {
-    float m = -INFINITY, s = 0.f;
-    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
-        float v = cb_ld(x, base + i);
-        if (v > m) {
-            s = (m == -INFINITY ? 0.f : s * __expf(m - v)) + 1.f;
-            m = v;
-        } else if (v != -INFINITY) {
-            s += __expf(v - m);
-        }
-    }
+/* Merges every thread's (m, s) across the block; every thread gets the row's pair. */
+__device__ __forceinline__ void block_lse_merge(float m, float s, float *shm, float *shs, float *mo,
+                                                float *so) {
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
         lse_merge(m, s, m2, s2);
@@ -45,6 +36,21 @@ __device__ __forceinline__ void row_max_sumexp(cb_tv x, int64_t base, int64_t N,
     }
     *mo = m;
     *so = s;
+}
+
+__device__ __forceinline__ void row_max_sumexp(cb_tv x, int64_t base, int64_t N, float *shm,
+                                               float *shs, float *mo, float *so) {
+    float m = -INFINITY, s = 0.f;
+    for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+        float v = cb_ld(x, base + i);
+        if (v > m) {
+            s = (m == -INFINITY ? 0.f : s * __expf(m - v)) + 1.f;
+            m = v;
+        } else if (v != -INFINITY) {
+            s += __expf(v - m);
+        }
+    }
+    block_lse_merge(m, s, shm, shs, mo, so);
 }
 
 static bool norm_bwd_fused(cb_cuda_ctx *c, bool ln, int64_t R, int64_t D, const cb_tensor *x,
@@ -710,22 +716,7 @@ __global__ void k_xent_rows_vec(int64_t V, const T *x, cb_tv logits, const void 
         s = (m == -INFINITY ? 0.f : s * __expf(m - mn)) + acc;
         m = mn;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-        lse_merge(m, s, m2, s2);
-    }
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    if (lane == 0) {
-        shm[w] = m;
-        shs[w] = s;
-    }
-    __syncthreads();
-    m = lane < nw ? shm[lane] : -INFINITY;
-    s = lane < nw ? shs[lane] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-        lse_merge(m, s, m2, s2);
-    }
+    block_lse_merge(m, s, shm, shs, &m, &s);
     if (threadIdx.x == 0)
         xent_row_finish(V, logits, row, m, s, tg, tdt, ignore, lse, rowloss, state);
 }

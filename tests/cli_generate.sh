@@ -12,21 +12,7 @@ trap 'rm -rf "$TMP"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# write_npy FILE SHAPE_TEXT < raw little-endian int32 data
-write_npy() {
-    local hdr="{'descr': '<i4', 'fortran_order': False, 'shape': $2, }"
-    local total=$((10 + ${#hdr} + 1)) padded hl
-    padded=$(((total + 63) / 64 * 64))
-    hl=$((padded - 10))
-    {
-        printf '\x93NUMPY\x01\x00'
-        printf "\\x$(printf %02x $((hl & 255)))\\x$(printf %02x $((hl >> 8)))"
-        printf '%s' "$hdr"
-        printf "%$((padded - total))s" ''
-        printf '\n'
-        cat
-    } > "$1"
-}
+. "$(dirname "$0")/npy_lib.sh" # write_npy
 
 # prompt: the first 8 int32 ids of row 0 (data starts after the 128-byte header)
 tail -c +129 "$FIX/ref_input_ids.npy" | head -c 32 > "$TMP/p8.raw"

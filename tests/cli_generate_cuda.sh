@@ -16,20 +16,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-write_npy() { # FILE SHAPE_TEXT < raw little-endian int32
-    local hdr="{'descr': '<i4', 'fortran_order': False, 'shape': $2, }"
-    local total=$((10 + ${#hdr} + 1)) padded hl
-    padded=$(((total + 63) / 64 * 64))
-    hl=$((padded - 10))
-    {
-        printf '\x93NUMPY\x01\x00'
-        printf "\\x$(printf %02x $((hl & 255)))\\x$(printf %02x $((hl >> 8)))"
-        printf '%s' "$hdr"
-        printf "%$((padded - total))s" ''
-        printf '\n'
-        cat
-    } > "$1"
-}
+. "$(dirname "$0")/npy_lib.sh" # write_npy
 # prompt "The jury" as byte ids (the bytes tokenizer maps byte b to id b)
 printf 'The jury' | od -An -v -t u1 | tr -s ' ' '\n' | grep -v '^$' |
     while read -r b; do printf "\\x$(printf %02x "$b")\\x00\\x00\\x00"; done > "$TMP/p8.raw"

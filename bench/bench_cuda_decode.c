@@ -15,7 +15,9 @@
  *    attention's own share: (step(ctx) - step(64)) against the cache bytes alone.
  *
  * Usage: bench_cuda_decode [--dir DIR] [--prompt 512] [--new 128] [--reps 5]
- *                          [--contexts 16384,65536] [--json FILE] */
+ *                          [--contexts 16384,65536] [--kinds fp16,q8_0,q4_0,nf4] [--long-only]
+ *                          [--json FILE]
+ * (--kinds and --long-only narrow a tuning run to the long-context rows of some cache kinds) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +103,8 @@ int main(int argc, char **argv) {
     const char *dir = "bench-cuda-decode", *json = NULL;
     int P = 512, NEW = 128, reps = 5;
     int64_t ctxs[8] = {16384, 65536};
-    int nctx = 2;
+    int nctx = 2, long_only = 0;
+    const char *kind_list = "fp16,q8_0,q4_0,nf4";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
         if (!strcmp(a, "--dir"))
@@ -114,6 +117,10 @@ int main(int argc, char **argv) {
             reps = atoi(v), i++;
         else if (!strcmp(a, "--json"))
             json = v, i++;
+        else if (!strcmp(a, "--kinds"))
+            kind_list = v, i++;
+        else if (!strcmp(a, "--long-only"))
+            long_only = 1;
         else if (!strcmp(a, "--contexts")) {
             nctx = 0;
             for (char *s = argv[++i]; s && *s && nctx < 8;) {
@@ -157,54 +164,59 @@ int main(int argc, char **argv) {
     double bw = copy_bandwidth();
     printf("device-to-device copy: %.0f GB/s (read + write)\n", bw / 1e9);
 
-    /* 1. prompt P, NEW new tokens, fp16 cache */
-    cb_gpu_decoder *d;
-    CHECK(cb_gpu_decoder_new(&d, m, CB_KV_FP16, P + NEW));
+    double dec_tok_s = 0, pre_s = 0, step_s = 0, t_tbt = 0;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(P + NEW));
     double *tp = malloc(sizeof(double) * (size_t)(reps + 1)),
            *td = malloc(sizeof(double) * (size_t)(reps + 1));
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(P + NEW));
-    double t_tbt = 0; /* the prompt stepped through token by token (no batched prefill) */
-    CHECK(cb_gpu_decoder_reset(d, prompt, P));
-    CHECK(cb_gpu_decoder_steps(d, P));
-    CHECK(cb_gpu_sync());
-    {
+    if (!long_only) {
+        /* 1. prompt P, NEW new tokens, fp16 cache */
+        cb_gpu_decoder *d;
+        CHECK(cb_gpu_decoder_new(&d, m, CB_KV_FP16, P + NEW));
+        /* t_tbt: the prompt stepped through token by token (no batched prefill) */
         CHECK(cb_gpu_decoder_reset(d, prompt, P));
-        double t0 = now_s();
         CHECK(cb_gpu_decoder_steps(d, P));
         CHECK(cb_gpu_sync());
-        t_tbt = now_s() - t0;
+        {
+            CHECK(cb_gpu_decoder_reset(d, prompt, P));
+            double t0 = now_s();
+            CHECK(cb_gpu_decoder_steps(d, P));
+            CHECK(cb_gpu_sync());
+            t_tbt = now_s() - t0;
+        }
+        for (int r = -2; r < reps; r++) {
+            CHECK(cb_gpu_sync());
+            double t0 = now_s();
+            CHECK(cb_gpu_decoder_prefill(d, prompt, P)); /* batched; yields token 1 */
+            CHECK(cb_gpu_sync());
+            double t1 = now_s();
+            CHECK(cb_gpu_decoder_steps(d, NEW - 1));
+            CHECK(cb_gpu_sync());
+            double t2 = now_s();
+            if (r >= 0) tp[r] = t1 - t0, td[r] = t2 - t1;
+        }
+        CHECK(cb_gpu_decoder_tokens(d, 0, P + NEW, ids));
+        snprintf(path, sizeof path, "%s/ours_ids.txt", dir);
+        pf = fopen(path, "w");
+        for (int i = 0; i < NEW; i++) fprintf(pf, i ? ",%d" : "%d", ids[P + i]);
+        fprintf(pf, "\n");
+        fclose(pf);
+        qsort(tp, (size_t)reps, sizeof *tp, cmp_d);
+        qsort(td, (size_t)reps, sizeof *td, cmp_d);
+        dec_tok_s = (NEW - 1) / td[reps / 2], pre_s = tp[reps / 2];
+        step_s = td[reps / 2] / (NEW - 1);
+        double bytes_short = (double)cb_gpu_decoder_step_bytes(d, P + NEW / 2);
+        printf(
+            "decode, prompt %d, %d new tokens, fp16 cache, bf16 weights: %.0f tok/s (%.1f "
+            "us/token, "
+            "%.0f%% of copy bandwidth for %.0f MB/step); batched prefill %.2f ms (stepping through "
+            "the prompt instead: %.1f ms); end to end %.0f tok/s\n",
+            P, NEW, dec_tok_s, step_s * 1e6, 100 * bytes_short / step_s / bw, bytes_short / 1e6,
+            pre_s * 1e3, t_tbt * 1e3, NEW / (pre_s + td[reps / 2]));
+        printf("first generated ids:");
+        for (int i = 0; i < 16 && i < NEW; i++) printf(" %d", ids[P + i]);
+        printf("\n");
+        cb_gpu_decoder_free(d);
     }
-    for (int r = -2; r < reps; r++) {
-        CHECK(cb_gpu_sync());
-        double t0 = now_s();
-        CHECK(cb_gpu_decoder_prefill(d, prompt, P)); /* batched; yields token 1 */
-        CHECK(cb_gpu_sync());
-        double t1 = now_s();
-        CHECK(cb_gpu_decoder_steps(d, NEW - 1));
-        CHECK(cb_gpu_sync());
-        double t2 = now_s();
-        if (r >= 0) tp[r] = t1 - t0, td[r] = t2 - t1;
-    }
-    CHECK(cb_gpu_decoder_tokens(d, 0, P + NEW, ids));
-    snprintf(path, sizeof path, "%s/ours_ids.txt", dir);
-    pf = fopen(path, "w");
-    for (int i = 0; i < NEW; i++) fprintf(pf, i ? ",%d" : "%d", ids[P + i]);
-    fprintf(pf, "\n");
-    fclose(pf);
-    qsort(tp, (size_t)reps, sizeof *tp, cmp_d);
-    qsort(td, (size_t)reps, sizeof *td, cmp_d);
-    double dec_tok_s = (NEW - 1) / td[reps / 2], pre_s = tp[reps / 2];
-    double step_s = td[reps / 2] / (NEW - 1);
-    double bytes_short = (double)cb_gpu_decoder_step_bytes(d, P + NEW / 2);
-    printf("decode, prompt %d, %d new tokens, fp16 cache, bf16 weights: %.0f tok/s (%.1f us/token, "
-           "%.0f%% of copy bandwidth for %.0f MB/step); batched prefill %.2f ms (stepping through "
-           "the prompt instead: %.1f ms); end to end %.0f tok/s\n",
-           P, NEW, dec_tok_s, step_s * 1e6, 100 * bytes_short / step_s / bw, bytes_short / 1e6,
-           pre_s * 1e3, t_tbt * 1e3, NEW / (pre_s + td[reps / 2]));
-    printf("first generated ids:");
-    for (int i = 0; i < 16 && i < NEW; i++) printf(" %d", ids[P + i]);
-    printf("\n");
-    cb_gpu_decoder_free(d);
 
     /* 2. long contexts */
     FILE *jf = json ? fopen(json, "w") : NULL;
@@ -215,7 +227,7 @@ int main(int argc, char **argv) {
             "\"decode_tok_s\": %.1f, \"step_us\": %.2f, \"prefill_ms\": %.2f, \"e2e_tok_s\": %.1f, "
             "\"prompt_stepped_ms\": %.2f, \"long\": [",
             cu->device_description(), bw / 1e9, P, NEW, dec_tok_s, step_s * 1e6, pre_s * 1e3,
-            NEW / (pre_s + td[reps / 2]), t_tbt * 1e3);
+            pre_s + step_s > 0 ? NEW / (pre_s + step_s * (NEW - 1)) : 0.0, t_tbt * 1e3);
     printf(
         "| cache | context | step us | tok/s | MB read/step | of which KV MB | GB/s | of copy BW | "
         "attention GB/s (KV / extra time) | of copy BW "
@@ -223,7 +235,7 @@ int main(int argc, char **argv) {
     const cb_kv_kind kinds[4] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     int first = 1;
     for (int k = 0; k < 4; k++)
-        for (int c = 0; c < nctx; c++) {
+        for (int c = 0; c < nctx && strstr(kind_list, cb_kv_kind_name(kinds[k])); c++) {
             int64_t ctx = ctxs[c];
             cb_gpu_decoder *dl;
             CHECK(cb_gpu_decoder_new(&dl, m, kinds[k], ctx + 64));

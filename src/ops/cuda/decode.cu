@@ -29,8 +29,6 @@
  * GEMVs: one warp per output row, 16-byte weight loads, the input vector staged in shared memory
  * (normalised there when the rmsnorm is fused). Activations stay f32. */
 #include <math.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <type_traits>
 #include <stdlib.h>
 #include <string.h>
@@ -162,12 +160,6 @@ struct cb_cuda_decoder {
     cudaGraphExec_t exec;
     int64_t pos, prompt; /* host mirrors */
     bool pdl;            /* programmatic dependent launch (CARAMBA_CUDA_NO_PDL=1 turns it off) */
-    /* the one-kernel step (CARAMBA_CUDA_DEC_CHAIN=1 uses the kernel chain instead) */
-    void (*step)(struct step_args); /* NULL: the kernel chain */
-    int step_blocks;                /* grid: every block resident */
-    size_t step_smem;
-    cb_cuda_dec_layer *d_layers; /* device copy of the layer table */
-    struct grid_bar *bar;        /* the step's grid barrier */
 };
 
 /* ---- kernels ----------------------------------------------------------------------------------
@@ -218,7 +210,6 @@ struct gemv_args {
 
 #define GEMV_WARPS 8
 #define GEMV_PF 8 /* 16-byte weight chunks per lane loaded before the wait: rows up to 2048 */
-#define STEP_PF 4 /* the same in the one-kernel step, where registers are scarcer */
 
 /* 8 bf16 weights . 8 f32 inputs */
 __device__ __forceinline__ float dot8(uint4 u, const float *x8) {
@@ -237,39 +228,35 @@ __device__ __forceinline__ int gemv_locate(const gemv_args &a, int r, int *lr) {
     return s;
 }
 
-/* The weights of a warp's first row, loaded ahead of the wait for the GEMV's input. */
-template <int MODE, int PF> struct gemv_pre { uint4 w[PF], u[MODE == GEMV_SWIGLU ? PF : 1]; };
-
-/* Loads row r0's weights (r0 = the calling warp's first row) into p. Reads weights only, so it
- * may run before the kernels (or grid phases) that write the GEMV's input have finished. */
-template <int MODE, int PF>
-__device__ __forceinline__ void gemv_preload(const gemv_args &a, int r0, gemv_pre<MODE, PF> &p) {
-    int lane = threadIdx.x & 31, nchunk = a.C / 8;
-    if (r0 >= a.rows) return;
-    int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r0, &lr);
-    if (MODE == GEMV_SWIGLU) lr = r0;
-    const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * a.C);
+/* y = W . x (per segment), one warp per row; C % 8 == 0 (16-byte rows). In SWIGLU mode segment 0
+ * is the gate and segment 1 the up projection (same rows) and y0[r] = silu(g) * u.
+ * The weights of a warp's first row are loaded before pdl_wait(), i.e. while the previous
+ * kernels of the step still run: at batch 1 a layer's weights are a few MB, each GEMV's share of
+ * the step is the latency of its loads, and this moves them off the critical path. */
+template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(gemv_args a) {
+    extern __shared__ float4 xs4[]; /* float4: 16-byte aligned for the vector reads below */
+    float *xs = (float *)xs4;
+    __shared__ float red[32];
+    int C = a.C, nchunk = C / 8;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r0 = blockIdx.x * GEMV_WARPS + warp, stride = gridDim.x * GEMV_WARPS;
+    uint4 pw[GEMV_PF], pu[MODE == GEMV_SWIGLU ? GEMV_PF : 1];
+    pdl_launch(); /* the next kernels may start prefetching too: HBM stays busy across kernels */
+    if (r0 < a.rows) {
+        int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r0, &lr);
+        if (MODE == GEMV_SWIGLU) lr = r0;
+        const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * C);
 #pragma unroll
-    for (int k = 0; k < PF; k++)
-        if (lane + 32 * k < nchunk) p.w[k] = __ldg(w0 + lane + 32 * k);
-    if (MODE == GEMV_SWIGLU) {
-        const uint4 *w1 = (const uint4 *)(a.seg[1].W + (size_t)lr * a.C);
+        for (int k = 0; k < GEMV_PF; k++)
+            if (lane + 32 * k < nchunk) pw[k] = __ldg(w0 + lane + 32 * k);
+        if (MODE == GEMV_SWIGLU) {
+            const uint4 *w1 = (const uint4 *)(a.seg[1].W + (size_t)lr * C);
 #pragma unroll
-        for (int k = 0; k < PF; k++)
-            if (lane + 32 * k < nchunk) p.u[k] = __ldg(w1 + lane + 32 * k);
+            for (int k = 0; k < GEMV_PF; k++)
+                if (lane + 32 * k < nchunk) pu[k] = __ldg(w1 + lane + 32 * k);
+        }
     }
-}
-
-/* y = W . x (per segment), one warp per row: the calling warp does rows r0, r0 + stride, ..
- * (row r0's weights preloaded in p); every warp of the block must call it (block barriers).
- * C % 8 == 0 (16-byte rows). In SWIGLU mode segment 0 is the gate and segment 1 the up
- * projection (same rows) and y0[r] = silu(g) * u. xs: shared [C] for the (normalised) input,
- * red: shared [32]. The input is read with plain loads: in the one-kernel step other blocks of
- * the same grid wrote it (visible after the grid barrier, never through the read-only path). */
-template <int MODE, int PF>
-__device__ __forceinline__ void gemv_run(const gemv_args &a, int r0, int stride,
-                                         const gemv_pre<MODE, PF> &p, float *xs, float *red) {
-    int C = a.C, nchunk = C / 8, lane = threadIdx.x & 31;
+    pdl_wait();
     for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = a.x[i];
     __syncthreads();
     if (a.norm_w) {
@@ -289,15 +276,15 @@ __device__ __forceinline__ void gemv_run(const gemv_args &a, int r0, int stride,
         bool first = r == r0;
         float acc0 = 0.f, acc1 = 0.f;
 #pragma unroll
-        for (int k = 0; k < PF; k++) {
+        for (int k = 0; k < GEMV_PF; k++) {
             int c = lane + 32 * k;
             if (c < nchunk) {
-                acc0 += dot8(first ? p.w[k] : __ldg(w0 + c), xs + c * 8);
-                if (MODE == GEMV_SWIGLU) acc1 += dot8(first ? p.u[k] : __ldg(w1 + c), xs + c * 8);
+                acc0 += dot8(first ? pw[k] : __ldg(w0 + c), xs + c * 8);
+                if (MODE == GEMV_SWIGLU) acc1 += dot8(first ? pu[k] : __ldg(w1 + c), xs + c * 8);
             }
         }
 #pragma unroll 4
-        for (int c = lane + 32 * PF; c < nchunk; c += 32) {
+        for (int c = lane + 32 * GEMV_PF; c < nchunk; c += 32) {
             acc0 += dot8(__ldg(w0 + c), xs + c * 8);
             if (MODE == GEMV_SWIGLU) acc1 += dot8(__ldg(w1 + c), xs + c * 8);
         }
@@ -313,21 +300,6 @@ __device__ __forceinline__ void gemv_run(const gemv_args &a, int r0, int stride,
                 y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
         }
     }
-}
-
-/* One GEMV as its own kernel of the step's graph. The weights of a warp's first row are loaded
- * before pdl_wait(), i.e. while the previous kernels of the step still run: at batch 1 a layer's
- * weights are a few MB, each GEMV's share of the step is the latency of its loads, and this moves
- * them off the critical path. */
-template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(gemv_args a) {
-    extern __shared__ float4 xs4[]; /* float4: 16-byte aligned for the vector reads */
-    __shared__ float red[32];
-    int r0 = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    gemv_pre<MODE, GEMV_PF> p;
-    pdl_launch(); /* the next kernels may start prefetching too: HBM stays busy across kernels */
-    gemv_preload<MODE, GEMV_PF>(a, r0, p);
-    pdl_wait();
-    gemv_run<MODE, GEMV_PF>(a, r0, gridDim.x * GEMV_WARPS, p, (float *)xs4, red);
 }
 
 #define ATT_THREADS 128 /* = keys per tile */
@@ -484,60 +456,13 @@ __device__ __forceinline__ float rope_elem(const float *h, int e, int P, const f
  * value tile's during the last key tile), one thread scores one key for the G query heads;
  * pass 2 stages value rows the same way, a thread accumulating 4 dimensions over a subset of the
  * keys. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
-struct attn_args {
-    const float *qkv;
-    const float *cs, *sn;
-    int P, H, Hkv;
-    uint8_t *kc, *vc; /* this layer's cache */
-    size_t row_bytes;
-    int chunk, nch;
-    float scale_log2;
-    float *pm, *pl, *pacc;
-    unsigned *count;
-    float *att;
-};
-
-/* Chunk c of kv head kvh: its first key tile into io's registers, unless the chunk is past the
- * cache or holds the current token (that tile is fetched after the append). Reads only rows
- * written by earlier steps, so it may run before the step's QKV GEMV has finished. */
-template <int KV, int HD>
-__device__ __forceinline__ void attn_prefetch(const attn_args &a, int kvh, int c, int64_t pos,
-                                              tile_io<KV, HD> &io) {
-    int64_t len = pos + 1, s0 = (int64_t)c * a.chunk;
-    if (s0 >= len) return;
-    int64_t s1 = s0 + a.chunk < len ? s0 + a.chunk : len;
-    int n = (int)(s1 - s0);
-    if (s1 != len)
-        io.fetch(a.kc + (size_t)s0 * a.row_bytes, a.row_bytes, kvh,
-                 n < ATT_THREADS ? n : ATT_THREADS);
-}
-
-/* Split-K attention over the cache for one kv head and one chunk of keys, with the step's RoPE,
- * cache append and the combine of the partials folded in (three launches per layer fewer).
- *   qkv [H*HD | Hkv*HD | Hkv*HD] f32 (un-rotated, as the QKV GEMV wrote them); cs/sn [rows][P]
- *   kc/vc [max_len][row_bytes] this layer's cache; keys [0, pos] are visible
- *   pm/pl [H][nch] (max in the log2 domain, sum), pacc [H][nch][HD]: the chunks' partials
- *   count [Hkv]: finished chunks per kv head (zero between layers); att [H*HD] the output
- * Called by all ATT_THREADS threads of a block for work item (kvh, c); io holds the first key
- * tile when `fetched` (attn_prefetch). Chunks past the cache return at once.
- * Every block rotates the G query heads it serves; the block whose chunk holds pos rotates that
- * token's k, appends k and v to the cache (quantized exactly as quant_row) and reads them back
- * like any other row. Pass 1 stages 128 key rows at a time in shared memory (coalesced loads of
- * the head's bytes, the next tile's loads issued before the current tile is scored; the first
- * value tile's during the last key tile), one thread scores one key for the G query heads;
- * pass 2 stages value rows the same way, a thread accumulating 4 dimensions over a subset of the
- * keys. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
 template <int KV, int HD, int G>
-__device__ __forceinline__ void attn_run(const attn_args &a, int kvh, int c, int64_t pos,
-                                         tile_io<KV, HD> &io, bool fetched) {
+__global__ void __launch_bounds__(ATT_THREADS)
+    k_dec_attn(const float *qkv, const int64_t *state, const float *cs, const float *sn, int P,
+               int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t row_bytes, int chunk, int nch,
+               float scale_log2, float *pm, float *pl, float *pacc, unsigned *count, float *att) {
     constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
     constexpr int Q = HD / 4, NG = ATT_THREADS / Q, NP = HD >= ATT_THREADS ? 1 : ATT_THREADS / HD;
-    const int chunk = a.chunk, nch = a.nch, P = a.P, H = a.H, Hkv = a.Hkv;
-    const size_t row_bytes = a.row_bytes;
-    const float *qkv = a.qkv;
-    uint8_t *kc = a.kc, *vc = a.vc;
-    float *pm = a.pm, *pl = a.pl, *pacc = a.pacc, *att = a.att;
-    unsigned *count = a.count;
     extern __shared__ float4 sm4[];
     const int scw = chunk > nch ? chunk : nch;
     float *qs = (float *)sm4;                    /* [G][HD] */
@@ -547,21 +472,29 @@ __device__ __forceinline__ void attn_run(const attn_args &a, int kvh, int c, int
     uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
-    int tid = threadIdx.x;
-    int64_t len = pos + 1;
-    int nact = (int)((len + chunk - 1) / chunk);
-    if (c >= nact) return; /* past the cache */
+    int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
     if (KV == CB_NF4 && tid < 16) lut[tid] = c_nf4[tid];
+    pdl_launch();
+    /* pos was written by the previous step (an earlier graph launch), and rows before pos by
+     * earlier steps: a chunk without the current token loads its first key tile before the
+     * wait, while the QKV GEMV still runs */
+    int64_t pos = state[0], len = pos + 1;
+    int nact = (int)((len + chunk - 1) / chunk);
+    if (c >= nact) { /* past the cache */
+        pdl_wait();
+        return;
+    }
     int64_t s0 = (int64_t)c * chunk, s1 = s0 + chunk < len ? s0 + chunk : len;
     int n = (int)(s1 - s0);
     bool owner = s1 == len; /* this chunk holds the current token */
-    if (!owner && !fetched)
+    tile_io<KV, HD> io;
+    if (!owner)
         io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
-    __syncthreads(); /* the shared memory's previous use (the one-kernel step) is over */
-    const float *cr = a.cs + pos * P, *sr = a.sn + pos * P;
+    pdl_wait();
+    const float *cr = cs + pos * P, *sr = sn + pos * P;
     for (int i = tid; i < G * HD; i += ATT_THREADS) {
         int e = i % HD;
-        qs[i] = rope_elem(qkv + (size_t)kvh * G * HD + (i - e), e, P, cr, sr) * a.scale_log2;
+        qs[i] = rope_elem(qkv + (size_t)kvh * G * HD + (i - e), e, P, cr, sr) * scale_log2;
     }
     if (owner) {
         const float *kh = qkv + (size_t)(H + kvh) * HD, *vh = qkv + (size_t)(H + Hkv + kvh) * HD;
@@ -728,19 +661,6 @@ __device__ __forceinline__ void attn_run(const attn_args &a, int kvh, int c, int
     }
 }
 
-/* The attention as its own kernel of the step's graph: grid (Hkv, nch), chunks past the cache
- * return at once; a chunk without the current token loads its first key tile before the wait
- * (pos was written by the previous step, rows before pos by earlier steps). */
-template <int KV, int HD, int G>
-__global__ void __launch_bounds__(ATT_THREADS) k_dec_attn(attn_args a, const int64_t *state) {
-    pdl_launch();
-    int64_t pos = state[0];
-    tile_io<KV, HD> io;
-    attn_prefetch<KV, HD>(a, blockIdx.x, blockIdx.y, pos, io);
-    pdl_wait();
-    attn_run<KV, HD, G>(a, blockIdx.x, blockIdx.y, pos, io, true);
-}
-
 /* First index of the maximum of logits [V] (any float dtype) over the whole block; the result
  * is valid in thread 0 (V when every value is NaN or -inf). */
 __device__ int64_t block_argmax(cb_tv logits, int64_t V) {
@@ -788,177 +708,6 @@ __global__ void k_dec_argmax(const float *logits, int64_t V, int32_t *tokens, in
         int64_t pos = state[0];
         if (pos + 1 >= state[1]) tokens[pos + 1] = (int32_t)(idx < V ? idx : 0);
         state[0] = pos + 1;
-    }
-}
-
-/* ---- the whole step as one persistent kernel -------------------------------------------------
- *
- * At batch 1 the kernel chain above is latency-bound: ~60 dependent kernels whose every start
- * waits for its predecessor to drain (measured on an H100: ~5.5 us a kernel for a few MB of
- * weights each). Here one cooperative grid, every block resident, runs the step's phases in
- * order with a grid barrier between them; before each barrier a warp loads the weights of its
- * first row of the next phase (and an attention block its first key tile), so the loads of a
- * phase overlap the barrier instead of following it.
- *   phases: embed | per layer: rmsnorm+QKV | attention (work items (kvh, c) over the blocks) |
- *   o-proj += | rmsnorm+gate/up SwiGLU | down += | final rmsnorm+head | argmax (block 0)
- * Shapes as the file header; block ATT_THREADS; dynamic shared memory max(attention, [C] f32). */
-struct step_args {
-    const cb_cuda_dec_layer *layers; /* device copy [L] */
-    int L, d, H, Hkv, hd, F;
-    int64_t V;
-    float eps;
-    cb_tv emb;
-    const float *final_norm;
-    const __nv_bfloat16 *lm_head;
-    attn_args at; /* layer 0's cache; layer l's is layer_bytes further */
-    size_t layer_bytes;
-    float *x, *h, *logits;
-    int32_t *tokens;
-    int64_t *state;
-    struct grid_bar *bar;
-};
-
-__device__ __forceinline__ gemv_args step_qkv(const step_args &s, int l) {
-    gemv_args a = {};
-    const cb_cuda_dec_layer &L = s.layers[l];
-    float *q = (float *)s.at.qkv;
-    a.x = s.x, a.C = s.d, a.norm_w = L.attn_norm, a.eps = s.eps;
-    a.seg[0] = {(const __nv_bfloat16 *)L.wq, q, s.H * s.hd};
-    a.seg[1] = {(const __nv_bfloat16 *)L.wk, q + (size_t)s.H * s.hd, s.Hkv * s.hd};
-    a.seg[2] = {(const __nv_bfloat16 *)L.wv, q + (size_t)(s.H + s.Hkv) * s.hd, s.Hkv * s.hd};
-    a.nseg = 3, a.rows = (s.H + 2 * s.Hkv) * s.hd;
-    return a;
-}
-__device__ __forceinline__ gemv_args step_head(const step_args &s) {
-    gemv_args a = {};
-    a.x = s.x, a.C = s.d, a.norm_w = s.final_norm, a.eps = s.eps;
-    a.seg[0] = {s.lm_head, s.logits, (int)s.V};
-    a.nseg = 1, a.rows = (int)s.V;
-    return a;
-}
-__device__ __forceinline__ gemv_args step_oproj(const step_args &s, int l) {
-    gemv_args a = {};
-    a.x = s.at.att, a.C = s.H * s.hd;
-    a.seg[0] = {(const __nv_bfloat16 *)s.layers[l].wo, s.x, s.d};
-    a.nseg = 1, a.rows = s.d;
-    return a;
-}
-__device__ __forceinline__ gemv_args step_gateup(const step_args &s, int l) {
-    gemv_args a = {};
-    const cb_cuda_dec_layer &L = s.layers[l];
-    a.x = s.x, a.C = s.d, a.norm_w = L.mlp_norm, a.eps = s.eps;
-    a.seg[0] = {(const __nv_bfloat16 *)L.wg, s.h, s.F};
-    a.seg[1] = {(const __nv_bfloat16 *)L.wu, s.h, s.F};
-    a.nseg = 2, a.rows = s.F;
-    return a;
-}
-__device__ __forceinline__ gemv_args step_down(const step_args &s, int l) {
-    gemv_args a = {};
-    a.x = s.h, a.C = s.F;
-    a.seg[0] = {(const __nv_bfloat16 *)s.layers[l].wd, s.x, s.d};
-    a.nseg = 1, a.rows = s.d;
-    return a;
-}
-
-/* The grid barrier between phases: a counter the blocks arrive at, and a generation the last one
- * to arrive advances (the counter back at zero first, so it serves the next barrier); the
- * others poll the generation with a short sleep between reads (hundreds of blocks polling one
- * L2 line without it slow the arrivals down). Every block of the grid must be resident
- * (cooperative launch). The fences make each block's writes before the barrier visible to
- * every block after it. */
-/* Register budget of the one-kernel step per cache format: its attention phase needs what the
- * chain's attention kernel uses (f16 ~250 registers, q8_0 128, q4_0 / nf4 80), so blocks per
- * SM: f16 2, q8_0 3, q4_0 / nf4 4. */
-#define STEP_MIN_BLOCKS(KV) ((KV) == CB_F16 ? 2 : (KV) == CB_Q8_0 ? 3 : 4)
-
-struct grid_bar {
-    unsigned count, pad0[31]; /* separate 128-byte lines: arrivals never queue behind polls */
-    unsigned gen, pad1[31];
-    unsigned long long *trace; /* experiment: block 0's arrival / departure times */
-    unsigned ntr;
-};
-
-__device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-__device__ __forceinline__ unsigned long long gtimer() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-    return t;
-}
-
-__device__ __forceinline__ void grid_sync(grid_bar *b) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        if (b->trace && blockIdx.x == 0 && b->ntr < 254) b->trace[b->ntr++] = gtimer();
-        unsigned g = ld_acquire(&b->gen); /* cannot advance before this block arrives */
-        __threadfence();
-        if (atomicAdd(&b->count, 1u) == gridDim.x - 1) {
-            atomicExch(&b->count, 0u);
-            __threadfence();
-            atomicAdd(&b->gen, 1u);
-        } else {
-            while (ld_acquire(&b->gen) == g) __nanosleep(32);
-        }
-        __threadfence();
-        if (b->trace && blockIdx.x == 0 && b->ntr < 254) b->trace[b->ntr++] = gtimer();
-    }
-    __syncthreads();
-}
-
-/* Preload the calling warp's first row of GEMV a, wait for the whole grid, run the GEMV. */
-template <int MODE>
-__device__ __forceinline__ void step_gemv(grid_bar *bar, const gemv_args &a, float *xs,
-                                          float *red) {
-    int nw = blockDim.x >> 5, r0 = blockIdx.x * nw + (threadIdx.x >> 5);
-    gemv_pre<MODE, STEP_PF> p;
-    gemv_preload<MODE, STEP_PF>(a, r0, p);
-    grid_sync(bar);
-    gemv_run<MODE, STEP_PF>(a, r0, gridDim.x * nw, p, xs, red);
-}
-
-template <int KV, int HD, int G>
-__global__ void __launch_bounds__(ATT_THREADS, STEP_MIN_BLOCKS(KV)) k_dec_step(step_args s) {
-    grid_bar *bar = s.bar;
-    if (bar->trace && blockIdx.x == 0 && threadIdx.x == 0) {
-        bar->ntr = 0;
-        bar->trace[254] = gtimer();
-    }
-    extern __shared__ float4 xs4[];
-    __shared__ float red[32];
-    float *xs = (float *)xs4;
-    const int64_t pos = s.state[0]; /* only block 0 changes it, after the last barrier */
-    const int nitems = s.Hkv * s.at.nch;
-    int64_t tok = s.tokens[pos];
-    if (tok < 0 || tok >= s.V) tok = 0; /* ids are checked on the host; never read out of range */
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d; i += gridDim.x * blockDim.x)
-        s.x[i] = cb_ld(s.emb, tok * s.d + i);
-    for (int l = 0; l < s.L; l++) {
-        step_gemv<GEMV_STORE>(bar, step_qkv(s, l), xs, red);
-        attn_args at = s.at;
-        at.kc += (size_t)l * s.layer_bytes;
-        at.vc += (size_t)l * s.layer_bytes;
-        tile_io<KV, HD> io;
-        int it = blockIdx.x;
-        if (it < nitems) attn_prefetch<KV, HD>(at, it % s.Hkv, it / s.Hkv, pos, io);
-        grid_sync(bar);
-        for (; it < nitems; it += gridDim.x)
-            attn_run<KV, HD, G>(at, it % s.Hkv, it / s.Hkv, pos, io, it == (int)blockIdx.x);
-        step_gemv<GEMV_ADD>(bar, step_oproj(s, l), xs, red);
-        step_gemv<GEMV_SWIGLU>(bar, step_gateup(s, l), xs, red);
-        step_gemv<GEMV_ADD>(bar, step_down(s, l), xs, red);
-    }
-    step_gemv<GEMV_STORE>(bar, step_head(s), xs, red);
-    grid_sync(bar);
-    if (blockIdx.x != 0) return;
-    int64_t idx = block_argmax(cb_tv{(void *)s.logits, CB_F32}, s.V);
-    if (threadIdx.x == 0) {
-        if (pos + 1 >= s.state[1]) s.tokens[pos + 1] = (int32_t)(idx < s.V ? idx : 0);
-        s.state[0] = pos + 1;
-        if (bar->trace) bar->trace[255] = gtimer();
     }
 }
 
@@ -1030,59 +779,38 @@ static void *dalloc(size_t bytes) {
 
 extern "C" void cb_cuda_dec_free(cb_cuda_decoder *d) {
     if (!d) return;
-    if (d->bar && getenv("CARAMBA_CUDA_DEC_TRACE")) { /* experiment: the last step's phases */
-        grid_bar b;
-        unsigned long long t[256];
-        cudaDeviceSynchronize();
-        if (cb_cuda_copy(0, &b, 1, d->bar, sizeof b) == CB_OK && b.trace &&
-            cb_cuda_copy(0, t, 1, b.trace, sizeof t) == CB_OK) {
-            fprintf(stderr, "step trace (us): total %.1f; start->first arrive %.1f\n",
-                    (t[255] - t[254]) / 1e3, (t[0] - t[254]) / 1e3);
-            for (unsigned i = 0; i + 1 < b.ntr; i += 2)
-                fprintf(stderr, " [%u] wait %.2f work %.2f", i / 2, (t[i + 1] - t[i]) / 1e3,
-                        i + 2 < b.ntr ? (t[i + 2] - t[i + 1]) / 1e3 : (t[255] - t[i + 1]) / 1e3);
-            fprintf(stderr, "\n");
-        }
-    }
     if (d->exec) cudaGraphExecDestroy(d->exec);
-    void *bufs[] = {d->x,     d->qkv,    d->att,   d->h,  d->logits, d->pm,       d->pl, d->pacc,
-                    d->count, d->tokens, d->state, d->kc, d->vc,     d->d_layers, d->bar};
+    void *bufs[] = {d->x,    d->qkv,   d->att,    d->h,     d->logits, d->pm, d->pl,
+                    d->pacc, d->count, d->tokens, d->state, d->kc,     d->vc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) cb_cuda_free(bufs[i]);
     free(d->layers);
     free(d);
 }
 
-typedef void (*attn_fn)(attn_args, const int64_t *);
-typedef void (*step_fn)(step_args);
-static_assert(std::is_same<step_fn, decltype(cb_cuda_decoder::step)>::value, "step kernel type");
-struct dec_fns {
-    attn_fn attn; /* the kernel chain's attention */
-    step_fn step; /* the one-kernel step */
-};
+typedef void (*attn_fn)(const float *, const int64_t *, const float *, const float *, int, int, int,
+                        uint8_t *, uint8_t *, size_t, int, int, float, float *, float *, float *,
+                        unsigned *, float *);
 
-template <int KV, int HD, int G> static dec_fns fns() {
-    return {k_dec_attn<KV, HD, G>, k_dec_step<KV, HD, G>};
-}
-template <int KV, int HD> static dec_fns pick_g(int G) {
+template <int KV, int HD> static attn_fn pick_g(int G) {
     switch (G) {
     case 1:
-        return fns<KV, HD, 1>();
+        return k_dec_attn<KV, HD, 1>;
     case 2:
-        return fns<KV, HD, 2>();
+        return k_dec_attn<KV, HD, 2>;
     case 3:
-        return fns<KV, HD, 3>();
+        return k_dec_attn<KV, HD, 3>;
     case 4:
-        return fns<KV, HD, 4>();
+        return k_dec_attn<KV, HD, 4>;
     case 6:
-        return fns<KV, HD, 6>();
+        return k_dec_attn<KV, HD, 6>;
     case 8:
-        return fns<KV, HD, 8>();
+        return k_dec_attn<KV, HD, 8>;
     default:
-        return {nullptr, nullptr};
+        return nullptr;
     }
 }
-template <int KV> static dec_fns pick_hd(int HD, int G) {
+template <int KV> static attn_fn pick_hd(int HD, int G) {
     switch (HD) {
     case 32:
         return pick_g<KV, 32>(G);
@@ -1091,15 +819,15 @@ template <int KV> static dec_fns pick_hd(int HD, int G) {
     case 128:
         return pick_g<KV, 128>(G);
     default:
-        return {nullptr, nullptr};
+        return nullptr;
     }
 }
-static dec_fns pick(int kv, int HD, int G) {
+static attn_fn pick_attn(int kv, int HD, int G) {
     if (kv == CB_F16) return pick_hd<CB_F16>(HD, G);
     if (kv == CB_Q8_0) return pick_hd<CB_Q8_0>(HD, G);
     if (kv == CB_Q4_0) return pick_hd<CB_Q4_0>(HD, G);
     if (kv == CB_NF4) return pick_hd<CB_NF4>(HD, G);
-    return {nullptr, nullptr};
+    return nullptr;
 }
 
 static int seg_stride(int kv, int HD) {
@@ -1152,7 +880,7 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
     CB_TRY(launch(d, c, "decode embed", false, k_dec_embed, dim3(1), dim3(256), 0, d->tokens,
                   d->state, emb, dm, f.vocab, d->x));
     size_t layer_bytes = (size_t)f.max_len * d->row_bytes;
-    attn_fn attn = pick(d->kv, hd, G).attn;
+    attn_fn attn = pick_attn(d->kv, hd, G);
     float scale_log2 = 1.4426950408889634f / sqrtf((float)hd);
     float *q = d->qkv, *k = q + (size_t)H * hd, *v = k + (size_t)Hkv * hd;
     for (int l = 0; l < f.n_layers; l++) {
@@ -1166,11 +894,10 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         a.seg[2] = {(const __nv_bfloat16 *)L.wv, v, Hkv * hd};
         a.nseg = 3, a.rows = (H + 2 * Hkv) * hd;
         CB_TRY(gemv(d, c, GEMV_STORE, a));
-        attn_args at = {d->qkv, f.rope_cos, f.rope_sin,   f.rope_pairs, H,      Hkv,
-                        kc,     vc,         d->row_bytes, d->chunk,     d->nch, scale_log2,
-                        d->pm,  d->pl,      d->pacc,      d->count,     d->att};
         CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch), dim3(ATT_THREADS),
-                      attn_smem(d), at, (const int64_t *)d->state));
+                      attn_smem(d), (const float *)d->qkv, (const int64_t *)d->state, f.rope_cos,
+                      f.rope_sin, f.rope_pairs, H, Hkv, kc, vc, d->row_bytes, d->chunk, d->nch,
+                      scale_log2, d->pm, d->pl, d->pacc, d->count, d->att));
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
         a.seg[0] = {(const __nv_bfloat16 *)L.wo, d->x, dm};
@@ -1198,115 +925,6 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
                   (const float *)d->logits, f.vocab, d->tokens, d->state);
 }
 
-/* Split-K plan for `blocks` attention blocks over all kv heads at full length: chunks of whole
- * warps for short caches and of whole tiles (128 keys) beyond, and a chunk's scores must fit
- * 16 KB of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the
- * bandwidth of 128-key chunks; the fixed cost per block dominates). `at_most`: never more work
- * items than blocks unless the 16 KB cap forces it (the one-kernel step runs one per block). */
-static void plan_chunks(cb_cuda_decoder *d, int64_t blocks, bool at_most) {
-    const cb_cuda_dec_cfg &f = d->cfg;
-    int G = f.n_heads / f.n_kv_heads;
-    int64_t target = at_most ? blocks / f.n_kv_heads : (blocks + f.n_kv_heads - 1) / f.n_kv_heads;
-    if (target < 1) target = 1;
-    int64_t chunk = (f.max_len + target - 1) / target;
-    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32
-                        : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
-    int64_t cap = (4096 / G) / ATT_THREADS * ATT_THREADS;
-    if (cap < ATT_THREADS) cap = ATT_THREADS;
-    if (chunk > cap) chunk = cap;
-    d->chunk = (int)chunk;
-    d->nch = (int)((f.max_len + chunk - 1) / chunk);
-}
-
-static size_t step_smem(const cb_cuda_decoder *d) {
-    const cb_cuda_dec_cfg &f = d->cfg;
-    size_t widest = (size_t)f.d_model;
-    if ((size_t)f.d_ff > widest) widest = (size_t)f.d_ff;
-    if ((size_t)f.n_heads * f.head_dim > widest) widest = (size_t)f.n_heads * f.head_dim;
-    size_t smem = attn_smem(d);
-    return sizeof(float) * widest > smem ? sizeof(float) * widest : smem;
-}
-
-/* Chooses the one-kernel step when the device can keep a grid of it resident (cooperative
- * launch): STEP_MIN_BLOCKS blocks per SM (CARAMBA_CUDA_DEC_STEP_BLOCKS_PER_SM for tuning), fewer
- * when shared memory allows fewer, and plans the attention's chunks for that grid. Otherwise, or
- * with CARAMBA_CUDA_DEC_CHAIN=1, d->step stays NULL and steps run as the graph of the chain. */
-static cb_status choose_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
-    const cb_cuda_dec_cfg &f = d->cfg;
-    const char *on = getenv("CARAMBA_CUDA_DEC_STEP"); /* experiment: slower than the chain */
-    if (!on || !*on || !strcmp(on, "0")) return CB_OK;
-    int coop = 0, dev = 0;
-    CB_TRY(cb_cu_check(cudaGetDevice(&dev), "decode step"));
-    CB_TRY(cb_cu_check(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev),
-                       "decode step"));
-    if (!coop) return CB_OK;
-    step_fn k = pick(d->kv, f.head_dim, f.n_heads / f.n_kv_heads).step;
-    const char *bps_env = getenv("CARAMBA_CUDA_DEC_STEP_BLOCKS_PER_SM");
-    int bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 16 ? atoi(bps_env)
-                                                                  : STEP_MIN_BLOCKS(d->kv);
-    for (; bps >= 1; bps--) {
-        plan_chunks(d, (int64_t)bps * c->num_sms, true);
-        size_t smem = step_smem(d);
-        if (smem > 48 * 1024)
-            CB_TRY(cb_cu_check(cudaFuncSetAttribute((const void *)k,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    (int)smem),
-                               "decode step shared memory"));
-        int occ = 0;
-        CB_TRY(
-            cb_cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k, ATT_THREADS, smem),
-                        "decode step"));
-        if (occ >= bps) {
-            d->step = k;
-            d->step_blocks = bps * c->num_sms;
-            d->step_smem = smem;
-            return CB_OK;
-        }
-    }
-    return CB_OK;
-}
-
-/* The one-kernel step's own buffers: the layer table on the device and the grid barrier. */
-static cb_status finish_step(cb_cuda_decoder *d) {
-    const cb_cuda_dec_cfg &f = d->cfg;
-    d->d_layers = (cb_cuda_dec_layer *)dalloc(sizeof(cb_cuda_dec_layer) * (size_t)f.n_layers);
-    d->bar = (grid_bar *)dalloc(sizeof(grid_bar));
-    if (!d->d_layers || !d->bar) return CB_ERR_NOMEM;
-    CB_TRY(cb_cuda_memset0(d->bar, sizeof(grid_bar)));
-    if (getenv("CARAMBA_CUDA_DEC_TRACE")) {
-        unsigned long long *tr = (unsigned long long *)dalloc(256 * 8);
-        if (!tr) return CB_ERR_NOMEM;
-        CB_TRY(cb_cuda_memset0(tr, 256 * 8));
-        CB_TRY(cb_cuda_copy(1, (char *)d->bar + offsetof(grid_bar, trace), 0, &tr, sizeof tr));
-    }
-    return cb_cuda_copy(1, d->d_layers, 0, d->layers,
-                        sizeof(cb_cuda_dec_layer) * (size_t)f.n_layers);
-}
-
-static step_args make_step_args(const cb_cuda_decoder *d) {
-    const cb_cuda_dec_cfg &f = d->cfg;
-    int H = f.n_heads, Hkv = f.n_kv_heads, hd = f.head_dim;
-    step_args s;
-    memset(&s, 0, sizeof s);
-    s.layers = d->d_layers;
-    s.L = f.n_layers, s.d = f.d_model, s.H = H, s.Hkv = Hkv, s.hd = hd, s.F = f.d_ff;
-    s.V = f.vocab, s.eps = f.rms_eps;
-    s.emb = {(void *)f.embed, f.embed_dtype};
-    s.final_norm = f.final_norm;
-    s.lm_head = (const __nv_bfloat16 *)f.lm_head;
-    s.at = {d->qkv,       f.rope_cos, f.rope_sin,
-            f.rope_pairs, H,          Hkv,
-            d->kc,        d->vc,      d->row_bytes,
-            d->chunk,     d->nch,     1.4426950408889634f / sqrtf((float)hd),
-            d->pm,        d->pl,      d->pacc,
-            d->count,     d->att};
-    s.layer_bytes = (size_t)f.max_len * d->row_bytes;
-    s.x = d->x, s.h = d->h, s.logits = d->logits;
-    s.tokens = d->tokens, s.state = d->state;
-    s.bar = d->bar;
-    return s;
-}
-
 extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder **out) {
     *out = nullptr;
     CB_CU_CTX(c);
@@ -1320,7 +938,7 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         return cb_fail(CB_ERR_UNSUPPORTED,
                        "cuda decoder: cache format %s (supported: f16, q8_0, q4_0, nf4)",
                        cb_dtype_name((cb_dtype)f.kv_dtype));
-    if (!pick(f.kv_dtype, hd, G).attn)
+    if (!pick_attn(f.kv_dtype, hd, G))
         return cb_fail(CB_ERR_UNSUPPORTED,
                        "cuda decoder: head size %d with %d query heads per kv "
                        "head (supported: 32, 64, 128; 1, 2, 3, 4, 6, 8)",
@@ -1343,19 +961,26 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->kv = f.kv_dtype;
     int64_t W = (int64_t)f.n_kv_heads * hd;
     d->row_bytes = cb_quant_row_bytes((cb_dtype)d->kv, W);
-    /* blocks per SM for the chain's attention: measured on an H100 at 16k and 64k keys, f16 rows
-     * ran best at 2 (fewer, longer chunks), q8_0 / q4_0 at 4 (their per-key work needs the extra
-     * warps); 6 and 8 were slower for every format */
+    /* split-K: about four blocks per SM over all kv heads at full length, chunks of whole warps
+     * for short caches and of whole tiles (128 keys) beyond, and a chunk's scores must fit 16 KB
+     * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
+     * of 128-key chunks; the fixed cost per block dominates) */
+    /* blocks per SM: measured on an H100 at 16k and 64k keys, f16 rows ran best at 2 (fewer,
+     * longer chunks), q8_0 / q4_0 at 4 (their per-key work needs the extra warps); 6 and 8 were
+     * slower for every format */
     const char *bps_env = getenv("CARAMBA_CUDA_DEC_BLOCKS_PER_SM"); /* tuning experiments */
-    int bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env)
-              : f.kv_dtype == CB_F16                              ? 2
-                                                                  : 4;
-    cb_status st = choose_step(d, c);
-    if (st != CB_OK) {
-        cb_cuda_dec_free(d);
-        return st;
-    }
-    if (!d->step) plan_chunks(d, (int64_t)bps * c->num_sms, false);
+    int64_t bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env)
+                  : f.kv_dtype == CB_F16                              ? 2
+                                                                      : 4;
+    int64_t target = (bps * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
+    int64_t chunk = (f.max_len + target - 1) / target;
+    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32
+                        : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
+    int64_t cap = (4096 / G) / ATT_THREADS * ATT_THREADS;
+    if (cap < ATT_THREADS) cap = ATT_THREADS;
+    if (chunk > cap) chunk = cap;
+    d->chunk = (int)chunk;
+    d->nch = (int)((f.max_len + chunk - 1) / chunk);
     size_t H = (size_t)f.n_heads;
     d->x = (float *)dalloc(sizeof(float) * (size_t)f.d_model);
     d->qkv = (float *)dalloc(sizeof(float) * (size_t)(f.n_heads + 2 * f.n_kv_heads) * hd);
@@ -1376,7 +1001,7 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         cb_cuda_dec_free(d);
         return CB_ERR_NOMEM;
     }
-    st = cb_cuda_memset0(d->kc, cache);
+    cb_status st = cb_cuda_memset0(d->kc, cache);
     if (st == CB_OK) st = cb_cuda_memset0(d->vc, cache);
     if (st == CB_OK) st = cb_cuda_memset0(d->tokens, sizeof(int32_t) * (size_t)(f.max_len + 1));
     if (st == CB_OK) st = cb_cuda_memset0(d->state, sizeof(int64_t) * 2);
@@ -1385,11 +1010,10 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->pdl = !(no_pdl && *no_pdl && strcmp(no_pdl, "0"));
     size_t smem = attn_smem(d);
     if (st == CB_OK && smem > 48 * 1024)
-        st = cb_cu_check(cudaFuncSetAttribute((const void *)pick(d->kv, hd, G).attn,
+        st = cb_cu_check(cudaFuncSetAttribute((const void *)pick_attn(d->kv, hd, G),
                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               (int)smem),
                          "decode attention shared memory");
-    if (st == CB_OK && d->step) st = finish_step(d);
     if (st != CB_OK) {
         cb_cuda_dec_free(d);
         return st;
@@ -1453,24 +1077,6 @@ extern "C" cb_status cb_cuda_dec_steps(cb_cuda_decoder *d, int64_t n) {
                        "cuda decoder: %lld more steps from position %lld overflow the "
                        "cache of %lld",
                        (long long)n, (long long)d->pos, (long long)d->cfg.max_len);
-    if (d->step) {
-        step_args a = make_step_args(d);
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(d->step_blocks);
-        cfg.blockDim = dim3(ATT_THREADS);
-        cfg.dynamicSmemBytes = d->step_smem;
-        cfg.stream = c->stream;
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeCooperative;
-        at[0].val.cooperative = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        for (int64_t i = 0; i < n; i++) {
-            CB_TRY(cb_cu_check(cudaLaunchKernelEx(&cfg, d->step, a), "decode step launch"));
-            d->pos++;
-        }
-        return CB_OK;
-    }
     if (!d->exec && n > 0) {
         cudaGraph_t graph = nullptr;
         CB_TRY(cb_cu_check(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal),

@@ -302,7 +302,14 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
     }
 }
 
-#define ATT_THREADS 128 /* = keys per tile */
+/* Threads of an attention block = cache rows per tile, per cache format. Measured on an H100 at
+ * 16k and 64k keys (bench/RESULTS-cuda.md E14): the quantized formats ran 3-13% faster per step
+ * with 256-row tiles at 2 blocks per SM than with 128-row tiles at 4 (fewer, longer chunks and
+ * twice the rows in flight per block); f16 rows need ~250 registers a thread, so 128. */
+template <int KV> struct att_cfg { static constexpr int T = KV == CB_F16 ? 128 : 256; };
+static int att_threads(int kv) {
+    return kv == CB_F16 ? 128 : 256;
+}
 
 /* One head's segment of a cached row: SB bytes in global memory (4-byte aligned when SB % 4 ==
  * 0), staged in shared memory at a stride of SBS bytes (a multiple of 4 with an odd word count,
@@ -313,11 +320,12 @@ template <int KV, int HD> struct kv_seg {
     static constexpr int SBS = (SB4 / 4) % 2 ? SB4 : SB4 + 4;
 };
 
-/* A tile of up to ATT_THREADS cache rows (head kvh's SB bytes of each) moves global -> registers
+/* A tile of up to att_cfg<KV>::T cache rows (head kvh's SB bytes of each) moves global -> registers
  * -> shared memory in two steps, so the loads of the next tile are in flight while the current
  * one is computed on. Words are 4 bytes when SB allows, else 2; word i of the tile (row i / W,
- * word i % W) goes through thread i % ATT_THREADS: consecutive threads read consecutive bytes. */
+ * word i % W) goes through thread i % T: consecutive threads read consecutive bytes. */
 template <int KV, int HD> struct tile_io {
+    static constexpr int ATT_THREADS = att_cfg<KV>::T;
     static constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
     static constexpr bool W4 = SB % 4 == 0;
     static constexpr int W = W4 ? SB / 4 : SB / 2; /* words per row = words per thread */
@@ -448,7 +456,7 @@ __device__ __forceinline__ float rope_elem(const float *h, int e, int P, const f
  *   kc/vc [max_len][row_bytes] this layer's cache; keys [0, pos] are visible, pos = state[0]
  *   pm/pl [H][nch] (max in the log2 domain, sum), pacc [H][nch][HD]: the chunks' partials
  *   count [Hkv]: finished chunks per kv head (zero between launches); att [H*HD] the output
- * grid (Hkv, nch) where chunks past the cache return at once; block ATT_THREADS.
+ * grid (Hkv, nch) where chunks past the cache return at once; block att_cfg<KV>::T.
  * Every block rotates the G query heads it serves; the block whose chunk holds pos rotates that
  * token's k, appends k and v to the cache (quantized exactly as quant_row) and reads them back
  * like any other row. Pass 1 stages 128 key rows at a time in shared memory (coalesced loads of
@@ -457,10 +465,11 @@ __device__ __forceinline__ float rope_elem(const float *h, int e, int P, const f
  * pass 2 stages value rows the same way, a thread accumulating 4 dimensions over a subset of the
  * keys. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
 template <int KV, int HD, int G>
-__global__ void __launch_bounds__(ATT_THREADS)
+__global__ void __launch_bounds__(att_cfg<KV>::T)
     k_dec_attn(const float *qkv, const int64_t *state, const float *cs, const float *sn, int P,
                int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t row_bytes, int chunk, int nch,
                float scale_log2, float *pm, float *pl, float *pacc, unsigned *count, float *att) {
+    constexpr int ATT_THREADS = att_cfg<KV>::T; /* = keys per tile */
     constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
     constexpr int Q = HD / 4, NG = ATT_THREADS / Q, NP = HD >= ATT_THREADS ? 1 : ATT_THREADS / HD;
     extern __shared__ float4 sm4[];
@@ -469,7 +478,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *sc = qs + G * HD;                     /* [G][scw] scores, then combine weights */
     float *red = sc + G * scw;                   /* [NG][G][HD] */
     float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
-    uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] */
+    uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] (tile rows = threads) */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
     int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
@@ -838,9 +847,10 @@ static int seg_stride(int kv, int HD) {
 
 static size_t attn_smem(const cb_cuda_decoder *d) {
     size_t G = (size_t)(d->cfg.n_heads / d->cfg.n_kv_heads), HD = (size_t)d->cfg.head_dim;
-    size_t scw = (size_t)(d->chunk > d->nch ? d->chunk : d->nch), NG = ATT_THREADS / (HD / 4);
+    size_t T = (size_t)att_threads(d->kv);
+    size_t scw = (size_t)(d->chunk > d->nch ? d->chunk : d->nch), NG = T / (HD / 4);
     return sizeof(float) * (G * HD + G * scw + NG * G * HD + 2 * HD) +
-           (size_t)ATT_THREADS * seg_stride(d->kv, (int)HD);
+           T * seg_stride(d->kv, (int)HD);
 }
 
 /* Launches kernel k on the step's stream, as a programmatic dependent of the previous launch when
@@ -894,10 +904,11 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         a.seg[2] = {(const __nv_bfloat16 *)L.wv, v, Hkv * hd};
         a.nseg = 3, a.rows = (H + 2 * Hkv) * hd;
         CB_TRY(gemv(d, c, GEMV_STORE, a));
-        CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch), dim3(ATT_THREADS),
-                      attn_smem(d), (const float *)d->qkv, (const int64_t *)d->state, f.rope_cos,
-                      f.rope_sin, f.rope_pairs, H, Hkv, kc, vc, d->row_bytes, d->chunk, d->nch,
-                      scale_log2, d->pm, d->pl, d->pacc, d->count, d->att));
+        CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch),
+                      dim3(att_threads(d->kv)), attn_smem(d), (const float *)d->qkv,
+                      (const int64_t *)d->state, f.rope_cos, f.rope_sin, f.rope_pairs, H, Hkv, kc,
+                      vc, d->row_bytes, d->chunk, d->nch, scale_log2, d->pm, d->pl, d->pacc,
+                      d->count, d->att));
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
         a.seg[0] = {(const __nv_bfloat16 *)L.wo, d->x, dm};
@@ -961,23 +972,21 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->kv = f.kv_dtype;
     int64_t W = (int64_t)f.n_kv_heads * hd;
     d->row_bytes = cb_quant_row_bytes((cb_dtype)d->kv, W);
-    /* split-K: about four blocks per SM over all kv heads at full length, chunks of whole warps
-     * for short caches and of whole tiles (128 keys) beyond, and a chunk's scores must fit 16 KB
+    /* split-K: about two blocks per SM over all kv heads at full length, chunks of whole warps
+     * for short caches and of whole tiles (T keys) beyond, and a chunk's scores must fit 16 KB
      * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
      * of 128-key chunks; the fixed cost per block dominates) */
-    /* blocks per SM: measured on an H100 at 16k and 64k keys, f16 rows ran best at 2 (fewer,
-     * longer chunks), q8_0 / q4_0 at 4 (their per-key work needs the extra warps); 6 and 8 were
-     * slower for every format */
+    /* blocks per SM: measured on an H100 at 16k and 64k keys, f16 rows (128-thread blocks) ran
+     * best at 2, 4 / 6 / 8 were slower; the quantized formats with 256-thread blocks at 2 (3 was
+     * slower for q4_0; their 128-thread blocks had run best at 4) */
     const char *bps_env = getenv("CARAMBA_CUDA_DEC_BLOCKS_PER_SM"); /* tuning experiments */
-    int64_t bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env)
-                  : f.kv_dtype == CB_F16                              ? 2
-                                                                      : 4;
+    int64_t bps = bps_env && atoi(bps_env) > 0 && atoi(bps_env) <= 64 ? atoi(bps_env) : 2;
+    const int64_t T = att_threads(d->kv);
     int64_t target = (bps * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
-    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32
-                        : (chunk + ATT_THREADS - 1) / ATT_THREADS * ATT_THREADS;
-    int64_t cap = (4096 / G) / ATT_THREADS * ATT_THREADS;
-    if (cap < ATT_THREADS) cap = ATT_THREADS;
+    chunk = chunk <= 96 ? (chunk + 31) / 32 * 32 : (chunk + T - 1) / T * T;
+    int64_t cap = (4096 / G) / T * T;
+    if (cap < T) cap = T;
     if (chunk > cap) chunk = cap;
     d->chunk = (int)chunk;
     d->nch = (int)((f.max_len + chunk - 1) / chunk);

@@ -235,7 +235,8 @@ __device__ __forceinline__ int gemv_locate(const gemv_args &a, int r, int *lr) {
  * the step is the latency of its loads, and this moves them off the critical path. */
 template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(gemv_args a) {
     extern __shared__ float4 xs4[]; /* float4: 16-byte aligned for the vector reads below */
-    float *xs = (float *)xs4;
+    float *xs = (float *)xs4;       /* [C] the input, then normalised */
+    float *ws = xs + a.C;           /* [C] the rmsnorm weight when fused */
     __shared__ float red[32];
     int C = a.C, nchunk = C / 8;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -256,16 +257,27 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
                 if (lane + 32 * k < nchunk) pu[k] = __ldg(w1 + lane + 32 * k);
         }
     }
+    /* the norm weight is a weight too: staged before the wait (each thread its own elements) */
+    if (a.norm_w)
+        for (int i = threadIdx.x; i < C; i += blockDim.x) ws[i] = __ldg(a.norm_w + i);
     pdl_wait();
-    for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = a.x[i];
-    __syncthreads();
+    /* the residual this warp's first row adds to, read now so its latency overlaps the input's */
+    float old0 = 0.f;
+    if (MODE == GEMV_ADD && lane == 0 && r0 < a.rows) {
+        int lr, s = gemv_locate(a, r0, &lr);
+        old0 = a.seg[s].y[lr];
+    }
+    /* each thread loads, squares and normalises its own elements: one barrier fewer */
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        float v = a.x[i];
+        xs[i] = v;
+        ss += v * v;
+    }
     if (a.norm_w) {
-        float ss = 0.f;
-        for (int i = threadIdx.x; i < C; i += blockDim.x) ss += xs[i] * xs[i];
         ss = cb_block_sum(ss, red);
         float r = rsqrtf(ss / (float)C + a.eps);
-        __syncthreads();
-        for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = xs[i] * r * a.norm_w[i];
+        for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = xs[i] * r * ws[i];
     }
     __syncthreads();
     for (int r = r0; r < a.rows; r += stride) {
@@ -295,7 +307,7 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
             if (MODE == GEMV_STORE)
                 y[lr] = acc0;
             else if (MODE == GEMV_ADD)
-                y[lr] += acc0;
+                y[lr] = (first ? old0 : y[lr]) + acc0;
             else
                 y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
         }
@@ -499,8 +511,11 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     tile_io<KV, HD> io;
     if (!owner)
         io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+    /* the rotation at pos is a table row: staged before the wait too */
+    __shared__ float cr[HD / 2], sr[HD / 2];
+    for (int i = tid; i < P; i += ATT_THREADS) cr[i] = cs[pos * P + i], sr[i] = sn[pos * P + i];
     pdl_wait();
-    const float *cr = cs + pos * P, *sr = sn + pos * P;
+    __syncthreads();
     for (int i = tid; i < G * HD; i += ATT_THREADS) {
         int e = i % HD;
         qs[i] = rope_elem(qkv + (size_t)kvh * G * HD + (i - e), e, P, cr, sr) * scale_log2;
@@ -874,7 +889,7 @@ static cb_status launch(const cb_cuda_decoder *d, cb_cuda_ctx *c, const char *wh
 static cb_status gemv(const cb_cuda_decoder *d, cb_cuda_ctx *c, int mode, const gemv_args &a) {
     int blocks = (a.rows + GEMV_WARPS - 1) / GEMV_WARPS;
     if (blocks > 8 * c->num_sms) blocks = 8 * c->num_sms;
-    size_t smem = sizeof(float) * (size_t)a.C;
+    size_t smem = sizeof(float) * (size_t)a.C * (a.norm_w ? 2 : 1);
     dim3 g(blocks), b(GEMV_WARPS * 32);
     if (mode == GEMV_STORE)
         return launch(d, c, "decode gemv", true, k_gemv<GEMV_STORE>, g, b, smem, a);
@@ -1015,6 +1030,19 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     if (st == CB_OK) st = cb_cuda_memset0(d->tokens, sizeof(int32_t) * (size_t)(f.max_len + 1));
     if (st == CB_OK) st = cb_cuda_memset0(d->state, sizeof(int64_t) * 2);
     if (st == CB_OK) st = cb_cuda_memset0(d->count, sizeof(unsigned) * (size_t)f.n_kv_heads);
+    /* a GEMV stages its input (and the rmsnorm weight) in shared memory */
+    size_t widest = (size_t)f.d_model;
+    if ((size_t)f.d_ff > widest) widest = (size_t)f.d_ff;
+    if ((size_t)f.n_heads * hd > widest) widest = (size_t)f.n_heads * hd;
+    int gemv_smem = (int)(2 * sizeof(float) * widest);
+    if (st == CB_OK && gemv_smem > 48 * 1024) {
+        const void *ks[3] = {(const void *)k_gemv<GEMV_STORE>, (const void *)k_gemv<GEMV_ADD>,
+                             (const void *)k_gemv<GEMV_SWIGLU>};
+        for (int i = 0; i < 3 && st == CB_OK; i++)
+            st = cb_cu_check(
+                cudaFuncSetAttribute(ks[i], cudaFuncAttributeMaxDynamicSharedMemorySize, gemv_smem),
+                "decode gemv shared memory");
+    }
     const char *no_pdl = getenv("CARAMBA_CUDA_NO_PDL");
     d->pdl = !(no_pdl && *no_pdl && strcmp(no_pdl, "0"));
     size_t smem = attn_smem(d);

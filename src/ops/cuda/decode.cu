@@ -153,7 +153,9 @@ struct cb_cuda_decoder {
     size_t row_bytes;          /* bytes of one cached token row */
     int chunk, nch;            /* split-K: keys per block, blocks per kv head */
     float *x, *qkv, *att, *h, *logits, *pm, *pl, *pacc;
-    unsigned *count; /* [Hkv] finished chunks, for the attention's combine */
+    unsigned *count;          /* [Hkv] finished chunks, for the attention's combine */
+    unsigned long long *best; /* the head GEMV's packed argmax key (zero between steps) */
+    unsigned *done;           /* its finished blocks (zero between steps) */
     int32_t *tokens;
     int64_t *state; /* [0] pos, [1] prompt length */
     uint8_t *kc, *vc;
@@ -182,21 +184,23 @@ __device__ __forceinline__ void pdl_launch() {
 #endif
 }
 
-__global__ void k_dec_embed(const int32_t *tokens, const int64_t *state, cb_tv emb, int d,
-                            int64_t vocab, float *x) {
-    pdl_launch();
-    pdl_wait();
-    int64_t tok = tokens[state[0]];
-    if (tok < 0 || tok >= vocab) tok = 0; /* ids are checked on the host; never read out of range */
-    for (int i = threadIdx.x; i < d; i += blockDim.x) x[i] = cb_ld(emb, tok * d + i);
-}
-
 enum { GEMV_STORE = 0, GEMV_ADD = 1, GEMV_SWIGLU = 2 };
 
 struct gemv_seg {
     const __nv_bfloat16 *W;
     float *y;
     int rows;
+};
+
+/* The step's first and last GEMVs absorb the embedding lookup and the greedy choice. */
+struct gemv_step {
+    int32_t *tokens; /* [max_len + 1] the token stream */
+    int64_t *state;        /* [0] pos, [1] prompt length */
+    cb_tv emb;             /* embedding [V, C] when the input is tokens[pos]'s row (else NULL) */
+    float *x_out;          /* ... which block 0 also writes here (the residual stream) */
+    int64_t vocab;
+    unsigned long long *best; /* argmax over the output rows when non-NULL: a packed key */
+    unsigned *done;           /* blocks finished, for the last one to write the choice */
 };
 
 struct gemv_args {
@@ -206,6 +210,7 @@ struct gemv_args {
     float eps;
     gemv_seg seg[3];
     int nseg, rows;
+    gemv_step st;
 };
 
 #define GEMV_WARPS 8
@@ -226,6 +231,43 @@ __device__ __forceinline__ int gemv_locate(const gemv_args &a, int r, int *lr) {
     *lr = r;
     while (s + 1 < a.nseg && *lr >= a.seg[s].rows) *lr -= a.seg[s++].rows;
     return s;
+}
+
+/* Order-preserving 32-bit key of a float (larger float, larger key); -0 counts as +0. */
+__device__ __forceinline__ unsigned ordered_key(float v) {
+    unsigned u = __float_as_uint(v == 0.f ? 0.f : v);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+/* The greedy choice across the grid: each block folds its warps' first maxima (lane 0 of each
+ * warp holds one) into one packed key, (value key << 32 | ~row), whose atomic maximum is the
+ * first row holding the largest value; NaN and -inf never win (as block_argmax). The last block
+ * to finish writes the choice to tokens[pos + 1] unless that is still a prompt token, advances
+ * pos and clears the key and the counter for the next step. */
+__device__ void gemv_choose(const gemv_step &st, float best, int best_i) {
+    __shared__ float bv[32];
+    __shared__ int bi[32];
+    __shared__ bool last;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) bv[w] = best, bi[w] = best_i;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
+            if (bv[k] > best || (bv[k] == best && bi[k] < best_i)) best = bv[k], best_i = bi[k];
+        if (best_i < st.vocab && best > -INFINITY)
+            atomicMax(st.best, (unsigned long long)ordered_key(best) << 32 |
+                                   (0xFFFFFFFFu - (unsigned)best_i));
+        __threadfence();
+        last = atomicAdd(st.done, 1u) == gridDim.x - 1;
+        if (last) {
+            unsigned long long key = atomicExch(st.best, 0ull);
+            int64_t idx = key ? (int64_t)(0xFFFFFFFFu - (unsigned)(key & 0xFFFFFFFFu)) : 0;
+            int64_t pos = st.state[0];
+            if (pos + 1 >= st.state[1]) st.tokens[pos + 1] = (int32_t)idx;
+            st.state[0] = pos + 1;
+            *st.done = 0;
+        }
+    }
 }
 
 /* y = W . x (per segment), one warp per row; C % 8 == 0 (16-byte rows). In SWIGLU mode segment 0
@@ -269,10 +311,21 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
     }
     /* each thread loads, squares and normalises its own elements: one barrier fewer */
     float ss = 0.f;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) {
-        float v = a.x[i];
-        xs[i] = v;
-        ss += v * v;
+    if (a.st.emb.p) { /* layer 0: the input is the current token's embedding row */
+        int64_t tok = a.st.tokens[a.st.state[0]];
+        if (tok < 0 || tok >= a.st.vocab) tok = 0; /* checked on the host; never out of range */
+        for (int i = threadIdx.x; i < C; i += blockDim.x) {
+            float v = cb_ld(a.st.emb, tok * C + i);
+            xs[i] = v;
+            ss += v * v;
+            if (blockIdx.x == 0) a.st.x_out[i] = v;
+        }
+    } else {
+        for (int i = threadIdx.x; i < C; i += blockDim.x) {
+            float v = a.x[i];
+            xs[i] = v;
+            ss += v * v;
+        }
     }
     if (a.norm_w) {
         ss = cb_block_sum(ss, red);
@@ -280,6 +333,8 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
         for (int i = threadIdx.x; i < C; i += blockDim.x) xs[i] = xs[i] * r * ws[i];
     }
     __syncthreads();
+    float best = -INFINITY; /* greedy choice: this warp's first maximum (lane 0) */
+    int best_i = a.rows;
     for (int r = r0; r < a.rows; r += stride) {
         int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r, &lr);
         if (MODE == GEMV_SWIGLU) lr = r;
@@ -304,14 +359,16 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
         if (MODE == GEMV_SWIGLU) acc1 = cb_warp_sum(acc1);
         if (lane == 0) {
             float *y = a.seg[s].y;
-            if (MODE == GEMV_STORE)
+            if (MODE == GEMV_STORE) {
                 y[lr] = acc0;
-            else if (MODE == GEMV_ADD)
+                if (acc0 > best) best = acc0, best_i = r; /* rows ascend: the first stays */
+            } else if (MODE == GEMV_ADD)
                 y[lr] = (first ? old0 : y[lr]) + acc0;
             else
                 y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
         }
     }
+    if (MODE == GEMV_STORE && a.st.best) gemv_choose(a.st, best, best_i);
 }
 
 /* Threads of an attention block = cache rows per tile, per cache format. Measured on an H100 at
@@ -722,19 +779,6 @@ __device__ int64_t block_argmax(cb_tv logits, int64_t V) {
     return idx;
 }
 
-/* Greedy choice (first index of the maximum), written to tokens[pos + 1] unless that is still a
- * prompt token; then pos += 1. One block of 1024 threads. */
-__global__ void k_dec_argmax(const float *logits, int64_t V, int32_t *tokens, int64_t *state) {
-    pdl_launch();
-    pdl_wait();
-    int64_t idx = block_argmax(cb_tv{(void *)logits, CB_F32}, V);
-    if (threadIdx.x == 0) {
-        int64_t pos = state[0];
-        if (pos + 1 >= state[1]) tokens[pos + 1] = (int32_t)(idx < V ? idx : 0);
-        state[0] = pos + 1;
-    }
-}
-
 /* Pseudo-random cache contents for positions [0, n) of every layer (benchmarks of long
  * contexts: the step's cost does not depend on the values). grid (n, L), block 256. */
 __device__ __forceinline__ float hash_val(uint64_t seed, uint64_t i) {
@@ -804,8 +848,8 @@ static void *dalloc(size_t bytes) {
 extern "C" void cb_cuda_dec_free(cb_cuda_decoder *d) {
     if (!d) return;
     if (d->exec) cudaGraphExecDestroy(d->exec);
-    void *bufs[] = {d->x,    d->qkv,   d->att,    d->h,     d->logits, d->pm, d->pl,
-                    d->pacc, d->count, d->tokens, d->state, d->kc,     d->vc};
+    void *bufs[] = {d->x,     d->qkv,    d->att,   d->h,  d->logits, d->pm,   d->pl,  d->pacc,
+                    d->count, d->tokens, d->state, d->kc, d->vc,     d->best, d->done};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) cb_cuda_free(bufs[i]);
     free(d->layers);
@@ -886,13 +930,14 @@ static cb_status launch(const cb_cuda_decoder *d, cb_cuda_ctx *c, const char *wh
     return cb_cu_check(cudaLaunchKernelEx(&cfg, k, ((P)args)...), what);
 }
 
-static cb_status gemv(const cb_cuda_decoder *d, cb_cuda_ctx *c, int mode, const gemv_args &a) {
+static cb_status gemv(const cb_cuda_decoder *d, cb_cuda_ctx *c, int mode, const gemv_args &a,
+                      bool dependent = true) {
     int blocks = (a.rows + GEMV_WARPS - 1) / GEMV_WARPS;
     if (blocks > 8 * c->num_sms) blocks = 8 * c->num_sms;
     size_t smem = sizeof(float) * (size_t)a.C * (a.norm_w ? 2 : 1);
     dim3 g(blocks), b(GEMV_WARPS * 32);
     if (mode == GEMV_STORE)
-        return launch(d, c, "decode gemv", true, k_gemv<GEMV_STORE>, g, b, smem, a);
+        return launch(d, c, "decode gemv", dependent, k_gemv<GEMV_STORE>, g, b, smem, a);
     if (mode == GEMV_ADD) return launch(d, c, "decode gemv", true, k_gemv<GEMV_ADD>, g, b, smem, a);
     return launch(d, c, "decode gemv", true, k_gemv<GEMV_SWIGLU>, g, b, smem, a);
 }
@@ -902,8 +947,6 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
     const cb_cuda_dec_cfg &f = d->cfg;
     int H = f.n_heads, Hkv = f.n_kv_heads, hd = f.head_dim, dm = f.d_model, G = H / Hkv;
     cb_tv emb = {(void *)f.embed, f.embed_dtype};
-    CB_TRY(launch(d, c, "decode embed", false, k_dec_embed, dim3(1), dim3(256), 0, d->tokens,
-                  d->state, emb, dm, f.vocab, d->x));
     size_t layer_bytes = (size_t)f.max_len * d->row_bytes;
     attn_fn attn = pick_attn(d->kv, hd, G);
     float scale_log2 = 1.4426950408889634f / sqrtf((float)hd);
@@ -918,7 +961,9 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         a.seg[1] = {(const __nv_bfloat16 *)L.wk, k, Hkv * hd};
         a.seg[2] = {(const __nv_bfloat16 *)L.wv, v, Hkv * hd};
         a.nseg = 3, a.rows = (H + 2 * Hkv) * hd;
-        CB_TRY(gemv(d, c, GEMV_STORE, a));
+        if (l == 0) /* the step's first kernel reads the token's embedding row itself */
+            a.st = {d->tokens, d->state, emb, d->x, f.vocab, nullptr, nullptr};
+        CB_TRY(gemv(d, c, GEMV_STORE, a, l > 0));
         CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch),
                       dim3(att_threads(d->kv)), attn_smem(d), (const float *)d->qkv,
                       (const int64_t *)d->state, f.rope_cos, f.rope_sin, f.rope_pairs, H, Hkv, kc,
@@ -946,9 +991,8 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
     a.x = d->x, a.C = dm, a.norm_w = f.final_norm, a.eps = f.rms_eps;
     a.seg[0] = {(const __nv_bfloat16 *)f.lm_head, d->logits, (int)f.vocab};
     a.nseg = 1, a.rows = (int)f.vocab;
-    CB_TRY(gemv(d, c, GEMV_STORE, a));
-    return launch(d, c, "decode argmax", true, k_dec_argmax, dim3(1), dim3(1024), 0,
-                  (const float *)d->logits, f.vocab, d->tokens, d->state);
+    a.st = {d->tokens, d->state, {nullptr, CB_F32}, nullptr, f.vocab, d->best, d->done};
+    return gemv(d, c, GEMV_STORE, a);
 }
 
 extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder **out) {
@@ -1015,13 +1059,15 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->pl = (float *)dalloc(sizeof(float) * H * d->nch);
     d->pacc = (float *)dalloc(sizeof(float) * H * d->nch * hd);
     d->count = (unsigned *)dalloc(sizeof(unsigned) * (size_t)f.n_kv_heads);
+    d->best = (unsigned long long *)dalloc(sizeof(unsigned long long));
+    d->done = (unsigned *)dalloc(sizeof(unsigned));
     d->tokens = (int32_t *)dalloc(sizeof(int32_t) * (size_t)(f.max_len + 1));
     d->state = (int64_t *)dalloc(sizeof(int64_t) * 2);
     size_t cache = (size_t)f.n_layers * (size_t)f.max_len * d->row_bytes;
     d->kc = (uint8_t *)dalloc(cache);
     d->vc = (uint8_t *)dalloc(cache);
     if (!d->x || !d->qkv || !d->att || !d->h || !d->logits || !d->pm || !d->pl || !d->pacc ||
-        !d->count || !d->tokens || !d->state || !d->kc || !d->vc) {
+        !d->count || !d->tokens || !d->state || !d->kc || !d->vc || !d->best || !d->done) {
         cb_cuda_dec_free(d);
         return CB_ERR_NOMEM;
     }
@@ -1030,6 +1076,8 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     if (st == CB_OK) st = cb_cuda_memset0(d->tokens, sizeof(int32_t) * (size_t)(f.max_len + 1));
     if (st == CB_OK) st = cb_cuda_memset0(d->state, sizeof(int64_t) * 2);
     if (st == CB_OK) st = cb_cuda_memset0(d->count, sizeof(unsigned) * (size_t)f.n_kv_heads);
+    if (st == CB_OK) st = cb_cuda_memset0(d->best, sizeof(unsigned long long));
+    if (st == CB_OK) st = cb_cuda_memset0(d->done, sizeof(unsigned));
     /* a GEMV stages its input (and the rmsnorm weight) in shared memory */
     size_t widest = (size_t)f.d_model;
     if ((size_t)f.d_ff > widest) widest = (size_t)f.d_ff;

@@ -18,11 +18,12 @@
  * pos (i64): step t reads tokens[pos], appends k/v at pos, attends over [0, pos], writes
  * argmax(logits) to tokens[pos + 1] unless that slot is still part of the prompt, then pos += 1.
  *
- * Per step: embed; per layer: rmsnorm+QKV GEMV; split-K attention over the cache (grid kv-heads
- * x chunks; every block covers the G query heads that share its kv head, so each cache byte is
- * read once) with RoPE, the cache append (quantizing) and the combine of the chunks folded in;
- * o-proj GEMV (+= residual), rmsnorm+gate/up GEMV with SwiGLU, down GEMV (+= residual); final
- * rmsnorm + head GEMV; argmax: 5 kernels per layer. Every kernel is a programmatic dependent
+ * Per step, per layer: rmsnorm+QKV GEMV (layer 0's reads the token's embedding row itself);
+ * split-K attention over the cache (grid kv-heads x chunks; every block covers the G query heads
+ * that share its kv head, so each cache byte is read once) with RoPE, the cache append
+ * (quantizing) and the combine of the chunks folded in; o-proj GEMV (+= residual), rmsnorm+gate/up
+ * GEMV with SwiGLU, down GEMV (+= residual); then final rmsnorm + head GEMV with the greedy choice
+ * folded in: 5 kernels per layer and one more per step. Every kernel is a programmatic dependent
  * launch (Hopper PDL) that lets its successor start at once: a GEMV loads its weights and a
  * chunk of attention its first key tile before waiting for its inputs, so the next kernels'
  * loads overlap the current kernel instead of following it.
@@ -162,6 +163,7 @@ struct cb_cuda_decoder {
     cudaGraphExec_t exec;
     int64_t pos, prompt; /* host mirrors */
     bool pdl;            /* programmatic dependent launch (CARAMBA_CUDA_NO_PDL=1 turns it off) */
+    int gemv_cap;        /* GEMV grids: at most this many blocks per SM */
 };
 
 /* ---- kernels ----------------------------------------------------------------------------------
@@ -195,9 +197,9 @@ struct gemv_seg {
 /* The step's first and last GEMVs absorb the embedding lookup and the greedy choice. */
 struct gemv_step {
     int32_t *tokens; /* [max_len + 1] the token stream */
-    int64_t *state;        /* [0] pos, [1] prompt length */
-    cb_tv emb;             /* embedding [V, C] when the input is tokens[pos]'s row (else NULL) */
-    float *x_out;          /* ... which block 0 also writes here (the residual stream) */
+    int64_t *state;  /* [0] pos, [1] prompt length */
+    cb_tv emb;       /* embedding [V, C] when the input is tokens[pos]'s row (else NULL) */
+    float *x_out;    /* ... which block 0 also writes here (the residual stream) */
     int64_t vocab;
     unsigned long long *best; /* argmax over the output rows when non-NULL: a packed key */
     unsigned *done;           /* blocks finished, for the last one to write the choice */
@@ -341,12 +343,22 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
         const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * C);
         const uint4 *w1 = MODE == GEMV_SWIGLU ? (const uint4 *)(a.seg[1].W + (size_t)lr * C) : w0;
         bool first = r == r0;
+        /* rows after the first (the head's many rows per warp): the next row's weights load
+         * while this one is computed on (two rows in flight per warp) */
+        uint4 pn[MODE == GEMV_SWIGLU ? 1 : GEMV_PF];
+        if (MODE != GEMV_SWIGLU && r + stride < a.rows) {
+            int lrn, sn = gemv_locate(a, r + stride, &lrn);
+            const uint4 *wn = (const uint4 *)(a.seg[sn].W + (size_t)lrn * C);
+#pragma unroll
+            for (int k = 0; k < GEMV_PF; k++)
+                if (lane + 32 * k < nchunk) pn[k] = __ldg(wn + lane + 32 * k);
+        }
         float acc0 = 0.f, acc1 = 0.f;
 #pragma unroll
         for (int k = 0; k < GEMV_PF; k++) {
             int c = lane + 32 * k;
             if (c < nchunk) {
-                acc0 += dot8(first ? pw[k] : __ldg(w0 + c), xs + c * 8);
+                acc0 += dot8(MODE != GEMV_SWIGLU || first ? pw[k] : __ldg(w0 + c), xs + c * 8);
                 if (MODE == GEMV_SWIGLU) acc1 += dot8(first ? pu[k] : __ldg(w1 + c), xs + c * 8);
             }
         }
@@ -367,6 +379,9 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
             else
                 y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
         }
+        if (MODE != GEMV_SWIGLU)
+#pragma unroll
+            for (int k = 0; k < GEMV_PF; k++) pw[k] = pn[k];
     }
     if (MODE == GEMV_STORE && a.st.best) gemv_choose(a.st, best, best_i);
 }
@@ -933,7 +948,7 @@ static cb_status launch(const cb_cuda_decoder *d, cb_cuda_ctx *c, const char *wh
 static cb_status gemv(const cb_cuda_decoder *d, cb_cuda_ctx *c, int mode, const gemv_args &a,
                       bool dependent = true) {
     int blocks = (a.rows + GEMV_WARPS - 1) / GEMV_WARPS;
-    if (blocks > 8 * c->num_sms) blocks = 8 * c->num_sms;
+    if (blocks > d->gemv_cap * c->num_sms) blocks = d->gemv_cap * c->num_sms;
     size_t smem = sizeof(float) * (size_t)a.C * (a.norm_w ? 2 : 1);
     dim3 g(blocks), b(GEMV_WARPS * 32);
     if (mode == GEMV_STORE)
@@ -1091,6 +1106,10 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
                 cudaFuncSetAttribute(ks[i], cudaFuncAttributeMaxDynamicSharedMemorySize, gemv_smem),
                 "decode gemv shared memory");
     }
+    const char *cap_env = getenv("CARAMBA_CUDA_DEC_GEMV_BLOCKS_PER_SM"); /* tuning experiments */
+    /* only the head GEMV (V rows) is large enough to meet the cap: with two rows in flight per
+     * warp, 2 blocks per SM ran best of 2, 4, 8 and 16 on an H100 (bench/RESULTS-cuda.md E15) */
+    d->gemv_cap = cap_env && atoi(cap_env) > 0 && atoi(cap_env) <= 64 ? atoi(cap_env) : 2;
     const char *no_pdl = getenv("CARAMBA_CUDA_NO_PDL");
     d->pdl = !(no_pdl && *no_pdl && strcmp(no_pdl, "0"));
     size_t smem = attn_smem(d);

@@ -388,6 +388,75 @@ static void test_decoder(void **state) {
     tu_rmtree(dir);
 }
 
+/* The decoder's greedy choice (folded into its head GEMV: per-block first maxima merged through one
+ * atomic key) keeps the CPU's rule: the first index of the maximum, NaN never chosen. The head and
+ * the final norm are edited in place (the decoder reads the model's device tensors). */
+static void test_greedy_ties(void **state) {
+    (void)state;
+    NEED_GPU();
+    const char *dir = tu_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(tu_write_file(path, DEC_CONFIG, strlen(DEC_CONFIG)), 0);
+    cb_model *mg = dec_model(dir, CB_CUDA);
+    assert_int_equal(cb_model_set_compute_dtype(mg, CB_BF16), CB_OK);
+    cb_gpu_decoder *d;
+    if (cb_gpu_decoder_new(&d, mg, CB_KV_FP16, 64) != CB_OK) fail_msg("%s", cb_last_error());
+    int64_t D = mg->d_model, V = mg->vocab_size;
+    cb_tensor *fnorm = cb_model_find_param(mg, "model.norm.weight")->t;
+    cb_tensor *head = cb_model_find_param(mg, "lm_head.weight")->t->lowp;
+    assert_non_null(head);
+    /* 1. a zero final norm: every logit is 0, the choice is id 0 */
+    float *g = calloc((size_t)D, sizeof(float));
+    cb_tensor gt;
+    cb_tensor_init(&gt, CB_F32, CB_CPU, 1, &D, g);
+    assert_int_equal(cb_tensor_copy(fnorm, &gt), CB_OK);
+    int32_t prompt[4] = {11, 22, 33, 44}, out[6];
+    assert_int_equal(cb_gpu_decoder_reset(d, prompt, 4), CB_OK);
+    assert_int_equal(cb_gpu_decoder_steps(d, 4), CB_OK);
+    assert_int_equal(cb_gpu_decoder_tokens(d, 0, 5, out), CB_OK);
+    assert_int_equal(out[4], 0);
+    /* 2. only input dimension 0 reaches the head; its column holds +1 in rows 5 and 9, -1 in
+     * rows 3 and 7, NaN in row 2 and 0 elsewhere: whatever the sign of the normalised input,
+     * two rows tie for the maximum and the first of them must be chosen */
+    g[0] = 1.0f;
+    assert_int_equal(cb_tensor_copy(fnorm, &gt), CB_OK);
+    uint16_t *w = malloc(sizeof(uint16_t) * (size_t)(V * D));
+    int64_t hs[2] = {V, D};
+    cb_tensor ht;
+    cb_tensor_init(&ht, CB_BF16, CB_CPU, 2, hs, w);
+    assert_int_equal(cb_tensor_copy(&ht, head), CB_OK);
+    for (int64_t r = 0; r < V; r++) w[r * D] = 0;
+    w[5 * D] = w[9 * D] = 0x3F80; /* +1 */
+    w[3 * D] = w[7 * D] = 0xBF80; /* -1 */
+    w[2 * D] = 0x7FC0;            /* NaN */
+    assert_int_equal(cb_tensor_copy(head, &ht), CB_OK);
+    assert_int_equal(cb_gpu_decoder_steps(d, 1), CB_OK);
+    assert_int_equal(cb_gpu_decoder_tokens(d, 0, 6, out), CB_OK);
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    assert_int_equal(cb_gpu_decoder_logits(d, lg), CB_OK);
+    assert_true(isnan(lg[2]));
+    int64_t best = -1, ties = 0;
+    for (int64_t i = 0; i < V; i++) {
+        if (isnan(lg[i])) continue;
+        if (best < 0 || lg[i] > lg[best])
+            best = i, ties = 1;
+        else if (lg[i] == lg[best])
+            ties++;
+    }
+    print_message("  greedy choice with tied maxima (logit %g, %lld rows): id %d (expected %lld)\n",
+                  (double)lg[best], (long long)ties, out[5], (long long)best);
+    assert_true(ties >= 2);
+    assert_true(best == 3 || best == 5);
+    assert_int_equal(out[5], best);
+    free(lg);
+    free(w);
+    free(g);
+    cb_gpu_decoder_free(d);
+    cb_model_free(mg);
+    tu_rmtree(dir);
+}
+
 /* The device quantizer writes the CPU quantizer's bytes (q8_0, q4_0, nf4, f16), padding included.
  */
 static void test_quantize_bytes(void **state) {
@@ -502,10 +571,10 @@ static int group_setup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_f32), cmocka_unit_test(test_variants_f32),
-        cmocka_unit_test(test_fixture_amp), cmocka_unit_test(test_train_steps),
-        cmocka_unit_test(test_decoder),     cmocka_unit_test(test_quantize_bytes),
-        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_fixture_f32),    cmocka_unit_test(test_variants_f32),
+        cmocka_unit_test(test_fixture_amp),    cmocka_unit_test(test_train_steps),
+        cmocka_unit_test(test_decoder),        cmocka_unit_test(test_greedy_ties),
+        cmocka_unit_test(test_quantize_bytes), cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -235,6 +235,19 @@ __device__ __forceinline__ int gemv_locate(const gemv_args &a, int r, int *lr) {
     return s;
 }
 
+/* Folds the warps' first maxima (lane 0 of warp w holds (best, idx)) into thread 0's (best, idx):
+ * the larger value, the smaller index among equals. Every thread of the block must call it. */
+__device__ __forceinline__ void fold_warp_firsts(float &best, int64_t &idx) {
+    __shared__ float bv[32];
+    __shared__ int64_t bi[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) bv[w] = best, bi[w] = idx;
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
+            if (bv[k] > best || (bv[k] == best && bi[k] < idx)) best = bv[k], idx = bi[k];
+}
+
 /* Order-preserving 32-bit key of a float (larger float, larger key); -0 counts as +0. */
 __device__ __forceinline__ unsigned ordered_key(float v) {
     unsigned u = __float_as_uint(v == 0.f ? 0.f : v);
@@ -246,22 +259,14 @@ __device__ __forceinline__ unsigned ordered_key(float v) {
  * first row holding the largest value; NaN and -inf never win (as block_argmax). The last block
  * to finish writes the choice to tokens[pos + 1] unless that is still a prompt token, advances
  * pos and clears the key and the counter for the next step. */
-__device__ void gemv_choose(const gemv_step &st, float best, int best_i) {
-    __shared__ float bv[32];
-    __shared__ int bi[32];
-    __shared__ bool last;
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) bv[w] = best, bi[w] = best_i;
-    __syncthreads();
+__device__ void gemv_choose(const gemv_step &st, float best, int64_t best_i) {
+    fold_warp_firsts(best, best_i);
     if (threadIdx.x == 0) {
-        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
-            if (bv[k] > best || (bv[k] == best && bi[k] < best_i)) best = bv[k], best_i = bi[k];
         if (best_i < st.vocab && best > -INFINITY)
             atomicMax(st.best, (unsigned long long)ordered_key(best) << 32 |
                                    (0xFFFFFFFFu - (unsigned)best_i));
         __threadfence();
-        last = atomicAdd(st.done, 1u) == gridDim.x - 1;
-        if (last) {
+        if (atomicAdd(st.done, 1u) == gridDim.x - 1) { /* the last block */
             unsigned long long key = atomicExch(st.best, 0ull);
             int64_t idx = key ? (int64_t)(0xFFFFFFFFu - (unsigned)(key & 0xFFFFFFFFu)) : 0;
             int64_t pos = st.state[0];
@@ -287,15 +292,15 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
     int r0 = blockIdx.x * GEMV_WARPS + warp, stride = gridDim.x * GEMV_WARPS;
     uint4 pw[GEMV_PF], pu[MODE == GEMV_SWIGLU ? GEMV_PF : 1];
     pdl_launch(); /* the next kernels may start prefetching too: HBM stays busy across kernels */
+    int lr0 = r0, s0 = 0; /* the first row's segment and row within it */
+    if (MODE != GEMV_SWIGLU && r0 < a.rows) s0 = gemv_locate(a, r0, &lr0);
     if (r0 < a.rows) {
-        int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r0, &lr);
-        if (MODE == GEMV_SWIGLU) lr = r0;
-        const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * C);
+        const uint4 *w0 = (const uint4 *)(a.seg[s0].W + (size_t)lr0 * C);
 #pragma unroll
         for (int k = 0; k < GEMV_PF; k++)
             if (lane + 32 * k < nchunk) pw[k] = __ldg(w0 + lane + 32 * k);
         if (MODE == GEMV_SWIGLU) {
-            const uint4 *w1 = (const uint4 *)(a.seg[1].W + (size_t)lr * C);
+            const uint4 *w1 = (const uint4 *)(a.seg[1].W + (size_t)lr0 * C);
 #pragma unroll
             for (int k = 0; k < GEMV_PF; k++)
                 if (lane + 32 * k < nchunk) pu[k] = __ldg(w1 + lane + 32 * k);
@@ -307,10 +312,7 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
     pdl_wait();
     /* the residual this warp's first row adds to, read now so its latency overlaps the input's */
     float old0 = 0.f;
-    if (MODE == GEMV_ADD && lane == 0 && r0 < a.rows) {
-        int lr, s = gemv_locate(a, r0, &lr);
-        old0 = a.seg[s].y[lr];
-    }
+    if (MODE == GEMV_ADD && lane == 0 && r0 < a.rows) old0 = a.seg[s0].y[lr0];
     /* each thread loads, squares and normalises its own elements: one barrier fewer */
     float ss = 0.f;
     if (a.st.emb.p) { /* layer 0: the input is the current token's embedding row */
@@ -336,7 +338,7 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
     }
     __syncthreads();
     float best = -INFINITY; /* greedy choice: this warp's first maximum (lane 0) */
-    int best_i = a.rows;
+    int64_t best_i = a.rows;
     for (int r = r0; r < a.rows; r += stride) {
         int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r, &lr);
         if (MODE == GEMV_SWIGLU) lr = r;
@@ -392,7 +394,8 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
  * twice the rows in flight per block); f16 rows need ~250 registers a thread, so 128. */
 template <int KV> struct att_cfg { static constexpr int T = KV == CB_F16 ? 128 : 256; };
 static int att_threads(int kv) {
-    return kv == CB_F16 ? 128 : 256;
+    return kv == CB_F16 ? att_cfg<CB_F16>::T
+                        : att_cfg<CB_Q8_0>::T; /* the quantized formats: one T */
 }
 
 /* One head's segment of a cached row: SB bytes in global memory (4-byte aligned when SB % 4 ==
@@ -760,8 +763,6 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
 /* First index of the maximum of logits [V] (any float dtype) over the whole block; the result
  * is valid in thread 0 (V when every value is NaN or -inf). */
 __device__ int64_t block_argmax(cb_tv logits, int64_t V) {
-    __shared__ float bv[32];
-    __shared__ int64_t bi[32];
     float best = -INFINITY;
     int64_t idx = V; /* sentinel: larger than any index */
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
@@ -779,18 +780,7 @@ __device__ int64_t block_argmax(cb_tv logits, int64_t V) {
             idx = oi;
         }
     }
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) {
-        bv[w] = best;
-        bi[w] = idx;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0)
-        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
-            if (bv[k] > best || (bv[k] == best && bi[k] < idx)) {
-                best = bv[k];
-                idx = bi[k];
-            }
+    fold_warp_firsts(best, idx);
     return idx;
 }
 
@@ -953,8 +943,9 @@ static cb_status gemv(const cb_cuda_decoder *d, cb_cuda_ctx *c, int mode, const 
     dim3 g(blocks), b(GEMV_WARPS * 32);
     if (mode == GEMV_STORE)
         return launch(d, c, "decode gemv", dependent, k_gemv<GEMV_STORE>, g, b, smem, a);
-    if (mode == GEMV_ADD) return launch(d, c, "decode gemv", true, k_gemv<GEMV_ADD>, g, b, smem, a);
-    return launch(d, c, "decode gemv", true, k_gemv<GEMV_SWIGLU>, g, b, smem, a);
+    if (mode == GEMV_ADD)
+        return launch(d, c, "decode gemv", dependent, k_gemv<GEMV_ADD>, g, b, smem, a);
+    return launch(d, c, "decode gemv", dependent, k_gemv<GEMV_SWIGLU>, g, b, smem, a);
 }
 
 /* Enqueues one decode step on the stream (captured into the graph). */

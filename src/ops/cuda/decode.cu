@@ -216,7 +216,6 @@ struct gemv_args {
 };
 
 #define GEMV_WARPS 8
-#define GEMV_PF 8 /* 16-byte weight chunks per lane loaded before the wait: rows up to 2048 */
 
 /* 8 bf16 weights . 8 f32 inputs */
 __device__ __forceinline__ float dot8(uint4 u, const float *x8) {
@@ -277,42 +276,58 @@ __device__ void gemv_choose(const gemv_step &st, float best, int64_t best_i) {
     }
 }
 
+/* Weight chunks (16 bytes) per lane of one group, and matrices read per row. */
+template <int MODE> struct gemv_cfg {
+    static constexpr int NM = MODE == GEMV_SWIGLU ? 2 : 1; /* gate and up side by side */
+    static constexpr int PF = 8 / NM;                     /* 8 chunks a lane in flight per group */
+};
+
+/* One group of a warp's row: chunks [g * 32 * PF, (g + 1) * 32 * PF) of row r of each matrix. */
+template <int MODE>
+__device__ __forceinline__ void gemv_load(const gemv_args &a, int r, int g, int nchunk, int lane,
+                                          uint4 (&dst)[gemv_cfg<MODE>::NM][gemv_cfg<MODE>::PF]) {
+    constexpr int NM = gemv_cfg<MODE>::NM, PF = gemv_cfg<MODE>::PF;
+    int lr = r, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r, &lr);
+    int c0 = g * 32 * PF + lane;
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        const uint4 *w = (const uint4 *)(a.seg[s + m].W + (size_t)lr * a.C) + c0;
+#pragma unroll
+        for (int k = 0; k < PF; k++)
+            if (c0 + 32 * k < nchunk) dst[m][k] = __ldg(w + 32 * k);
+    }
+}
+
 /* y = W . x (per segment), one warp per row; C % 8 == 0 (16-byte rows). In SWIGLU mode segment 0
  * is the gate and segment 1 the up projection (same rows) and y0[r] = silu(g) * u.
- * The weights of a warp's first row are loaded before pdl_wait(), i.e. while the previous
- * kernels of the step still run: at batch 1 a layer's weights are a few MB, each GEMV's share of
- * the step is the latency of its loads, and this moves them off the critical path. */
+ * A warp walks its rows (r0, r0 + stride, ...) in groups of 32 * PF chunks and always has the
+ * next group's loads in flight while it computes on the current one, across row ends too: wide
+ * rows (d_ff 8192) and many rows per warp (the head) stream at the rate of a short one. The
+ * first group is loaded before pdl_wait(), i.e. while the previous kernels of the step still run:
+ * at batch 1 a small model's layer is a few MB, each GEMV's share of the step is the latency of
+ * its loads, and this moves them off the critical path. */
 template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(gemv_args a) {
+    constexpr int NM = gemv_cfg<MODE>::NM, PF = gemv_cfg<MODE>::PF;
     extern __shared__ float4 xs4[]; /* float4: 16-byte aligned for the vector reads below */
     float *xs = (float *)xs4;       /* [C] the input, then normalised */
     float *ws = xs + a.C;           /* [C] the rmsnorm weight when fused */
     __shared__ float red[32];
-    int C = a.C, nchunk = C / 8;
+    int C = a.C, nchunk = C / 8, gpr = (nchunk + 32 * PF - 1) / (32 * PF);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r0 = blockIdx.x * GEMV_WARPS + warp, stride = gridDim.x * GEMV_WARPS;
-    uint4 pw[GEMV_PF], pu[MODE == GEMV_SWIGLU ? GEMV_PF : 1];
+    uint4 b0[NM][PF], b1[NM][PF];
     pdl_launch(); /* the next kernels may start prefetching too: HBM stays busy across kernels */
-    int lr0 = r0, s0 = 0; /* the first row's segment and row within it */
-    if (MODE != GEMV_SWIGLU && r0 < a.rows) s0 = gemv_locate(a, r0, &lr0);
-    if (r0 < a.rows) {
-        const uint4 *w0 = (const uint4 *)(a.seg[s0].W + (size_t)lr0 * C);
-#pragma unroll
-        for (int k = 0; k < GEMV_PF; k++)
-            if (lane + 32 * k < nchunk) pw[k] = __ldg(w0 + lane + 32 * k);
-        if (MODE == GEMV_SWIGLU) {
-            const uint4 *w1 = (const uint4 *)(a.seg[1].W + (size_t)lr0 * C);
-#pragma unroll
-            for (int k = 0; k < GEMV_PF; k++)
-                if (lane + 32 * k < nchunk) pu[k] = __ldg(w1 + lane + 32 * k);
-        }
-    }
+    if (r0 < a.rows) gemv_load<MODE>(a, r0, 0, nchunk, lane, b0);
     /* the norm weight is a weight too: staged before the wait (each thread its own elements) */
     if (a.norm_w)
         for (int i = threadIdx.x; i < C; i += blockDim.x) ws[i] = __ldg(a.norm_w + i);
     pdl_wait();
     /* the residual this warp's first row adds to, read now so its latency overlaps the input's */
     float old0 = 0.f;
-    if (MODE == GEMV_ADD && lane == 0 && r0 < a.rows) old0 = a.seg[s0].y[lr0];
+    if (MODE == GEMV_ADD && lane == 0 && r0 < a.rows) {
+        int lr0, s0 = gemv_locate(a, r0, &lr0);
+        old0 = a.seg[s0].y[lr0];
+    }
     /* each thread loads, squares and normalises its own elements: one barrier fewer */
     float ss = 0.f;
     if (a.st.emb.p) { /* layer 0: the input is the current token's embedding row */
@@ -339,51 +354,44 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
     __syncthreads();
     float best = -INFINITY; /* greedy choice: this warp's first maximum (lane 0) */
     int64_t best_i = a.rows;
-    for (int r = r0; r < a.rows; r += stride) {
-        int lr, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r, &lr);
-        if (MODE == GEMV_SWIGLU) lr = r;
-        const uint4 *w0 = (const uint4 *)(a.seg[s].W + (size_t)lr * C);
-        const uint4 *w1 = MODE == GEMV_SWIGLU ? (const uint4 *)(a.seg[1].W + (size_t)lr * C) : w0;
-        bool first = r == r0;
-        /* rows after the first (the head's many rows per warp): the next row's weights load
-         * while this one is computed on (two rows in flight per warp) */
-        uint4 pn[MODE == GEMV_SWIGLU ? 1 : GEMV_PF];
-        if (MODE != GEMV_SWIGLU && r + stride < a.rows) {
-            int lrn, sn = gemv_locate(a, r + stride, &lrn);
-            const uint4 *wn = (const uint4 *)(a.seg[sn].W + (size_t)lrn * C);
+    float acc[NM] = {};
+    int r = r0, g = 0;
+    /* one group: the next one's loads into nb, then the dot products over cb (two named buffers
+     * that swap roles, so that the arrays stay in registers) */
+    auto group = [&](const uint4(&cb)[NM][PF], uint4(&nb)[NM][PF]) {
+        int rn = r, gn = g + 1;
+        if (gn == gpr) gn = 0, rn = r + stride;
+        if (rn < a.rows) gemv_load<MODE>(a, rn, gn, nchunk, lane, nb);
+        int c0 = g * 32 * PF + lane;
 #pragma unroll
-            for (int k = 0; k < GEMV_PF; k++)
-                if (lane + 32 * k < nchunk) pn[k] = __ldg(wn + lane + 32 * k);
-        }
-        float acc0 = 0.f, acc1 = 0.f;
+        for (int k = 0; k < PF; k++)
+            if (c0 + 32 * k < nchunk)
 #pragma unroll
-        for (int k = 0; k < GEMV_PF; k++) {
-            int c = lane + 32 * k;
-            if (c < nchunk) {
-                acc0 += dot8(MODE != GEMV_SWIGLU || first ? pw[k] : __ldg(w0 + c), xs + c * 8);
-                if (MODE == GEMV_SWIGLU) acc1 += dot8(first ? pu[k] : __ldg(w1 + c), xs + c * 8);
+                for (int m = 0; m < NM; m++)
+                    acc[m] += dot8(cb[m][k], xs + (size_t)(c0 + 32 * k) * 8);
+        if (gn == 0) { /* the row is complete */
+#pragma unroll
+            for (int m = 0; m < NM; m++) acc[m] = cb_warp_sum(acc[m]);
+            if (lane == 0) {
+                int lr = r, s = MODE == GEMV_SWIGLU ? 0 : gemv_locate(a, r, &lr);
+                float *y = a.seg[s].y;
+                if (MODE == GEMV_STORE) {
+                    y[lr] = acc[0];
+                    if (acc[0] > best) best = acc[0], best_i = r; /* rows ascend: the first stays */
+                } else if (MODE == GEMV_ADD)
+                    y[lr] = (r == r0 ? old0 : y[lr]) + acc[0];
+                else
+                    y[lr] = acc[0] / (1.f + __expf(-acc[0])) * acc[NM - 1];
             }
-        }
-#pragma unroll 4
-        for (int c = lane + 32 * GEMV_PF; c < nchunk; c += 32) {
-            acc0 += dot8(__ldg(w0 + c), xs + c * 8);
-            if (MODE == GEMV_SWIGLU) acc1 += dot8(__ldg(w1 + c), xs + c * 8);
-        }
-        acc0 = cb_warp_sum(acc0);
-        if (MODE == GEMV_SWIGLU) acc1 = cb_warp_sum(acc1);
-        if (lane == 0) {
-            float *y = a.seg[s].y;
-            if (MODE == GEMV_STORE) {
-                y[lr] = acc0;
-                if (acc0 > best) best = acc0, best_i = r; /* rows ascend: the first stays */
-            } else if (MODE == GEMV_ADD)
-                y[lr] = (first ? old0 : y[lr]) + acc0;
-            else
-                y[lr] = acc0 / (1.f + __expf(-acc0)) * acc1;
-        }
-        if (MODE != GEMV_SWIGLU)
 #pragma unroll
-            for (int k = 0; k < GEMV_PF; k++) pw[k] = pn[k];
+            for (int m = 0; m < NM; m++) acc[m] = 0.f;
+        }
+        r = rn, g = gn;
+    };
+    while (r < a.rows) {
+        group(b0, b1);
+        if (r >= a.rows) break;
+        group(b1, b0);
     }
     if (MODE == GEMV_STORE && a.st.best) gemv_choose(a.st, best, best_i);
 }

@@ -298,6 +298,58 @@ __device__ __forceinline__ void gemv_load(const gemv_args &a, int r, int g, int 
     }
 }
 
+/* The GEMV's input [C] into shared memory xs (the current token's embedding row in layer 0,
+ * which block 0 also writes to the residual stream); returns this thread's sum of squares.
+ * A thread issues all the loads of a round (8 float4, 32 values) before its first store: the
+ * input comes from L2, and a loop of dependent load-store pairs would pay its latency C / 1024
+ * times (8 round trips for d_ff 8192). C % 8 == 0. */
+__device__ __forceinline__ float gemv_stage_x(const gemv_args &a, float *xs) {
+    constexpr int R = 8;
+    int C = a.C, n4 = C / 4, tid = threadIdx.x, nt = blockDim.x;
+    float ss = 0.f;
+    if (a.st.emb.p) {
+        int64_t tok = a.st.tokens[a.st.state[0]];
+        if (tok < 0 || tok >= a.st.vocab) tok = 0; /* checked on the host; never out of range */
+        for (int b = 0; b < C; b += R * nt) {
+            float v[R];
+#pragma unroll
+            for (int k = 0; k < R; k++) {
+                int i = b + k * nt + tid;
+                v[k] = i < C ? cb_ld(a.st.emb, tok * C + i) : 0.f;
+            }
+#pragma unroll
+            for (int k = 0; k < R; k++) {
+                int i = b + k * nt + tid;
+                if (i < C) {
+                    xs[i] = v[k];
+                    ss += v[k] * v[k];
+                    if (blockIdx.x == 0) a.st.x_out[i] = v[k];
+                }
+            }
+        }
+        return ss;
+    }
+    const float4 *x4 = (const float4 *)a.x;
+    float4 *xs4 = (float4 *)xs;
+    for (int b = 0; b < n4; b += R * nt) {
+        float4 v[R];
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            int i = b + k * nt + tid;
+            if (i < n4) v[k] = __ldcg(x4 + i); /* written by the previous kernel: L2, not L1 */
+        }
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            int i = b + k * nt + tid;
+            if (i < n4) {
+                xs4[i] = v[k];
+                ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+            }
+        }
+    }
+    return ss;
+}
+
 /* y = W . x (per segment), one warp per row; C % 8 == 0 (16-byte rows). In SWIGLU mode segment 0
  * is the gate and segment 1 the up projection (same rows) and y0[r] = silu(g) * u.
  * A warp walks its rows (r0, r0 + stride, ...) in groups of 32 * PF chunks and always has the
@@ -329,23 +381,7 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
         old0 = a.seg[s0].y[lr0];
     }
     /* each thread loads, squares and normalises its own elements: one barrier fewer */
-    float ss = 0.f;
-    if (a.st.emb.p) { /* layer 0: the input is the current token's embedding row */
-        int64_t tok = a.st.tokens[a.st.state[0]];
-        if (tok < 0 || tok >= a.st.vocab) tok = 0; /* checked on the host; never out of range */
-        for (int i = threadIdx.x; i < C; i += blockDim.x) {
-            float v = cb_ld(a.st.emb, tok * C + i);
-            xs[i] = v;
-            ss += v * v;
-            if (blockIdx.x == 0) a.st.x_out[i] = v;
-        }
-    } else {
-        for (int i = threadIdx.x; i < C; i += blockDim.x) {
-            float v = a.x[i];
-            xs[i] = v;
-            ss += v * v;
-        }
-    }
+    float ss = gemv_stage_x(a, xs);
     if (a.norm_w) {
         ss = cb_block_sum(ss, red);
         float r = rsqrtf(ss / (float)C + a.eps);
@@ -751,14 +787,19 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     }
     __syncthreads();
     int e = tid % HD, p = tid / HD;
-    if (p < NP)
+    if (p < NP) { /* chunks k = p mod NP, all G heads per chunk: G * 4 loads in flight a round */
+        float num[G];
 #pragma unroll
-        for (int g = 0; g < G; g++) {
-            const float *a = pacc + (size_t)(kvh * G + g) * nch * HD + e;
-            float num = 0.f;
-            for (int k = p; k < nact; k += NP) num += sc[g * scw + k] * __ldcg(a + (size_t)k * HD);
-            red[(p * G + g) * HD + e] = num;
-        }
+        for (int g = 0; g < G; g++) num[g] = 0.f;
+        const float *a = pacc + (size_t)kvh * G * nch * HD + e;
+#pragma unroll 4
+        for (int k = p; k < nact; k += NP)
+#pragma unroll
+            for (int g = 0; g < G; g++)
+                num[g] += sc[g * scw + k] * __ldcg(a + ((size_t)g * nch + k) * HD);
+#pragma unroll
+        for (int g = 0; g < G; g++) red[(p * G + g) * HD + e] = num[g];
+    }
     __syncthreads();
     for (int i = tid; i < G * HD; i += ATT_THREADS) {
         int g = i / HD, ee = i % HD;

@@ -1087,9 +1087,11 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     int64_t W = (int64_t)f.n_kv_heads * hd;
     d->row_bytes = cb_quant_row_bytes((cb_dtype)d->kv, W);
     /* split-K: about two blocks per SM over all kv heads at full length, chunks of whole warps
-     * for short caches and of whole tiles (T keys) beyond, and a chunk's scores must fit 16 KB
+     * for short caches and of whole tiles (T keys) beyond, and a chunk's scores must fit 32 KB
      * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
-     * of 128-key chunks; the fixed cost per block dominates) */
+     * of 128-key chunks; the fixed cost per block dominates. On an H100, 32 KB rather than 16 KB
+     * took the 1b shape at 64k keys (G = 4) from two waves of blocks to one: q8_0 1900 -> 1850
+     * us, q4_0 1738 -> 1693 us; 64 KB was no better) */
     /* blocks per SM: measured on an H100 at 16k and 64k keys, f16 rows (128-thread blocks) ran
      * best at 2, 4 / 6 / 8 were slower; the quantized formats with 256-thread blocks at 2 (3 was
      * slower for q4_0; their 128-thread blocks had run best at 4) */
@@ -1099,7 +1101,9 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     int64_t target = (bps * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
     chunk = chunk <= 96 ? (chunk + 31) / 32 * 32 : (chunk + T - 1) / T * T;
-    int64_t cap = (4096 / G) / T * T;
+    const char *skb_env = getenv("CARAMBA_CUDA_DEC_SCORE_KB"); /* tuning experiments */
+    int64_t score_kb = skb_env && atoi(skb_env) >= 4 && atoi(skb_env) <= 128 ? atoi(skb_env) : 32;
+    int64_t cap = (score_kb * 256 / G) / T * T;
     if (cap < T) cap = T;
     if (chunk > cap) chunk = cap;
     d->chunk = (int)chunk;

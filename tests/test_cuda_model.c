@@ -258,6 +258,39 @@ static cb_model *dec_model(const char *dir, cb_device dev) {
     return m;
 }
 
+/* Steps the decoder through prompt[0, np) and checks its logits at every position p > 0 against
+ * the CPU model's cached forward (ctx: an empty cache of the same kind) within tol; returns the
+ * worst rel L2. Position 0 is skipped: the CPU attends over the fresh (unquantized) key and value. */
+static double step_and_compare(cb_gpu_decoder *d, cb_model *mc, cb_infer_ctx *ctx,
+                               const int32_t *prompt, int np, double tol, cb_kv_kind kind) {
+    int64_t V = mc->vocab_size;
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    cb_graph g;
+    assert_int_equal(cb_graph_init(&g, CB_CPU), CB_OK);
+    cb_graph_set_grad(&g, false);
+    double worst = 0;
+    for (int p = 0; p < np; p++) {
+        assert_int_equal(cb_gpu_decoder_steps(d, 1), CB_OK);
+        assert_int_equal(cb_gpu_decoder_logits(d, lg), CB_OK);
+        cb_graph_reset(&g);
+        cb_infer_ctx_begin(ctx, p);
+        int64_t sh[2] = {1, 1};
+        cb_tensor ids;
+        cb_tensor_init(&ids, CB_I32, CB_CPU, 2, sh, (void *)&prompt[p]);
+        cb_tensor *ref = cb_model_forward(mc, &g, &ids, ctx);
+        if (!ref) fail_msg("%s", cb_last_error());
+        assert_int_equal(cb_infer_ctx_end(ctx), CB_OK);
+        double rel = tu_rel_l2(lg, ref->data, V);
+        if (p > 0 && rel > worst) worst = rel;
+        if (p > 0 && !(rel <= tol))
+            fail_msg("%s cache, position %d: decoder logits rel L2 %g", cb_kv_kind_name(kind), p,
+                     rel);
+    }
+    cb_graph_free(&g);
+    free(lg);
+    return worst;
+}
+
 static void test_decoder(void **state) {
     (void)state;
     NEED_GPU();
@@ -289,28 +322,7 @@ static void test_decoder(void **state) {
         assert_int_equal(cb_kv_policy_parse(cb_kv_kind_name(kinds[k]), &pol), CB_OK);
         cb_infer_ctx ctx;
         assert_int_equal(cb_model_caches_new(mc, 1, 64, &pol, &ctx), CB_OK);
-        cb_graph g;
-        assert_int_equal(cb_graph_init(&g, CB_CPU), CB_OK);
-        cb_graph_set_grad(&g, false);
-        double worst = 0;
-        for (int p = 0; p < NP; p++) {
-            assert_int_equal(cb_gpu_decoder_steps(d, 1), CB_OK);
-            assert_int_equal(cb_gpu_decoder_logits(d, lg), CB_OK);
-            cb_graph_reset(&g);
-            cb_infer_ctx_begin(&ctx, p);
-            int64_t sh[2] = {1, 1};
-            cb_tensor ids;
-            cb_tensor_init(&ids, CB_I32, CB_CPU, 2, sh, &prompt[p]);
-            cb_tensor *ref = cb_model_forward(mc, &g, &ids, &ctx);
-            if (!ref) fail_msg("%s", cb_last_error());
-            assert_int_equal(cb_infer_ctx_end(&ctx), CB_OK);
-            double rel = tu_rel_l2(lg, ref->data, V);
-            /* position 0: the CPU attends over the fresh (unquantized) key and value */
-            if (p > 0 && rel > worst) worst = rel;
-            if (p > 0 && !(rel <= tol[k]))
-                fail_msg("%s cache, position %d: decoder logits rel L2 %g",
-                         cb_kv_kind_name(kinds[k]), p, rel);
-        }
+        double worst = step_and_compare(d, mc, &ctx, prompt, NP, tol[k], kinds[k]);
         print_message("  decoder %s cache: logits vs CPU cached forward, worst rel L2 %.3g\n",
                       cb_kv_kind_name(kinds[k]), worst);
         /* the cache rows are the CPU's format: every key and value row equals the CPU cache's
@@ -378,7 +390,6 @@ static void test_decoder(void **state) {
             free(r2);
             cb_gpu_decoder_free(d2);
         }
-        cb_graph_free(&g);
         cb_model_caches_free(&ctx);
         cb_gpu_decoder_free(d);
     }
@@ -391,6 +402,58 @@ static void test_decoder(void **state) {
 /* The decoder's greedy choice (folded into its head GEMV: per-block first maxima merged through one
  * atomic key) keeps the CPU's rule: the first index of the maximum, NaN never chosen. The head and
  * the final norm are edited in place (the decoder reads the model's device tensors). */
+/* Head size 64 with 4 query heads per kv head (the `small` / `1b` geometry: q8_0 takes the
+ * tensor-core passes there) and chunks forced to 320 keys, so that a chunk spans whole and
+ * partial tiles (256 rows quantized, 128 f16) and 560 positions split into two chunks that the
+ * combine joins: every position's logits against the CPU cached forward. */
+static const char *DEC64_CONFIG =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 512, "
+    "\"hidden_size\": 256, \"intermediate_size\": 256, \"num_hidden_layers\": 2, "
+    "\"num_attention_heads\": 4, \"num_key_value_heads\": 1, \"head_dim\": 64, "
+    "\"max_position_embeddings\": 1024, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
+    "\"tie_word_embeddings\": false, \"hidden_act\": \"silu\", \"bos_token_id\": 1, "
+    "\"eos_token_id\": 2, \"torch_dtype\": \"float32\"}";
+
+static void test_decoder_chunk_tiles(void **state) {
+    (void)state;
+    NEED_GPU();
+    const char *dir = tu_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(tu_write_file(path, DEC64_CONFIG, strlen(DEC64_CONFIG)), 0);
+    cb_model *mg = dec_model(dir, CB_CUDA), *mc = dec_model(dir, CB_CPU);
+    assert_int_equal(cb_model_set_compute_dtype(mg, CB_BF16), CB_OK);
+    for (int i = 0; i < mc->n_params; i++) {
+        cb_tensor *src = mg->params[i]->t->lowp ? mg->params[i]->t->lowp : mg->params[i]->t;
+        assert_int_equal(cb_tensor_copy(mc->params[i]->t, src), CB_OK);
+    }
+    enum { NP = 560, MAXLEN = 600 };
+    int32_t *prompt = malloc(sizeof(int32_t) * NP);
+    for (int i = 0; i < NP; i++) prompt[i] = (int32_t)((i * 197 + 11) % 512);
+    const cb_kv_kind kinds[4] = {CB_KV_FP16, CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
+    const double tol[4] = {2e-3, 5e-3, 3e-2, 3e-2};
+    setenv("CARAMBA_CUDA_DEC_CHUNK", "320", 1);
+    for (int k = 0; k < 4; k++) {
+        cb_gpu_decoder *d;
+        if (cb_gpu_decoder_new(&d, mg, kinds[k], MAXLEN) != CB_OK)
+            fail_msg("%s", cb_last_error());
+        assert_int_equal(cb_gpu_decoder_reset(d, prompt, NP), CB_OK);
+        cb_kv_policy pol;
+        assert_int_equal(cb_kv_policy_parse(cb_kv_kind_name(kinds[k]), &pol), CB_OK);
+        cb_infer_ctx ctx;
+        assert_int_equal(cb_model_caches_new(mc, 1, MAXLEN, &pol, &ctx), CB_OK);
+        double worst = step_and_compare(d, mc, &ctx, prompt, NP, tol[k], kinds[k]);
+        print_message("  head size 64, 320-key chunks, %s cache: %d positions, worst rel L2 %.3g\n",
+                      cb_kv_kind_name(kinds[k]), NP, worst);
+        cb_model_caches_free(&ctx);
+        cb_gpu_decoder_free(d);
+    }
+    unsetenv("CARAMBA_CUDA_DEC_CHUNK");
+    free(prompt);
+    cb_model_free(mg);
+    cb_model_free(mc);
+}
+
 static void test_greedy_ties(void **state) {
     (void)state;
     NEED_GPU();
@@ -573,7 +636,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_f32),    cmocka_unit_test(test_variants_f32),
         cmocka_unit_test(test_fixture_amp),    cmocka_unit_test(test_train_steps),
-        cmocka_unit_test(test_decoder),        cmocka_unit_test(test_greedy_ties),
+        cmocka_unit_test(test_decoder),        cmocka_unit_test(test_decoder_chunk_tiles),
+        cmocka_unit_test(test_greedy_ties),
         cmocka_unit_test(test_quantize_bytes), cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -21,34 +21,13 @@
 #include <string.h>
 
 #include "ops/cuda/attention.cuh"
+#include "ops/cuda/mma.cuh"
 
 #define TC_THREADS 128
 #define TC_BQ 64 /* query rows a forward / dQ block owns */
 #define TC_BK 64 /* keys a dK/dV block owns, and keys per tile in the forward / dQ loops */
 
 typedef __nv_bfloat16 bf16;
-
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0,
-                                         uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16 *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-
-__device__ __forceinline__ void ldsm4t(uint32_t r[4], const bf16 *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
 
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -58,21 +37,21 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 /* A operand (16 rows x 16 cols at (r0, c0)) of a row-major smem tile with row stride ld. */
 __device__ __forceinline__ void lda_frag(uint32_t a[4], const bf16 *s, int ld, int r0, int c0,
                                          int lane) {
-    ldsm4(a, s + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
+    cb_ldsm4(a, s + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
 }
 
 /* B operands of two n-blocks (n0, n0+8) for one k-step at k0, where B[k][n] = tile[n][k]
  * (the tile holds one row per n: K for S = Q K^T). b[0..1] for n0, b[2..3] for n0+8. */
 __device__ __forceinline__ void ldb_nk(uint32_t b[4], const bf16 *s, int ld, int n0, int k0,
                                        int lane) {
-    ldsm4(b, s + (n0 + (lane & 7) + ((lane >> 4) << 3)) * ld + k0 + ((lane >> 3) & 1) * 8);
+    cb_ldsm4(b, s + (n0 + (lane & 7) + ((lane >> 4) << 3)) * ld + k0 + ((lane >> 3) & 1) * 8);
 }
 
 /* B operands of two n-blocks (n0, n0+8) for one k-step at k0, where B[k][n] = tile[k][n]
  * (the tile holds one row per k: V for O = P V). b[0..1] for n0, b[2..3] for n0+8. */
 __device__ __forceinline__ void ldb_kn(uint32_t b[4], const bf16 *s, int ld, int k0, int n0,
                                        int lane) {
-    ldsm4t(b, s + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8);
+    cb_ldsm4t(b, s + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8);
 }
 
 /* rows r < 64 of a [rows_per_b] x (nheads*D) bf16 tensor, rows t0.., head `head` -> smem tile
@@ -210,8 +189,8 @@ __global__ void __launch_bounds__(TC_THREADS, D == 64 ? 4 : 3)
             for (int nb = 0; nb < 8; nb += 2) {
                 uint32_t bf[4];
                 ldb_nk(bf, Ks, LD, nb * 8, kk * 16, lane);
-                mma16816(s[nb], a, bf[0], bf[1]);
-                mma16816(s[nb + 1], a, bf[2], bf[3]);
+                cb_mma_bf16(s[nb], a, bf[0], bf[1]);
+                cb_mma_bf16(s[nb + 1], a, bf[2], bf[3]);
             }
         }
         /* mask, online softmax (rows g and g+8 of the warp's 16). Statistics live in the log2
@@ -271,8 +250,8 @@ __global__ void __launch_bounds__(TC_THREADS, D == 64 ? 4 : 3)
             for (int nb = 0; nb < NB; nb += 2) {
                 uint32_t bf[4];
                 ldb_kn(bf, Vs, LD, kk * 16, nb * 8, lane);
-                mma16816(o[nb], a, bf[0], bf[1]);
-                mma16816(o[nb + 1], a, bf[2], bf[3]);
+                cb_mma_bf16(o[nb], a, bf[0], bf[1]);
+                cb_mma_bf16(o[nb + 1], a, bf[2], bf[3]);
             }
         }
         __syncthreads(); /* this buffer is refilled two tiles from now */
@@ -377,11 +356,11 @@ __global__ void __launch_bounds__(TC_THREADS)
             for (int nb = 0; nb < 8; nb += 2) {
                 uint32_t bf[4];
                 ldb_nk(bf, Ks, LD, nb * 8, kk * 16, lane);
-                mma16816(s[nb], a, bf[0], bf[1]);
-                mma16816(s[nb + 1], a, bf[2], bf[3]);
+                cb_mma_bf16(s[nb], a, bf[0], bf[1]);
+                cb_mma_bf16(s[nb + 1], a, bf[2], bf[3]);
                 ldb_nk(bf, Vs, LD, nb * 8, kk * 16, lane);
-                mma16816(dp[nb], ga, bf[0], bf[1]);
-                mma16816(dp[nb + 1], ga, bf[2], bf[3]);
+                cb_mma_bf16(dp[nb], ga, bf[0], bf[1]);
+                cb_mma_bf16(dp[nb + 1], ga, bf[2], bf[3]);
             }
         }
         /* dS = P (dP - D), P = exp(scale S - lse) */
@@ -408,8 +387,8 @@ __global__ void __launch_bounds__(TC_THREADS)
             for (int nb = 0; nb < NB; nb += 2) {
                 uint32_t bf[4];
                 ldb_kn(bf, Ks, LD, kk * 16, nb * 8, lane);
-                mma16816(acc[nb], a, bf[0], bf[1]);
-                mma16816(acc[nb + 1], a, bf[2], bf[3]);
+                cb_mma_bf16(acc[nb], a, bf[0], bf[1]);
+                cb_mma_bf16(acc[nb + 1], a, bf[2], bf[3]);
             }
         }
         __syncthreads();
@@ -516,11 +495,11 @@ __global__ void __launch_bounds__(TC_THREADS, MINB)
                     for (int nb = 0; nb < NQ; nb += 2) {
                         uint32_t bf[4];
                         ldb_nk(bf, Qs, LD, nb * 8, kk * 16, lane);
-                        mma16816(st[nb], a, bf[0], bf[1]);
-                        mma16816(st[nb + 1], a, bf[2], bf[3]);
+                        cb_mma_bf16(st[nb], a, bf[0], bf[1]);
+                        cb_mma_bf16(st[nb + 1], a, bf[2], bf[3]);
                         ldb_nk(bf, Gs, LD, nb * 8, kk * 16, lane);
-                        mma16816(dpt[nb], va, bf[0], bf[1]);
-                        mma16816(dpt[nb + 1], va, bf[2], bf[3]);
+                        cb_mma_bf16(dpt[nb], va, bf[0], bf[1]);
+                        cb_mma_bf16(dpt[nb + 1], va, bf[2], bf[3]);
                     }
                 }
                 /* P^T (in st) and dS^T (in dpt); element (key key0 + 8*(e>>1), query
@@ -571,11 +550,11 @@ __global__ void __launch_bounds__(TC_THREADS, MINB)
                     for (int nb = 0; nb < NB; nb += 2) {
                         uint32_t bf[4];
                         ldb_kn(bf, Gs, LD, kk * 16, nb * 8, lane);
-                        mma16816(dva[nb], pa, bf[0], bf[1]);
-                        mma16816(dva[nb + 1], pa, bf[2], bf[3]);
+                        cb_mma_bf16(dva[nb], pa, bf[0], bf[1]);
+                        cb_mma_bf16(dva[nb + 1], pa, bf[2], bf[3]);
                         ldb_kn(bf, Qs, LD, kk * 16, nb * 8, lane);
-                        mma16816(dka[nb], sa, bf[0], bf[1]);
-                        mma16816(dka[nb + 1], sa, bf[2], bf[3]);
+                        cb_mma_bf16(dka[nb], sa, bf[0], bf[1]);
+                        cb_mma_bf16(dka[nb + 1], sa, bf[2], bf[3]);
                     }
                 }
             }

@@ -57,10 +57,20 @@ if dc:
         print(f"\ngreedy ids: the first {same} of {len(ours)} generated tokens agree with HF static")
     except Exception as ex:
         print(f"\n(ids not compared: {ex})")
-    print(f"\nlong-context decode (copy bandwidth {dc['copy_gbs']:.0f} GB/s read+write)\n")
+
+
+def long_table(title, dc):
+    print(f"\n{title}, long-context decode (copy bandwidth {dc['copy_gbs']:.0f} GB/s read+write)\n")
     print("| cache | context | step us | tok/s | MB read / step | of which KV | achieved GB/s | of copy BW | attention alone: of copy BW |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in dc["long"]:
         gbs = r["bytes"] / (r["step_us"] * 1e-6) / 1e9
         print(f"| {r['kv']} | {r['ctx']} | {r['step_us']:.1f} | {1e6 / r['step_us']:,.0f} | {r['bytes'] / 1e6:.0f} | "
               f"{r['kv_bytes'] / 1e6:.0f} | {gbs:.0f} | {100 * r['frac']:.0f}% | {100 * r['attn_frac']:.0f}% |")
+
+
+if dc:
+    long_table("small", dc)
+d1 = load("decode_1b.json")
+if d1:
+    long_table("1b (Llama-3.2-1B shape, tied embeddings)", d1)

@@ -57,6 +57,10 @@ if has decode; then
   timeout 300 python3 bench/hf_decode_peer.py --model /tmp/small_hf --prompt-file /tmp/small_hf/prompt.txt --new 128 \
     > "$OUT/decode_hf.json" 2> "$OUT/decode_hf.err"; tail -3 "$OUT/decode_hf.err"
   cp /tmp/small_hf/ours_ids.txt "$OUT/" 2>/dev/null
+  echo "== long-context decode, the 1b shape (Llama-3.2-1B)"
+  timeout 200 "$CARRY/bench_cuda_decode" --config 1b --long-only --kinds fp16,q8_0,q4_0,nf4 --dir /tmp/b1 \
+    --json "$OUT/decode_1b.json" 2>&1 | tee "$OUT/decode_1b.log"
+  pack
 fi
 if [[ " $what " == *" sanitize "* ]]; then
   echo "== compute-sanitizer memcheck over test_cuda_model"

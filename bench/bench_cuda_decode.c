@@ -1,7 +1,7 @@
 /* GPU decode benchmark (issue 6): the `small` Llama (d_model 768, 12 layers, 12 / 4 heads,
  * d_ff 2048, vocab 32768, random weights; `--config 1b`: the Llama-3.2-1B shape, d_model 2048,
- * 16 layers, 32 / 8 heads, d_ff 8192, vocab 128256, tied embeddings), batch 1, greedy, through the GPU decoder
- * (caramba/gpu_decode.h: bf16 weights, one CUDA graph per token, KV cache on the GPU).
+ * 16 layers, 32 / 8 heads, d_ff 8192, vocab 128256, tied embeddings), batch 1, greedy, through the
+ * GPU decoder (caramba/gpu_decode.h: bf16 weights, one CUDA graph per token, KV cache on the GPU).
  *
  * 1. Prompt 512, 128 new tokens, fp16 cache: decode tokens/s (127 steps after the first token),
  *    prefill time, end-to-end tokens/s. The weights are written as a Hugging Face directory

@@ -260,7 +260,7 @@ static cb_model *dec_model(const char *dir, cb_device dev) {
 
 /* Steps the decoder through prompt[0, np) and checks its logits at every position p > 0 against
  * the CPU model's cached forward (ctx: an empty cache of the same kind) within tol; returns the
- * worst rel L2. Position 0 is skipped: the CPU attends over the fresh (unquantized) key and value. */
+ * worst rel L2. Position 0 is skipped: there the CPU attends over the unquantized key and value. */
 static double step_and_compare(cb_gpu_decoder *d, cb_model *mc, cb_infer_ctx *ctx,
                                const int32_t *prompt, int np, double tol, cb_kv_kind kind) {
     int64_t V = mc->vocab_size;
@@ -435,8 +435,7 @@ static void test_decoder_chunk_tiles(void **state) {
     setenv("CARAMBA_CUDA_DEC_CHUNK", "320", 1);
     for (int k = 0; k < 4; k++) {
         cb_gpu_decoder *d;
-        if (cb_gpu_decoder_new(&d, mg, kinds[k], MAXLEN) != CB_OK)
-            fail_msg("%s", cb_last_error());
+        if (cb_gpu_decoder_new(&d, mg, kinds[k], MAXLEN) != CB_OK) fail_msg("%s", cb_last_error());
         assert_int_equal(cb_gpu_decoder_reset(d, prompt, NP), CB_OK);
         cb_kv_policy pol;
         assert_int_equal(cb_kv_policy_parse(cb_kv_kind_name(kinds[k]), &pol), CB_OK);
@@ -634,11 +633,11 @@ static int group_setup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_f32),    cmocka_unit_test(test_variants_f32),
-        cmocka_unit_test(test_fixture_amp),    cmocka_unit_test(test_train_steps),
-        cmocka_unit_test(test_decoder),        cmocka_unit_test(test_decoder_chunk_tiles),
-        cmocka_unit_test(test_greedy_ties),
-        cmocka_unit_test(test_quantize_bytes), cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_fixture_f32), cmocka_unit_test(test_variants_f32),
+        cmocka_unit_test(test_fixture_amp), cmocka_unit_test(test_train_steps),
+        cmocka_unit_test(test_decoder),     cmocka_unit_test(test_decoder_chunk_tiles),
+        cmocka_unit_test(test_greedy_ties), cmocka_unit_test(test_quantize_bytes),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -280,7 +280,7 @@ __device__ void gemv_choose(const gemv_step &st, float best, int64_t best_i) {
 /* Weight chunks (16 bytes) per lane of one group, and matrices read per row. */
 template <int MODE> struct gemv_cfg {
     static constexpr int NM = MODE == GEMV_SWIGLU ? 2 : 1; /* gate and up side by side */
-    static constexpr int PF = 8 / NM;                     /* 8 chunks a lane in flight per group */
+    static constexpr int PF = 8 / NM;                      /* 8 chunks a lane in flight per group */
 };
 
 /* One group of a warp's row: chunks [g * 32 * PF, (g + 1) * 32 * PF) of row r of each matrix. */
@@ -577,54 +577,38 @@ __device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v, c
 /* ---- tensor-core scoring and P . V for the block formats ------------------------------------
  * On CUDA cores the quantized attention was bound by instructions (per value: a dequantize and
  * G FMAs, per pass), not by bytes. Here mma.m16n8k16 (f16 operands, f32 accumulation) does the
- * products, its operands built straight from the staged tile's bytes: codes become exact f16
- * (q8_0 int8, q4_0 nibble - 8; nf4 levels rounded to f16) and the f32 block scales are applied
- * outside the mma:
+ * products, its operands built straight from the staged tile's bytes: the int8 codes become exact
+ * f16 and the f32 block scales are applied outside the mma:
  *   scores S [keys x G] = sum over 32-dimension blocks b of scale[key][b] x (Kcodes_b . q_b^T)
  *   O^T [HD x G] += Vcodes^T [HD x keys] . P'^T [keys x G], P' = P x scale[key][block of the
  *   dimension], rounded to f16 (P <= 1, so P' stays within the range of the f16 scale).
  * Query heads pad to the mma's 8 columns (G <= 8); HD = 64. Taken for q8_0 only: measured on
  * an H100 (1b shape, 64k keys), q8_0 steps ran 1856 -> 1777 us, but q4_0 1699 -> 1827 and nf4
- * 1780 -> 2019 us (their V operand needs two byte loads and a nibble shift per code pair, and
- * nf4 a table lookup per code), so those keep the CUDA-core passes. */
+ * 1780 -> 2019 us with the same operand builders extended to nibbles (their V operand needs two
+ * byte loads and a nibble shift per code pair, nf4 a table lookup per code), so those keep the
+ * CUDA-core passes. */
 template <int KV, int HD, int G> struct mma_cfg {
     static constexpr bool ON = KV == CB_Q8_0 && HD == 64 && G <= 8;
     static constexpr int NB = HD / 32;
 };
 
-/* Two codes as an exact half2: q8_0 bytes (int8 ^ 0x80) or q4_0 nibbles (0..15) in bytes 0 and 1
- * of `pair` become the low mantissa byte of 1024 (0x64XX); one HSUB2 removes 1024 + bias. */
-__device__ __forceinline__ uint32_t codes_h2(uint32_t pair, float bias) {
-    uint32_t u = __byte_perm(pair, 0x64646464u, 0x4140);
-    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1024.f + bias));
+/* Two q8_0 codes (int8, bytes 0 and 1 of `pair`) as an exact half2: each byte ^ 0x80 becomes the
+ * low mantissa byte of 1024 (0x64XX), and one HSUB2 removes 1024 + 128. */
+__device__ __forceinline__ uint32_t codes_h2(uint32_t pair) {
+    uint32_t u = __byte_perm(pair ^ 0x8080u, 0x64646464u, 0x4140);
+    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1152.f));
     return *(const uint32_t *)&r;
 }
 
-/* Codes of dimensions (e, e + 1) of block b of a staged row (e even, < 32), as a half2. */
-template <int KV>
-__device__ __forceinline__ uint32_t row_pair(const uint8_t *row, int b, int e, const float *lut) {
-    constexpr int BB = KV == CB_Q8_0 ? 34 : 18;
-    const uint8_t *q = row + BB * b + 2;
-    if (KV == CB_Q8_0) return codes_h2((uint32_t) * (const uint16_t *)(q + e) ^ 0x8080u, 128.f);
-    uint32_t w = *(const uint16_t *)(q + (e & 15));
-    w = (e < 16 ? w : w >> 4) & 0x0F0Fu;
-    if (KV == CB_Q4_0) return codes_h2(w, 8.f);
-    __half2 h = __floats2half2_rn(lut[w & 15], lut[w >> 8]);
-    return *(const uint32_t *)&h;
+/* Codes of dimensions (e, e + 1) of block b of a staged q8_0 row (e even, < 32), as a half2. */
+__device__ __forceinline__ uint32_t row_pair(const uint8_t *row, int b, int e) {
+    return codes_h2(*(const uint16_t *)(row + 34 * b + 2 + e));
 }
 
-/* Codes of dimension e of block b in two staged rows (r0, r1), as a half2 (r0 low). */
-template <int KV>
-__device__ __forceinline__ uint32_t col_pair(const uint8_t *r0, const uint8_t *r1, int b, int e,
-                                             const float *lut) {
-    constexpr int BB = KV == CB_Q8_0 ? 34 : 18;
-    int o = BB * b + 2 + (KV == CB_Q8_0 ? e : (e & 15));
-    uint32_t w = (uint32_t)r0[o] | (uint32_t)r1[o] << 8;
-    if (KV == CB_Q8_0) return codes_h2(w ^ 0x8080u, 128.f);
-    w = (e < 16 ? w : w >> 4) & 0x0F0Fu;
-    if (KV == CB_Q4_0) return codes_h2(w, 8.f);
-    __half2 h = __floats2half2_rn(lut[w & 15], lut[w >> 8]);
-    return *(const uint32_t *)&h;
+/* Code of dimension e of block b in two staged q8_0 rows (r0, r1), as a half2 (r0 low). */
+__device__ __forceinline__ uint32_t col_pair(const uint8_t *r0, const uint8_t *r1, int b, int e) {
+    int o = 34 * b + 2 + e;
+    return codes_h2((uint32_t)r0[o] | (uint32_t)r1[o] << 8);
 }
 
 __device__ __forceinline__ float row_scale(const uint8_t *row, int bb) {
@@ -635,11 +619,11 @@ __device__ __forceinline__ float row_scale(const uint8_t *row, int bb) {
  * w, w + 8, ... (8 warps); qb [HD / 16][2] are the B fragments of the scaled query heads.
  * Writes sc[g * scw + t0 + row]. Rows past `rows` are computed on stale bytes and dropped (an
  * mma row depends on its own A row only). */
-template <int KV, int HD, int G>
-__device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS, const uint32_t (&qb)[HD / 16][2],
-                                           int rows, float *sc, int scw, int t0, int warp,
-                                           int lane, const float *lut) {
-    constexpr int NB = HD / 32, BB = KV == CB_Q8_0 ? 34 : 18;
+template <int HD, int G>
+__device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
+                                           const uint32_t (&qb)[HD / 16][2], int rows, float *sc,
+                                           int scw, int t0, int warp, int lane) {
+    constexpr int NB = HD / 32;
     int g = lane >> 2, t2 = (lane & 3) * 2;
     for (int r0 = warp * 16; r0 < rows; r0 += 128) {
         const uint8_t *ra = tile + (r0 + g) * SBS, *rb = ra + 8 * SBS;
@@ -650,11 +634,11 @@ __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS, const u
 #pragma unroll
             for (int s = 0; s < 2; s++) {
                 int e = 16 * s + t2;
-                uint32_t a[4] = {row_pair<KV>(ra, b, e, lut), row_pair<KV>(rb, b, e, lut),
-                                 row_pair<KV>(ra, b, e + 8, lut), row_pair<KV>(rb, b, e + 8, lut)};
+                uint32_t a[4] = {row_pair(ra, b, e), row_pair(rb, b, e), row_pair(ra, b, e + 8),
+                                 row_pair(rb, b, e + 8)};
                 cb_mma_f16(acc, a, qb[2 * b + s][0], qb[2 * b + s][1]);
             }
-            float da = row_scale(ra, BB * b), db = row_scale(rb, BB * b);
+            float da = row_scale(ra, 34 * b), db = row_scale(rb, 34 * b);
             out[0] += da * acc[0], out[1] += da * acc[1];
             out[2] += db * acc[2], out[3] += db * acc[3];
         }
@@ -670,9 +654,9 @@ __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS, const u
  * dimensions 16 (w % 4) .. + 15 and the keys of half w / 4 (8 warps, HD = 64); ph [NB][G][T]
  * holds P' (zero past `rows`). o: c[0..1] (dimension d0 + lane / 4, heads 2 (lane % 4) ..),
  * c[2..3] (dimension + 8). */
-template <int KV, int HD, int G, int T>
+template <int HD, int G, int T>
 __device__ __forceinline__ void mma_pv(const uint8_t *tile, int SBS, const __half *ph, int rows,
-                                       float (&o)[4], int warp, int lane, const float *lut) {
+                                       float (&o)[4], int warp, int lane) {
     constexpr int MT = HD / 16, KP = 8 / MT, KS = T / KP;
     int d0 = 16 * (warp % MT), kp = warp / MT, b = d0 / 32, g = lane >> 2, t2 = (lane & 3) * 2;
     int e = d0 % 32 + g;
@@ -680,8 +664,8 @@ __device__ __forceinline__ void mma_pv(const uint8_t *tile, int SBS, const __hal
     for (int k0 = kp * KS; k0 < kp * KS + KS && k0 < rows; k0 += 16) {
         const uint8_t *r0 = tile + (k0 + t2) * SBS, *r1 = r0 + SBS, *r8 = r0 + 8 * SBS,
                       *r9 = r8 + SBS;
-        uint32_t a[4] = {col_pair<KV>(r0, r1, b, e, lut), col_pair<KV>(r0, r1, b, e + 8, lut),
-                         col_pair<KV>(r8, r9, b, e, lut), col_pair<KV>(r8, r9, b, e + 8, lut)};
+        uint32_t a[4] = {col_pair(r0, r1, b, e), col_pair(r0, r1, b, e + 8), col_pair(r8, r9, b, e),
+                         col_pair(r8, r9, b, e + 8)};
         uint32_t b0 = g < G ? *(const uint32_t *)(prow + k0) : 0u;
         uint32_t b1 = g < G ? *(const uint32_t *)(prow + k0 + 8) : 0u;
         cb_mma_f16(o, a, b0, b1);
@@ -726,7 +710,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
     uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] (tile rows = threads) */
     typedef mma_cfg<KV, HD, G> MC;
-    constexpr int NB = MC::NB, BB = KV == CB_Q8_0 ? 34 : 18;
+    constexpr int NB = MC::NB;
     __half *ph = (__half *)(tile + ATT_THREADS * SBS); /* tensor-core path: P' [NB][G][T] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
@@ -810,7 +794,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
             io.fetch(vc + (size_t)s0 * row_bytes, row_bytes, kvh,
                      n < ATT_THREADS ? n : ATT_THREADS);
         if constexpr (MC::ON) {
-            mma_scores<KV, HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane, lut);
+            mma_scores<HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane);
         } else if (tid < rows) {
             const uint8_t *row = tile + tid * SBS;
             float dot[G];
@@ -868,14 +852,14 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
         if constexpr (MC::ON) {
 #pragma unroll
             for (int b = 0; b < NB; b++) {
-                float d = tid < rows ? row_scale(tile + tid * SBS, BB * b) : 0.f;
+                float d = tid < rows ? row_scale(tile + tid * SBS, 34 * b) : 0.f;
 #pragma unroll
                 for (int g = 0; g < G; g++)
                     ph[(b * G + g) * ATT_THREADS + tid] =
                         __float2half_rn(tid < rows ? sc[g * scw + t0 + tid] * d : 0.f);
             }
             __syncthreads();
-            mma_pv<KV, HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane, lut);
+            mma_pv<HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane);
         } else {
 #pragma unroll 2
             for (int j = grp; j < rows; j += NG) {
@@ -1257,7 +1241,7 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     int64_t target = (bps * (int64_t)c->num_sms + f.n_kv_heads - 1) / f.n_kv_heads;
     int64_t chunk = (f.max_len + target - 1) / target;
     chunk = chunk <= 96 ? (chunk + 31) / 32 * 32 : (chunk + T - 1) / T * T;
-    const char *ch_env = getenv("CARAMBA_CUDA_DEC_CHUNK"); /* tests: keys per chunk, exactly */
+    const char *ch_env = getenv("CARAMBA_CUDA_DEC_CHUNK");     /* tests: keys per chunk, exactly */
     const char *skb_env = getenv("CARAMBA_CUDA_DEC_SCORE_KB"); /* tuning experiments */
     int64_t score_kb = skb_env && atoi(skb_env) >= 4 && atoi(skb_env) <= 128 ? atoi(skb_env) : 32;
     int64_t cap = (score_kb * 256 / G) / T * T;

@@ -258,6 +258,22 @@ static cb_model *dec_model(const char *dir, cb_device dev) {
     return m;
 }
 
+/* The decoder's model on cuda (bf16 compute) and the CPU reference with the same weights (the bf16
+ * copies, widened), from the text of a config.json. */
+static void dec_model_pair(const char *config, cb_model **mg, cb_model **mc) {
+    const char *dir = tu_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(tu_write_file(path, config, strlen(config)), 0);
+    *mg = dec_model(dir, CB_CUDA), *mc = dec_model(dir, CB_CPU);
+    tu_rmtree(dir);
+    assert_int_equal(cb_model_set_compute_dtype(*mg, CB_BF16), CB_OK);
+    for (int i = 0; i < (*mc)->n_params; i++) {
+        cb_tensor *t = (*mg)->params[i]->t, *src = t->lowp ? t->lowp : t;
+        assert_int_equal(cb_tensor_copy((*mc)->params[i]->t, src), CB_OK);
+    }
+}
+
 /* Steps the decoder through prompt[0, np) and checks its logits at every position p > 0 against
  * the CPU model's cached forward (ctx: an empty cache of the same kind) within tol; returns the
  * worst rel L2. Position 0 is skipped: there the CPU attends over the unquantized key and value. */
@@ -294,17 +310,8 @@ static double step_and_compare(cb_gpu_decoder *d, cb_model *mc, cb_infer_ctx *ct
 static void test_decoder(void **state) {
     (void)state;
     NEED_GPU();
-    const char *dir = tu_tmpdir();
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    assert_int_equal(tu_write_file(path, DEC_CONFIG, strlen(DEC_CONFIG)), 0);
-    cb_model *mg = dec_model(dir, CB_CUDA), *mc = dec_model(dir, CB_CPU);
-    assert_int_equal(cb_model_set_compute_dtype(mg, CB_BF16), CB_OK);
-    /* the CPU reference uses the decoder's weights: the bf16 copies, widened */
-    for (int i = 0; i < mc->n_params; i++) {
-        cb_tensor *src = mg->params[i]->t->lowp ? mg->params[i]->t->lowp : mg->params[i]->t;
-        assert_int_equal(cb_tensor_copy(mc->params[i]->t, src), CB_OK);
-    }
+    cb_model *mg, *mc;
+    dec_model_pair(DEC_CONFIG, &mg, &mc);
     enum { NP = 24 };
     int32_t prompt[NP];
     for (int i = 0; i < NP; i++) prompt[i] = (int32_t)((i * 131 + 7) % 512);
@@ -396,7 +403,6 @@ static void test_decoder(void **state) {
     free(lg);
     cb_model_free(mg);
     cb_model_free(mc);
-    tu_rmtree(dir);
 }
 
 /* The decoder's greedy choice (folded into its head GEMV: per-block first maxima merged through one
@@ -417,16 +423,8 @@ static const char *DEC64_CONFIG =
 static void test_decoder_chunk_tiles(void **state) {
     (void)state;
     NEED_GPU();
-    const char *dir = tu_tmpdir();
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    assert_int_equal(tu_write_file(path, DEC64_CONFIG, strlen(DEC64_CONFIG)), 0);
-    cb_model *mg = dec_model(dir, CB_CUDA), *mc = dec_model(dir, CB_CPU);
-    assert_int_equal(cb_model_set_compute_dtype(mg, CB_BF16), CB_OK);
-    for (int i = 0; i < mc->n_params; i++) {
-        cb_tensor *src = mg->params[i]->t->lowp ? mg->params[i]->t->lowp : mg->params[i]->t;
-        assert_int_equal(cb_tensor_copy(mc->params[i]->t, src), CB_OK);
-    }
+    cb_model *mg, *mc;
+    dec_model_pair(DEC64_CONFIG, &mg, &mc);
     enum { NP = 560, MAXLEN = 600 };
     int32_t *prompt = malloc(sizeof(int32_t) * NP);
     for (int i = 0; i < NP; i++) prompt[i] = (int32_t)((i * 197 + 11) % 512);

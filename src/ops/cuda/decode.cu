@@ -165,6 +165,7 @@ struct cb_cuda_decoder {
     int64_t pos, prompt; /* host mirrors */
     bool pdl;            /* programmatic dependent launch (CARAMBA_CUDA_NO_PDL=1 turns it off) */
     int gemv_cap;        /* GEMV grids: at most this many blocks per SM */
+    size_t att_smem_min; /* attention blocks take at least this much shared memory */
 };
 
 /* ---- kernels ----------------------------------------------------------------------------------
@@ -582,33 +583,41 @@ __device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v, c
  *   scores S [keys x G] = sum over 32-dimension blocks b of scale[key][b] x (Kcodes_b . q_b^T)
  *   O^T [HD x G] += Vcodes^T [HD x keys] . P'^T [keys x G], P' = P x scale[key][block of the
  *   dimension], rounded to f16 (P <= 1, so P' stays within the range of the f16 scale).
- * Query heads pad to the mma's 8 columns (G <= 8); HD = 64. Taken for q8_0 only: measured on
- * an H100 (1b shape, 64k keys), q8_0 steps ran 1856 -> 1777 us, but q4_0 1699 -> 1827 and nf4
- * 1780 -> 2019 us with the same operand builders extended to nibbles (their V operand needs two
- * byte loads and a nibble shift per code pair, nf4 a table lookup per code), so those keep the
- * CUDA-core passes. */
+ * Query heads pad to the mma's 8 columns (G <= 8); HD = 64. Taken for q8_0 and q4_0: measured on
+ * an H100 (1b shape, 64k keys) q8_0 steps ran 1856 -> 1777 us and q4_0 1703 -> 1608 us (q4_0 only
+ * once its blocks were held to two per SM, see cb_cuda_dec_new); nf4 (a table lookup per code)
+ * keeps the CUDA-core passes: 1780 -> 2019 us before that cap, not measured since. */
 template <int KV, int HD, int G> struct mma_cfg {
-    static constexpr bool ON = KV == CB_Q8_0 && HD == 64 && G <= 8;
+    static constexpr bool ON = (KV == CB_Q8_0 || KV == CB_Q4_0) && HD == 64 && G <= 8;
     static constexpr int NB = HD / 32;
 };
 
-/* Two q8_0 codes (int8, bytes 0 and 1 of `pair`) as an exact half2: each byte ^ 0x80 becomes the
- * low mantissa byte of 1024 (0x64XX), and one HSUB2 removes 1024 + 128. */
-__device__ __forceinline__ uint32_t codes_h2(uint32_t pair) {
-    uint32_t u = __byte_perm(pair ^ 0x8080u, 0x64646464u, 0x4140);
-    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1152.f));
+/* Two codes as an exact half2: q8_0 bytes (int8 ^ 0x80) or q4_0 nibbles (0..15) in bytes 0 and 1
+ * of `pair` become the low mantissa byte of 1024 (0x64XX); one HSUB2 removes 1024 + bias. */
+__device__ __forceinline__ uint32_t codes_h2(uint32_t pair, float bias) {
+    uint32_t u = __byte_perm(pair, 0x64646464u, 0x4140);
+    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1024.f + bias));
     return *(const uint32_t *)&r;
 }
 
-/* Codes of dimensions (e, e + 1) of block b of a staged q8_0 row (e even, < 32), as a half2. */
-__device__ __forceinline__ uint32_t row_pair(const uint8_t *row, int b, int e) {
-    return codes_h2(*(const uint16_t *)(row + 34 * b + 2 + e));
+/* Codes of dimensions (e, e + 1) of block b of a staged q8_0 / q4_0 row (e even, < 32), as a
+ * half2. */
+template <int KV> __device__ __forceinline__ uint32_t row_pair(const uint8_t *row, int b, int e) {
+    constexpr int BB = KV == CB_Q8_0 ? 34 : 18;
+    const uint8_t *q = row + BB * b + 2;
+    if (KV == CB_Q8_0) return codes_h2((uint32_t) * (const uint16_t *)(q + e) ^ 0x8080u, 128.f);
+    uint32_t w = *(const uint16_t *)(q + (e & 15)); /* q4_0: element j low, j + 16 high */
+    return codes_h2((e < 16 ? w : w >> 4) & 0x0F0Fu, 8.f);
 }
 
-/* Code of dimension e of block b in two staged q8_0 rows (r0, r1), as a half2 (r0 low). */
+/* Codes of dimension e of block b in two staged q8_0 / q4_0 rows (r0, r1), as a half2 (r0 low). */
+template <int KV>
 __device__ __forceinline__ uint32_t col_pair(const uint8_t *r0, const uint8_t *r1, int b, int e) {
-    int o = 34 * b + 2 + e;
-    return codes_h2((uint32_t)r0[o] | (uint32_t)r1[o] << 8);
+    constexpr int BB = KV == CB_Q8_0 ? 34 : 18;
+    int o = BB * b + 2 + (KV == CB_Q8_0 ? e : (e & 15));
+    uint32_t w = (uint32_t)r0[o] | (uint32_t)r1[o] << 8;
+    if (KV == CB_Q8_0) return codes_h2(w ^ 0x8080u, 128.f);
+    return codes_h2((e < 16 ? w : w >> 4) & 0x0F0Fu, 8.f);
 }
 
 __device__ __forceinline__ float row_scale(const uint8_t *row, int bb) {
@@ -619,11 +628,11 @@ __device__ __forceinline__ float row_scale(const uint8_t *row, int bb) {
  * w, w + 8, ... (8 warps); qb [HD / 16][2] are the B fragments of the scaled query heads.
  * Writes sc[g * scw + t0 + row]. Rows past `rows` are computed on stale bytes and dropped (an
  * mma row depends on its own A row only). */
-template <int HD, int G>
+template <int KV, int HD, int G>
 __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
                                            const uint32_t (&qb)[HD / 16][2], int rows, float *sc,
                                            int scw, int t0, int warp, int lane) {
-    constexpr int NB = HD / 32;
+    constexpr int NB = HD / 32, BB = KV == CB_Q8_0 ? 34 : 18;
     int g = lane >> 2, t2 = (lane & 3) * 2;
     for (int r0 = warp * 16; r0 < rows; r0 += 128) {
         const uint8_t *ra = tile + (r0 + g) * SBS, *rb = ra + 8 * SBS;
@@ -634,11 +643,11 @@ __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
 #pragma unroll
             for (int s = 0; s < 2; s++) {
                 int e = 16 * s + t2;
-                uint32_t a[4] = {row_pair(ra, b, e), row_pair(rb, b, e), row_pair(ra, b, e + 8),
-                                 row_pair(rb, b, e + 8)};
+                uint32_t a[4] = {row_pair<KV>(ra, b, e), row_pair<KV>(rb, b, e),
+                                 row_pair<KV>(ra, b, e + 8), row_pair<KV>(rb, b, e + 8)};
                 cb_mma_f16(acc, a, qb[2 * b + s][0], qb[2 * b + s][1]);
             }
-            float da = row_scale(ra, 34 * b), db = row_scale(rb, 34 * b);
+            float da = row_scale(ra, BB * b), db = row_scale(rb, BB * b);
             out[0] += da * acc[0], out[1] += da * acc[1];
             out[2] += db * acc[2], out[3] += db * acc[3];
         }
@@ -654,7 +663,7 @@ __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
  * dimensions 16 (w % 4) .. + 15 and the keys of half w / 4 (8 warps, HD = 64); ph [NB][G][T]
  * holds P' (zero past `rows`). o: c[0..1] (dimension d0 + lane / 4, heads 2 (lane % 4) ..),
  * c[2..3] (dimension + 8). */
-template <int HD, int G, int T>
+template <int KV, int HD, int G, int T>
 __device__ __forceinline__ void mma_pv(const uint8_t *tile, int SBS, const __half *ph, int rows,
                                        float (&o)[4], int warp, int lane) {
     constexpr int MT = HD / 16, KP = 8 / MT, KS = T / KP;
@@ -664,8 +673,8 @@ __device__ __forceinline__ void mma_pv(const uint8_t *tile, int SBS, const __hal
     for (int k0 = kp * KS; k0 < kp * KS + KS && k0 < rows; k0 += 16) {
         const uint8_t *r0 = tile + (k0 + t2) * SBS, *r1 = r0 + SBS, *r8 = r0 + 8 * SBS,
                       *r9 = r8 + SBS;
-        uint32_t a[4] = {col_pair(r0, r1, b, e), col_pair(r0, r1, b, e + 8), col_pair(r8, r9, b, e),
-                         col_pair(r8, r9, b, e + 8)};
+        uint32_t a[4] = {col_pair<KV>(r0, r1, b, e), col_pair<KV>(r0, r1, b, e + 8),
+                         col_pair<KV>(r8, r9, b, e), col_pair<KV>(r8, r9, b, e + 8)};
         uint32_t b0 = g < G ? *(const uint32_t *)(prow + k0) : 0u;
         uint32_t b1 = g < G ? *(const uint32_t *)(prow + k0 + 8) : 0u;
         cb_mma_f16(o, a, b0, b1);
@@ -710,7 +719,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
     uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] (tile rows = threads) */
     typedef mma_cfg<KV, HD, G> MC;
-    constexpr int NB = MC::NB;
+    constexpr int NB = MC::NB, BB = KV == CB_Q8_0 ? 34 : 18;
     __half *ph = (__half *)(tile + ATT_THREADS * SBS); /* tensor-core path: P' [NB][G][T] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
@@ -794,7 +803,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
             io.fetch(vc + (size_t)s0 * row_bytes, row_bytes, kvh,
                      n < ATT_THREADS ? n : ATT_THREADS);
         if constexpr (MC::ON) {
-            mma_scores<HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane);
+            mma_scores<KV, HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane);
         } else if (tid < rows) {
             const uint8_t *row = tile + tid * SBS;
             float dot[G];
@@ -852,14 +861,14 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
         if constexpr (MC::ON) {
 #pragma unroll
             for (int b = 0; b < NB; b++) {
-                float d = tid < rows ? row_scale(tile + tid * SBS, 34 * b) : 0.f;
+                float d = tid < rows ? row_scale(tile + tid * SBS, BB * b) : 0.f;
 #pragma unroll
                 for (int g = 0; g < G; g++)
                     ph[(b * G + g) * ATT_THREADS + tid] =
                         __float2half_rn(tid < rows ? sc[g * scw + t0 + tid] * d : 0.f);
             }
             __syncthreads();
-            mma_pv<HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane);
+            mma_pv<KV, HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane);
         } else {
 #pragma unroll 2
             for (int j = grp; j < rows; j += NG) {
@@ -1101,9 +1110,11 @@ static size_t attn_smem(const cb_cuda_decoder *d) {
     size_t G = (size_t)(d->cfg.n_heads / d->cfg.n_kv_heads), HD = (size_t)d->cfg.head_dim;
     size_t T = (size_t)att_threads(d->kv);
     size_t scw = (size_t)(d->chunk > d->nch ? d->chunk : d->nch), NG = T / (HD / 4);
-    size_t mma = d->kv == CB_Q8_0 && HD == 64 && G <= 8 ? (HD / 32) * G * T * 2 : 0; /* P' */
-    return sizeof(float) * (G * HD + G * scw + NG * G * HD + 2 * HD) +
-           T * seg_stride(d->kv, (int)HD) + mma;
+    bool mma = (d->kv == CB_Q8_0 || d->kv == CB_Q4_0) && HD == 64 && G <= 8; /* mma_cfg::ON */
+    size_t ph = mma ? (HD / 32) * G * T * 2 : 0;                             /* P' */
+    size_t bytes = sizeof(float) * (G * HD + G * scw + NG * G * HD + 2 * HD) +
+                   T * seg_stride(d->kv, (int)HD) + ph;
+    return bytes > d->att_smem_min ? bytes : d->att_smem_min;
 }
 
 /* Launches kernel k on the step's stream, as a programmatic dependent of the previous launch when
@@ -1299,12 +1310,28 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->gemv_cap = cap_env && atoi(cap_env) > 0 && atoi(cap_env) <= 64 ? atoi(cap_env) : 2;
     const char *no_pdl = getenv("CARAMBA_CUDA_NO_PDL");
     d->pdl = !(no_pdl && *no_pdl && strcmp(no_pdl, "0"));
-    size_t smem = attn_smem(d);
-    if (st == CB_OK && smem > 48 * 1024)
-        st = cb_cu_check(cudaFuncSetAttribute((const void *)pick_attn(d->kv, hd, G),
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              (int)smem),
+    /* the split-K is sized for bps attention blocks per SM; a kernel that could hold more (few
+     * registers, little shared memory) ran slower inside the step's PDL chain, the same code as
+     * fast as before in isolation (H100, bench/RESULTS-cuda.md E17: q4_0 at 64k keys on the 1b
+     * shape 1826 -> 1608 us once capped at 2): its shared memory is padded until no more fit,
+     * which also leaves the rest of the SM to the kernels around it */
+    const void *attn_k = (const void *)pick_attn(d->kv, hd, G);
+    if (st == CB_OK)
+        st = cb_cu_check(cudaFuncSetAttribute(attn_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              (int)(c->max_smem_optin - 1024)),
                          "decode attention shared memory");
+    size_t smem = attn_smem(d);
+    for (int fit = 0; st == CB_OK; smem += 4096) {
+        st = cb_cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, (void (*)())attn_k,
+                                                                       att_threads(d->kv), smem),
+                         "decode attention occupancy");
+        if (st != CB_OK || fit <= bps || smem + 4096 > c->max_smem_optin - 1024) break;
+    }
+    d->att_smem_min = smem;
+    if (st == CB_OK)
+        st = cb_cu_check(
+            cudaFuncSetAttribute(attn_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+            "decode attention shared memory");
     if (st != CB_OK) {
         cb_cuda_dec_free(d);
         return st;

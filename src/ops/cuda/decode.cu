@@ -578,8 +578,8 @@ __device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v, c
 /* ---- tensor-core scoring and P . V for the block formats ------------------------------------
  * On CUDA cores the quantized attention was bound by instructions (per value: a dequantize and
  * G FMAs, per pass), not by bytes. Here mma.m16n8k16 (f16 operands, f32 accumulation) does the
- * products, its operands built straight from the staged tile's bytes: the int8 codes become exact
- * f16 and the f32 block scales are applied outside the mma:
+ * products, its operands built straight from the staged tile's bytes: the codes (q8_0 int8, q4_0
+ * nibble - 8) become exact f16 and the f32 block scales are applied outside the mma:
  *   scores S [keys x G] = sum over 32-dimension blocks b of scale[key][b] x (Kcodes_b . q_b^T)
  *   O^T [HD x G] += Vcodes^T [HD x keys] . P'^T [keys x G], P' = P x scale[key][block of the
  *   dimension], rounded to f16 (P <= 1, so P' stays within the range of the f16 scale).

@@ -79,6 +79,10 @@ __constant__ float c_nf4_mid[15] = {
     NF4_MID(NF4_L9, NF4_L10),  NF4_MID(NF4_L10, NF4_L11), NF4_MID(NF4_L11, NF4_L12),
     NF4_MID(NF4_L12, NF4_L13), NF4_MID(NF4_L13, NF4_L14), NF4_MID(NF4_L14, NF4_L15)};
 
+/* Bytes of one 32-value block of a block format: an f16 scale, then 32 int8 codes (q8_0) or 16
+ * bytes of nibble pairs (q4_0, nf4), as caramba/quant.h lays them out. */
+template <int KV> struct qblock { static constexpr int BYTES = KV == CB_Q8_0 ? 34 : 18; };
+
 /* Bit-for-bit the CPU quantizers (src/cache/quant.c): IEEE division and reciprocal (this file
  * is built with --use_fast_math, so they are spelled out), roundf half away from zero for q8_0,
  * and for q4_0 the fused x * id + 8.5 the CPU build contracts to (-ffp-contract=fast). */
@@ -138,7 +142,7 @@ __device__ void quant_row(const float *x, int width, uint8_t *dst, int warp, int
         return;
     }
     int nb = (width + 31) / 32;
-    const int bb = KV == CB_Q8_0 ? 34 : 18;
+    const int bb = qblock<KV>::BYTES;
     for (int b = warp; b < nb; b += nwarps) {
         int i = b * 32 + lane;
         quant_block<KV>(i < width ? x[i] : 0.0f, dst + (size_t)b * bb, lane);
@@ -448,7 +452,7 @@ static int att_threads(int kv) {
  * 0), staged in shared memory at a stride of SBS bytes (a multiple of 4 with an odd word count,
  * so one thread per row reads without bank conflicts). */
 template <int KV, int HD> struct kv_seg {
-    static constexpr int SB = KV == CB_F16 ? HD * 2 : KV == CB_Q8_0 ? HD / 32 * 34 : HD / 32 * 18;
+    static constexpr int SB = KV == CB_F16 ? HD * 2 : HD / 32 * qblock<KV>::BYTES;
     static constexpr int SB4 = (SB + 3) / 4 * 4;
     static constexpr int SBS = (SB4 / 4) % 2 ? SB4 : SB4 + 4;
 };
@@ -554,7 +558,7 @@ __device__ __forceinline__ float seg_quad(const uint8_t *row, int e, float *v, c
         return 1.f;
     }
     int blkno = e >> 5, i = e & 31;
-    const uint8_t *blk = row + (KV == CB_Q8_0 ? 34 : 18) * blkno;
+    const uint8_t *blk = row + qblock<KV>::BYTES * blkno;
     float d = __half2float(__ushort_as_half(*(const uint16_t *)blk));
     if (KV == CB_Q8_0) {
         const uint16_t *q = (const uint16_t *)(blk + 2 + i);
@@ -603,7 +607,7 @@ __device__ __forceinline__ uint32_t codes_h2(uint32_t pair, float bias) {
 /* Codes of dimensions (e, e + 1) of block b of a staged q8_0 / q4_0 row (e even, < 32), as a
  * half2. */
 template <int KV> __device__ __forceinline__ uint32_t row_pair(const uint8_t *row, int b, int e) {
-    constexpr int BB = KV == CB_Q8_0 ? 34 : 18;
+    constexpr int BB = qblock<KV>::BYTES;
     const uint8_t *q = row + BB * b + 2;
     if (KV == CB_Q8_0) return codes_h2((uint32_t) * (const uint16_t *)(q + e) ^ 0x8080u, 128.f);
     uint32_t w = *(const uint16_t *)(q + (e & 15)); /* q4_0: element j low, j + 16 high */
@@ -613,7 +617,7 @@ template <int KV> __device__ __forceinline__ uint32_t row_pair(const uint8_t *ro
 /* Codes of dimension e of block b in two staged q8_0 / q4_0 rows (r0, r1), as a half2 (r0 low). */
 template <int KV>
 __device__ __forceinline__ uint32_t col_pair(const uint8_t *r0, const uint8_t *r1, int b, int e) {
-    constexpr int BB = KV == CB_Q8_0 ? 34 : 18;
+    constexpr int BB = qblock<KV>::BYTES;
     int o = BB * b + 2 + (KV == CB_Q8_0 ? e : (e & 15));
     uint32_t w = (uint32_t)r0[o] | (uint32_t)r1[o] << 8;
     if (KV == CB_Q8_0) return codes_h2(w ^ 0x8080u, 128.f);
@@ -632,7 +636,7 @@ template <int KV, int HD, int G>
 __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
                                            const uint32_t (&qb)[HD / 16][2], int rows, float *sc,
                                            int scw, int t0, int warp, int lane) {
-    constexpr int NB = HD / 32, BB = KV == CB_Q8_0 ? 34 : 18;
+    constexpr int NB = HD / 32, BB = qblock<KV>::BYTES;
     int g = lane >> 2, t2 = (lane & 3) * 2;
     for (int r0 = warp * 16; r0 < rows; r0 += 128) {
         const uint8_t *ra = tile + (r0 + g) * SBS, *rb = ra + 8 * SBS;
@@ -719,7 +723,9 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
     uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] (tile rows = threads) */
     typedef mma_cfg<KV, HD, G> MC;
-    constexpr int NB = MC::NB, BB = KV == CB_Q8_0 ? 34 : 18;
+    constexpr int NB = MC::NB, BB = qblock<KV>::BYTES;
+    static_assert(!MC::ON || ATT_THREADS == 256,
+                  "the tensor-core passes split a tile over 8 warps");
     __half *ph = (__half *)(tile + ATT_THREADS * SBS); /* tensor-core path: P' [NB][G][T] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
@@ -765,7 +771,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
                 ((__half *)vd)[e] = __float2half_rn(kvrow[HD + e]);
             }
         } else {
-            const int bb = KV == CB_Q8_0 ? 34 : 18, nb = HD / 32;
+            const int bb = qblock<KV>::BYTES, nb = HD / 32;
             int warp = tid >> 5, lane = tid & 31;
             for (int b = warp; b < 2 * nb; b += ATT_THREADS / 32) {
                 int which = b >= nb, bi = b - which * nb;
@@ -1101,7 +1107,7 @@ static attn_fn pick_attn(int kv, int HD, int G) {
 }
 
 static int seg_stride(int kv, int HD) {
-    int sb = kv == CB_F16 ? HD * 2 : kv == CB_Q8_0 ? HD / 32 * 34 : HD / 32 * 18;
+    int sb = (int)cb_quant_row_bytes((cb_dtype)kv, HD); /* = kv_seg<KV, HD>::SB */
     int sb4 = (sb + 3) / 4 * 4;
     return (sb4 / 4) % 2 ? sb4 : sb4 + 4;
 }

@@ -11,12 +11,14 @@
  *   weights: bf16 row-major [out, in]: wq [H*hd, d], wk/wv [Hkv*hd, d], wo [d, H*hd],
  *            wg/wu [F, d], wd [d, F], lm_head [V, d]; norms f32 [d]; embedding [V, d] any float
  *   rope:    cos/sin [rope_rows, P] f32, pairs (i, i+P) inside every head (as ops/cuda/rope.cu)
- *   cache:   k and v per layer: [max_len][row_bytes], a row = one token's Hkv*hd values in the
- *            cache format (f16, or q8_0 / q4_0 / nf4 blocks of 32 laid out exactly as
- * caramba/quant.h and the CPU cache: whole-row blocks, heads contiguous). Requires hd % 32 == 0 for
- * the block formats so that a block never straddles two heads. state:   tokens [max_len + 1] i32,
- * pos (i64): step t reads tokens[pos], appends k/v at pos, attends over [0, pos], writes
- * argmax(logits) to tokens[pos + 1] unless that slot is still part of the prompt, then pos += 1.
+ *   cache:   k and v per layer and kv head: [max_len (padded)][seg_bytes], a segment = one
+ *            token's hd values of that head in the cache format (f16, or q8_0 / q4_0 / nf4
+ *            blocks of 32 laid out as caramba/quant.h; hd % 32 == 0 for the block formats, so a
+ *            token's row of the CPU cache is its Hkv segments end to end). Head-major, unlike
+ *            the CPU cache, so that a chunk of one head's keys is one contiguous run of bytes.
+ *   state:   tokens [max_len + 1] i32, pos (i64): step t reads tokens[pos], appends k/v at pos,
+ *            attends over [0, pos], writes argmax(logits) to tokens[pos + 1] unless that slot is
+ *            still part of the prompt, then pos += 1.
  *
  * Per step, per layer: rmsnorm+QKV GEMV (layer 0's reads the token's embedding row itself);
  * split-K attention over the cache (grid kv-heads x chunks; every block covers the G query heads
@@ -35,6 +37,7 @@
 #include <string.h>
 
 #include "ops/cuda/cuda_common.cuh"
+#include "ops/cuda/bulk.cuh"
 #include "ops/cuda/mma.cuh"
 #include "ops/cuda_api.h"
 
@@ -132,20 +135,24 @@ template <int KV> __device__ __forceinline__ void quant_block(float x, uint8_t *
     }
 }
 
-/* Writes one row of `width` values (x[i] for i < width, zero padding to whole blocks) into dst in
- * format KV, with the warps of the calling block. */
+/* Writes one row of `width` values (x[i] for i < width, zero padding to whole blocks) in format
+ * KV, with the warps of the calling block. The row is cut into heads of `hd` values (a multiple
+ * of 32 for the block formats): head h's bytes go to dst + h * head_bytes, so a cache can keep
+ * each kv head's rows contiguous (hd >= width: one contiguous row). */
 template <int KV>
-__device__ void quant_row(const float *x, int width, uint8_t *dst, int warp, int nwarps, int lane) {
+__device__ void quant_row(const float *x, int width, int hd, size_t head_bytes, uint8_t *dst,
+                          int warp, int nwarps, int lane) {
     if (KV == CB_F16) {
         for (int i = warp * 32 + lane; i < width; i += nwarps * 32)
-            ((__half *)dst)[i] = __float2half_rn(x[i]);
+            ((__half *)(dst + (size_t)(i / hd) * head_bytes))[i % hd] = __float2half_rn(x[i]);
         return;
     }
-    int nb = (width + 31) / 32;
+    int nb = (width + 31) / 32, nbh = (hd + 31) / 32;
     const int bb = qblock<KV>::BYTES;
     for (int b = warp; b < nb; b += nwarps) {
-        int i = b * 32 + lane;
-        quant_block<KV>(i < width ? x[i] : 0.0f, dst + (size_t)b * bb, lane);
+        int i = b * 32 + lane, h = b / nbh;
+        quant_block<KV>(i < width ? x[i] : 0.0f, dst + h * head_bytes + (size_t)(b - h * nbh) * bb,
+                        lane);
     }
 }
 
@@ -156,7 +163,9 @@ struct cb_cuda_decoder {
     cb_cuda_dec_cfg cfg;
     cb_cuda_dec_layer *layers; /* host copy */
     int kv;                    /* cache format (cb_dtype) */
-    size_t row_bytes;          /* bytes of one cached token row */
+    size_t row_bytes;          /* bytes of one cached token row, all kv heads */
+    size_t seg_bytes;          /* bytes of one kv head's part of a row */
+    size_t head_bytes;         /* a kv head's rows [max_len (padded)][seg_bytes] in one layer */
     int chunk, nch;            /* split-K: keys per block, blocks per kv head */
     float *x, *qkv, *att, *h, *logits, *pm, *pl, *pacc;
     unsigned *count;          /* [Hkv] finished chunks, for the attention's combine */
@@ -170,6 +179,7 @@ struct cb_cuda_decoder {
     bool pdl;            /* programmatic dependent launch (CARAMBA_CUDA_NO_PDL=1 turns it off) */
     int gemv_cap;        /* GEMV grids: at most this many blocks per SM */
     size_t att_smem_min; /* attention blocks take at least this much shared memory */
+    int stages;          /* tiles in the attention's copy-engine ring (tile_ring formats) */
 };
 
 /* ---- kernels ----------------------------------------------------------------------------------
@@ -457,10 +467,11 @@ template <int KV, int HD> struct kv_seg {
     static constexpr int SBS = (SB4 / 4) % 2 ? SB4 : SB4 + 4;
 };
 
-/* A tile of up to att_cfg<KV>::T cache rows (head kvh's SB bytes of each) moves global -> registers
- * -> shared memory in two steps, so the loads of the next tile are in flight while the current
- * one is computed on. Words are 4 bytes when SB allows, else 2; word i of the tile (row i / W,
- * word i % W) goes through thread i % T: consecutive threads read consecutive bytes. */
+/* A tile of up to att_cfg<KV>::T cache rows (one kv head's rows are contiguous, SB bytes each)
+ * moves global -> registers -> shared memory (row stride SBS) in two steps, so the loads of the
+ * next tile are in flight while the current one is computed on: the formats whose staged stride
+ * differs from SB. Words are 4 bytes when SB allows, else 2; thread t moves words t, t + T, ...
+ * of the tile: consecutive threads read consecutive bytes. */
 template <int KV, int HD> struct tile_io {
     static constexpr int ATT_THREADS = att_cfg<KV>::T;
     static constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
@@ -469,14 +480,11 @@ template <int KV, int HD> struct tile_io {
     typedef typename std::conditional<W4, unsigned int, unsigned short>::type word;
     word r[W];
 
-    __device__ __forceinline__ void fetch(const uint8_t *rows0, size_t row_bytes, int kvh,
-                                          int rows) {
-        const uint8_t *src = rows0 + (size_t)kvh * SB;
+    __device__ __forceinline__ void fetch(const uint8_t *rows0, int rows) {
 #pragma unroll
         for (int k = 0; k < W; k++) {
-            int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
-            if (row < rows)
-                r[k] = *(const word *)(src + (size_t)row * row_bytes + sizeof(word) * w);
+            int i = threadIdx.x + k * ATT_THREADS;
+            if (i < rows * W) r[k] = ((const word *)rows0)[i];
         }
     }
     __device__ __forceinline__ void store(uint8_t *tile, int rows) const {
@@ -485,6 +493,31 @@ template <int KV, int HD> struct tile_io {
             int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
             if (row < rows) *(word *)(tile + row * SBS + sizeof(word) * w) = r[k];
         }
+    }
+};
+
+/* The formats staged at their own row size (SBS == SB: whole tiles are contiguous in both
+ * memories) skip the registers: the copy engine fills a ring of S tiles, the key tiles of the
+ * chunk and then its value tiles, S - 1 ahead of the one computed on (bulk.cuh). Tile i sits in
+ * slot i % S, its barrier's (i / S)-th phase. Rows round up to 4 so that every copy is whole
+ * 16-byte words (the head's rows are padded, rows past the chunk are read and dropped). */
+template <int KV, int HD> struct tile_ring {
+    static constexpr int T = att_cfg<KV>::T, SB = kv_seg<KV, HD>::SB;
+    static constexpr bool ON = kv_seg<KV, HD>::SBS == SB && (4 * SB) % 16 == 0;
+    uint8_t *buf;  /* [S][T][SB] */
+    uint64_t *bar; /* [S] */
+    const uint8_t *k, *v; /* the chunk's first key and value rows */
+    int S, n, m;          /* slots, keys, tiles per pass */
+
+    __device__ __forceinline__ void issue(int i) const { /* one thread */
+        if (i >= 2 * m) return;
+        int p = i < m ? i : i - m, rows = n - p * T < T ? n - p * T : T;
+        cb_bulk_load(buf + (size_t)(i % S) * T * SB, (i < m ? k : v) + (size_t)p * T * SB,
+                     (unsigned)((rows + 3) / 4 * 4 * SB), bar + i % S);
+    }
+    __device__ __forceinline__ const uint8_t *wait(int i) const {
+        cb_mbar_wait(bar + i % S, (unsigned)(i / S) & 1u);
+        return buf + (size_t)(i % S) * T * SB;
     }
 };
 
@@ -696,40 +729,47 @@ __device__ __forceinline__ float rope_elem(const float *h, int e, int P, const f
 /* Split-K attention over the cache for one kv head and one chunk of keys, with the step's RoPE,
  * cache append and the combine of the partials folded in (three launches per layer fewer).
  *   qkv [H*HD | Hkv*HD | Hkv*HD] f32 (un-rotated, as the QKV GEMV wrote them); cs/sn [rows][P]
- *   kc/vc [max_len][row_bytes] this layer's cache; keys [0, pos] are visible, pos = state[0]
+ *   kc/vc [Hkv][head_bytes] this layer's cache (a head's rows [max_len][SB] at the start of its
+ *   head_bytes); keys [0, pos] are visible, pos = state[0]
  *   pm/pl [H][nch] (max in the log2 domain, sum), pacc [H][nch][HD]: the chunks' partials
  *   count [Hkv]: finished chunks per kv head (zero between launches); att [H*HD] the output
  * grid (Hkv, nch) where chunks past the cache return at once; block att_cfg<KV>::T.
  * Every block rotates the G query heads it serves; the block whose chunk holds pos rotates that
  * token's k, appends k and v to the cache (quantized exactly as quant_row) and reads them back
- * like any other row. Pass 1 stages 128 key rows at a time in shared memory (coalesced loads of
- * the head's bytes, the next tile's loads issued before the current tile is scored; the first
- * value tile's during the last key tile), one thread scores one key for the G query heads;
- * pass 2 stages value rows the same way, a thread accumulating 4 dimensions over a subset of the
- * keys. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
+ * like any other row. Pass 1 stages T key rows at a time in shared memory (contiguous bytes: by
+ * the copy engine `stages` tiles deep (tile_ring), or through registers a tile ahead (tile_io);
+ * the first value tiles load during the last key tiles) and scores them for the G query heads
+ * (tensor cores, or a thread per key); pass 2 stages value rows the same way and accumulates
+ * P . V. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
 template <int KV, int HD, int G>
 __global__ void __launch_bounds__(att_cfg<KV>::T)
     k_dec_attn(const float *qkv, const int64_t *state, const float *cs, const float *sn, int P,
-               int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t row_bytes, int chunk, int nch,
-               float scale_log2, float *pm, float *pl, float *pacc, unsigned *count, float *att) {
+               int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t head_bytes, int stages,
+               int chunk, int nch, float scale_log2, float *pm, float *pl, float *pacc,
+               unsigned *count, float *att) {
     constexpr int ATT_THREADS = att_cfg<KV>::T; /* = keys per tile */
     constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
     constexpr int Q = HD / 4, NG = ATT_THREADS / Q, NP = HD >= ATT_THREADS ? 1 : ATT_THREADS / HD;
-    extern __shared__ float4 sm4[];
-    const int scw = chunk > nch ? chunk : nch;
-    float *qs = (float *)sm4;                    /* [G][HD] */
-    float *sc = qs + G * HD;                     /* [G][scw] scores, then combine weights */
-    float *red = sc + G * scw;                   /* [NG][G][HD] */
-    float *kvrow = red + NG * G * HD;            /* [2][HD] the new k and v (owner block) */
-    uint8_t *tile = (uint8_t *)(kvrow + 2 * HD); /* [ATT_THREADS][SBS] (tile rows = threads) */
     typedef mma_cfg<KV, HD, G> MC;
+    typedef tile_ring<KV, HD> RING;
     constexpr int NB = MC::NB, BB = qblock<KV>::BYTES;
+    constexpr int NSPLIT = MC::ON ? 8 / (HD / 16) : NG; /* partial outputs of a chunk */
+    constexpr int NR = NSPLIT > NP ? NSPLIT : NP;
     static_assert(!MC::ON || ATT_THREADS == 256,
                   "the tensor-core passes split a tile over 8 warps");
-    __half *ph = (__half *)(tile + ATT_THREADS * SBS); /* tensor-core path: P' [NB][G][T] */
+    extern __shared__ float4 sm4[];
+    const int scw = chunk > nch ? chunk : nch;
+    float *qs = (float *)sm4;                        /* [G][HD] */
+    float *sc = qs + G * HD;                         /* [G][scw] scores, then combine weights */
+    float *red = sc + G * scw;                       /* [NR][G][HD] */
+    float *kvrow = red + NR * G * HD;                /* [2][HD] the new k and v (owner block) */
+    __half *ph = (__half *)(kvrow + 2 * HD);         /* tensor-core path: P' [NB][G][T] */
+    uint64_t *bars = (uint64_t *)(ph + (MC::ON ? NB * G * ATT_THREADS : 0)); /* [16] */
+    uint8_t *tile = (uint8_t *)(bars + 16); /* [T][SBS], or the ring's [stages][T][SB] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
     int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
+    kc += kvh * head_bytes, vc += kvh * head_bytes; /* this kv head's rows */
     if (KV == CB_NF4 && tid < 16) lut[tid] = c_nf4[tid];
     pdl_launch();
     /* pos was written by the previous step (an earlier graph launch), and rows before pos by
@@ -745,8 +785,14 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     int n = (int)(s1 - s0);
     bool owner = s1 == len; /* this chunk holds the current token */
     tile_io<KV, HD> io;
-    if (!owner)
-        io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+    RING ring = {tile, bars, kc + (size_t)s0 * SB, vc + (size_t)s0 * SB, stages, n,
+                 (n + ATT_THREADS - 1) / ATT_THREADS};
+    if (RING::ON && tid == 0) {
+        for (int i = 0; i < stages; i++) cb_mbar_init(bars + i, 1);
+        if (!owner)
+            for (int i = 0; i < stages; i++) ring.issue(i);
+    }
+    if (!RING::ON && !owner) io.fetch(kc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
     /* the rotation at pos is a table row: staged before the wait too */
     __shared__ float cr[HD / 2], sr[HD / 2];
     for (int i = tid; i < P; i += ATT_THREADS) cr[i] = cs[pos * P + i], sr[i] = sn[pos * P + i];
@@ -763,8 +809,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
             kvrow[HD + e] = vh[e];
         }
         __syncthreads();
-        uint8_t *kd = kc + (size_t)pos * row_bytes + (size_t)kvh * SB;
-        uint8_t *vd = vc + (size_t)pos * row_bytes + (size_t)kvh * SB;
+        uint8_t *kd = kc + (size_t)pos * SB, *vd = vc + (size_t)pos * SB;
         if (KV == CB_F16) {
             for (int e = tid; e < HD; e += ATT_THREADS) {
                 ((__half *)kd)[e] = __float2half_rn(kvrow[e]);
@@ -779,15 +824,20 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
                                 lane);
             }
         }
+        if (RING::ON) cb_fence_async_global(); /* the copies read the new row */
         __syncthreads(); /* publishes the new row to the block's own loads */
-        io.fetch(kc + (size_t)s0 * row_bytes, row_bytes, kvh, n < ATT_THREADS ? n : ATT_THREADS);
+        if (!RING::ON) io.fetch(kc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
+        else if (tid == 0)
+            for (int i = 0; i < stages; i++) ring.issue(i);
     }
     int warp = tid >> 5, lane = tid & 31;
     /* pass 1: scores */
     uint32_t qb[HD / 16][2]; /* tensor-core path: B fragments of the G scaled query heads */
+    const uint8_t *cur = tile; /* the tile computed on */
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
-        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
+        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS, i = t0 / ATT_THREADS;
         __syncthreads(); /* the previous tile (and qs) */
+        if (RING::ON && tid == 0 && i > 0) ring.issue(i - 1 + stages); /* into its slot */
         if (MC::ON && t0 == 0) {
             int g = lane >> 2, k = (lane & 3) * 2;
 #pragma unroll
@@ -799,19 +849,21 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
                     qb[s][h] = *(const uint32_t *)&v;
                 }
         }
-        io.store(tile, rows);
-        __syncthreads();
-        int t1 = t0 + ATT_THREADS;
-        if (t1 < n)
-            io.fetch(kc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh,
-                     n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
-        else
-            io.fetch(vc + (size_t)s0 * row_bytes, row_bytes, kvh,
-                     n < ATT_THREADS ? n : ATT_THREADS);
+        if constexpr (RING::ON) {
+            cur = ring.wait(i);
+        } else {
+            io.store(tile, rows);
+            __syncthreads();
+            int t1 = t0 + ATT_THREADS;
+            if (t1 < n)
+                io.fetch(kc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+            else
+                io.fetch(vc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
+        }
         if constexpr (MC::ON) {
-            mma_scores<KV, HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane);
+            mma_scores<KV, HD, G>(cur, SBS, qb, rows, sc, scw, t0, warp, lane);
         } else if (tid < rows) {
-            const uint8_t *row = tile + tid * SBS;
+            const uint8_t *row = cur + tid * SBS;
             float dot[G];
 #pragma unroll
             for (int g = 0; g < G; g++) dot[g] = 0.f;
@@ -856,30 +908,34 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
         for (int k = 0; k < 4; k++) acc[g][k] = 0.f;
     float o[4] = {0.f, 0.f, 0.f, 0.f}; /* tensor-core path: this warp's O^T fragment */
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
-        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
+        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS, i = ring.m + t0 / ATT_THREADS;
         __syncthreads();
-        io.store(tile, rows); /* value tile t0, fetched during the previous tile's work */
-        __syncthreads();
-        int t1 = t0 + ATT_THREADS;
-        if (t1 < n)
-            io.fetch(vc + (size_t)(s0 + t1) * row_bytes, row_bytes, kvh,
-                     n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+        if constexpr (RING::ON) {
+            if (tid == 0) ring.issue(i - 1 + stages);
+            cur = ring.wait(i);
+        } else {
+            io.store(tile, rows); /* value tile t0, fetched during the previous tile's work */
+            __syncthreads();
+            int t1 = t0 + ATT_THREADS;
+            if (t1 < n)
+                io.fetch(vc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+        }
         if constexpr (MC::ON) {
 #pragma unroll
             for (int b = 0; b < NB; b++) {
-                float d = tid < rows ? row_scale(tile + tid * SBS, BB * b) : 0.f;
+                float d = tid < rows ? row_scale(cur + tid * SBS, BB * b) : 0.f;
 #pragma unroll
                 for (int g = 0; g < G; g++)
                     ph[(b * G + g) * ATT_THREADS + tid] =
                         __float2half_rn(tid < rows ? sc[g * scw + t0 + tid] * d : 0.f);
             }
             __syncthreads();
-            mma_pv<KV, HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane);
+            mma_pv<KV, HD, G, ATT_THREADS>(cur, SBS, ph, rows, o, warp, lane);
         } else {
 #pragma unroll 2
             for (int j = grp; j < rows; j += NG) {
                 float v[4];
-                float dsc = seg_quad<KV>(tile + j * SBS, 4 * q4, v, lut);
+                float dsc = seg_quad<KV>(cur + j * SBS, 4 * q4, v, lut);
 #pragma unroll
                 for (int g = 0; g < G; g++) {
                     float p = sc[g * scw + t0 + j] * dsc;
@@ -890,7 +946,6 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
         }
     }
     /* the partial outputs of the chunk: summed over the threads (or warps) that split its keys */
-    constexpr int NSPLIT = MC::ON ? 8 / (HD / 16) : NG;
     if constexpr (MC::ON) {
         int d = 16 * (warp % (HD / 16)) + (lane >> 2), kp = warp / (HD / 16), g0 = (lane & 3) * 2;
 #pragma unroll
@@ -998,8 +1053,8 @@ __device__ __forceinline__ float hash_val(uint64_t seed, uint64_t i) {
 }
 
 template <int KV>
-__global__ void k_dec_fill(uint8_t *kc, uint8_t *vc, size_t row_bytes, size_t layer_bytes, int W,
-                           uint64_t seed) {
+__global__ void k_dec_fill(uint8_t *kc, uint8_t *vc, int hd, size_t seg_bytes, size_t head_bytes,
+                           size_t layer_bytes, int W, uint64_t seed) {
     extern __shared__ float row[];
     int64_t pos = blockIdx.x;
     int layer = blockIdx.y;
@@ -1008,22 +1063,24 @@ __global__ void k_dec_fill(uint8_t *kc, uint8_t *vc, size_t row_bytes, size_t la
         uint64_t base = (((uint64_t)layer * 2 + which) * (uint64_t)gridDim.x + (uint64_t)pos) * W;
         for (int i = threadIdx.x; i < W; i += blockDim.x) row[i] = hash_val(seed, base + i);
         __syncthreads();
-        uint8_t *dst = (which ? vc : kc) + layer * layer_bytes + (size_t)pos * row_bytes;
-        quant_row<KV>(row, W, dst, warp, nw, lane);
+        uint8_t *dst = (which ? vc : kc) + layer * layer_bytes + (size_t)pos * seg_bytes;
+        quant_row<KV>(row, W, hd, head_bytes, dst, warp, nw, lane);
         __syncthreads();
     }
 }
 
-/* rows [rows, width] of any float dtype into cache rows (one block per row, via shared memory). */
+/* rows [rows, width] of any float dtype into cache rows (one block per row, via shared memory):
+ * out points at the first row's segment of head 0 (seg_bytes apart, heads head_bytes apart). */
 template <int KV>
-__global__ void k_dec_write_rows(cb_tv x, int64_t rows, int width, size_t row_bytes, uint8_t *out) {
+__global__ void k_dec_write_rows(cb_tv x, int64_t rows, int width, int hd, size_t seg_bytes,
+                                 size_t head_bytes, uint8_t *out) {
     extern __shared__ float rowbuf[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         __syncthreads();
         for (int i = threadIdx.x; i < width; i += blockDim.x) rowbuf[i] = cb_ld(x, r * width + i);
         __syncthreads();
-        quant_row<KV>(rowbuf, width, out + (size_t)r * row_bytes, warp, nw, lane);
+        quant_row<KV>(rowbuf, width, hd, head_bytes, out + (size_t)r * seg_bytes, warp, nw, lane);
     }
 }
 
@@ -1043,7 +1100,8 @@ __global__ void k_quant_rows(const float *x, int64_t rows, int width, size_t row
                              uint8_t *out) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
-        quant_row<KV>(x + (size_t)r * width, width, out + (size_t)r * row_bytes, warp, nw, lane);
+        quant_row<KV>(x + (size_t)r * width, width, width, 0, out + (size_t)r * row_bytes, warp, nw,
+                      lane);
 }
 
 /* ---- host side --------------------------------------------------------------------------------
@@ -1065,8 +1123,8 @@ extern "C" void cb_cuda_dec_free(cb_cuda_decoder *d) {
 }
 
 typedef void (*attn_fn)(const float *, const int64_t *, const float *, const float *, int, int, int,
-                        uint8_t *, uint8_t *, size_t, int, int, float, float *, float *, float *,
-                        unsigned *, float *);
+                        uint8_t *, uint8_t *, size_t, int, int, int, float, float *, float *,
+                        float *, unsigned *, float *);
 
 template <int KV, int HD> static attn_fn pick_g(int G) {
     switch (G) {
@@ -1112,14 +1170,28 @@ static int seg_stride(int kv, int HD) {
     return (sb4 / 4) % 2 ? sb4 : sb4 + 4;
 }
 
-static size_t attn_smem(const cb_cuda_decoder *d) {
+/* tile_ring<KV, HD>::ON: tiles staged at the segment's own size go through the copy engine */
+static bool ring_on(int kv, int HD) {
+    int sb = (int)cb_quant_row_bytes((cb_dtype)kv, HD);
+    return seg_stride(kv, HD) == sb && (4 * sb) % 16 == 0;
+}
+
+/* the attention kernel's shared memory, as k_dec_attn lays it out */
+static size_t attn_smem_for(const cb_cuda_decoder *d, int stages) {
     size_t G = (size_t)(d->cfg.n_heads / d->cfg.n_kv_heads), HD = (size_t)d->cfg.head_dim;
     size_t T = (size_t)att_threads(d->kv);
     size_t scw = (size_t)(d->chunk > d->nch ? d->chunk : d->nch), NG = T / (HD / 4);
+    size_t NP = HD >= T ? 1 : T / HD;
     bool mma = (d->kv == CB_Q8_0 || d->kv == CB_Q4_0) && HD == 64 && G <= 8; /* mma_cfg::ON */
-    size_t ph = mma ? (HD / 32) * G * T * 2 : 0;                             /* P' */
-    size_t bytes = sizeof(float) * (G * HD + G * scw + NG * G * HD + 2 * HD) +
-                   T * seg_stride(d->kv, (int)HD) + ph;
+    size_t nsplit = mma ? 8 / (HD / 16) : NG, NR = nsplit > NP ? nsplit : NP;
+    size_t ph = mma ? (HD / 32) * G * T * 2 : 0; /* P' */
+    size_t tiles = ring_on(d->kv, (int)HD) ? (size_t)stages * T * d->seg_bytes
+                                           : T * (size_t)seg_stride(d->kv, (int)HD);
+    return sizeof(float) * (G * HD + G * scw + NR * G * HD + 2 * HD) + ph + 16 * 8 + tiles;
+}
+
+static size_t attn_smem(const cb_cuda_decoder *d) {
+    size_t bytes = attn_smem_for(d, d->stages);
     return bytes > d->att_smem_min ? bytes : d->att_smem_min;
 }
 
@@ -1159,7 +1231,7 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
     const cb_cuda_dec_cfg &f = d->cfg;
     int H = f.n_heads, Hkv = f.n_kv_heads, hd = f.head_dim, dm = f.d_model, G = H / Hkv;
     cb_tv emb = {(void *)f.embed, f.embed_dtype};
-    size_t layer_bytes = (size_t)f.max_len * d->row_bytes;
+    size_t layer_bytes = (size_t)Hkv * d->head_bytes;
     attn_fn attn = pick_attn(d->kv, hd, G);
     float scale_log2 = 1.4426950408889634f / sqrtf((float)hd);
     float *q = d->qkv, *k = q + (size_t)H * hd, *v = k + (size_t)Hkv * hd;
@@ -1179,7 +1251,8 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch),
                       dim3(att_threads(d->kv)), attn_smem(d), (const float *)d->qkv,
                       (const int64_t *)d->state, f.rope_cos, f.rope_sin, f.rope_pairs, H, Hkv, kc,
-                      vc, d->row_bytes, d->chunk, d->nch, scale_log2, d->pm, d->pl, d->pacc,
+                      vc, d->head_bytes, d->stages, d->chunk, d->nch, scale_log2, d->pm, d->pl,
+                      d->pacc,
                       d->count, d->att));
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
@@ -1243,6 +1316,10 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->kv = f.kv_dtype;
     int64_t W = (int64_t)f.n_kv_heads * hd;
     d->row_bytes = cb_quant_row_bytes((cb_dtype)d->kv, W);
+    d->seg_bytes = cb_quant_row_bytes((cb_dtype)d->kv, hd);
+    /* a head's rows padded to whole tiles (copies round up past the last row) and 256 bytes */
+    int64_t padded = (f.max_len + 255) / 256 * 256;
+    d->head_bytes = ((size_t)padded * d->seg_bytes + 255) / 256 * 256;
     /* split-K: about two blocks per SM over all kv heads at full length, chunks of whole warps
      * for short caches and of whole tiles (T keys) beyond, and a chunk's scores must fit 32 KB
      * of shared memory (measured on an H200: 64-key chunks at 16k keys ran at half the bandwidth
@@ -1282,7 +1359,7 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
     d->done = (unsigned *)dalloc(sizeof(unsigned));
     d->tokens = (int32_t *)dalloc(sizeof(int32_t) * (size_t)(f.max_len + 1));
     d->state = (int64_t *)dalloc(sizeof(int64_t) * 2);
-    size_t cache = (size_t)f.n_layers * (size_t)f.max_len * d->row_bytes;
+    size_t cache = (size_t)f.n_layers * (size_t)f.n_kv_heads * d->head_bytes;
     d->kc = (uint8_t *)dalloc(cache);
     d->vc = (uint8_t *)dalloc(cache);
     if (!d->x || !d->qkv || !d->att || !d->h || !d->logits || !d->pm || !d->pl || !d->pacc ||
@@ -1326,6 +1403,18 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         st = cb_cu_check(cudaFuncSetAttribute(attn_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               (int)(c->max_smem_optin - 1024)),
                          "decode attention shared memory");
+    /* the copy-engine ring: measured on an H100 (1b shape, 16k and 64k keys, bench/RESULTS-cuda.md
+     * E19) 2 tiles deep ran fastest of 2, 3 and 4 for q8_0 and q4_0 (q4_0 at 16k keys: 1208,
+     * 1225, 1231 us a step): copies issued together share the bandwidth, so a deeper ring
+     * delays the tile computed on next. Fewer while bps blocks would not fit. */
+    const char *stg_env = getenv("CARAMBA_CUDA_DEC_STAGES"); /* tuning experiments */
+    d->stages = stg_env && atoi(stg_env) >= 2 && atoi(stg_env) <= 16 ? atoi(stg_env) : 2;
+    for (int fit = 0; st == CB_OK && ring_on(d->kv, hd) && d->stages > 2; d->stages--) {
+        st = cb_cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                             &fit, (void (*)())attn_k, att_threads(d->kv), attn_smem(d)),
+                         "decode attention occupancy");
+        if (fit >= bps) break;
+    }
     size_t smem = attn_smem(d);
     for (int fit = 0; st == CB_OK; smem += 4096) {
         st = cb_cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, (void (*)())attn_k,
@@ -1371,23 +1460,24 @@ extern "C" cb_status cb_cuda_dec_fill(cb_cuda_decoder *d, int64_t n, uint64_t se
     if (n < 0 || n >= d->cfg.max_len)
         return cb_fail(CB_ERR_ARG, "cuda decoder: cannot fill %lld positions of %lld", (long long)n,
                        (long long)d->cfg.max_len);
-    int W = d->cfg.n_kv_heads * d->cfg.head_dim;
-    size_t layer_bytes = (size_t)d->cfg.max_len * d->row_bytes;
+    int W = d->cfg.n_kv_heads * d->cfg.head_dim, hd = d->cfg.head_dim;
+    size_t layer_bytes = (size_t)d->cfg.n_kv_heads * d->head_bytes, sb = d->seg_bytes,
+           hb = d->head_bytes;
     if (n > 0) {
         dim3 grid((unsigned)n, (unsigned)d->cfg.n_layers);
         size_t smem = sizeof(float) * (size_t)W;
         if (d->kv == CB_F16)
             k_dec_fill<CB_F16>
-                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, hd, sb, hb, layer_bytes, W, seed);
         else if (d->kv == CB_Q8_0)
             k_dec_fill<CB_Q8_0>
-                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, hd, sb, hb, layer_bytes, W, seed);
         else if (d->kv == CB_Q4_0)
             k_dec_fill<CB_Q4_0>
-                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, hd, sb, hb, layer_bytes, W, seed);
         else
             k_dec_fill<CB_NF4>
-                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, d->row_bytes, layer_bytes, W, seed);
+                <<<grid, 256, smem, c->stream>>>(d->kc, d->vc, hd, sb, hb, layer_bytes, W, seed);
         CB_CU_LAUNCHED("decode fill");
     }
     CB_TRY(cb_cuda_memset0(d->tokens, sizeof(int32_t) * (size_t)(n + 1)));
@@ -1449,9 +1539,13 @@ extern "C" cb_status cb_cuda_dec_cache_row(cb_cuda_decoder *d, int layer, int wh
                                            void *out) {
     if (layer < 0 || layer >= d->cfg.n_layers || pos < 0 || pos >= d->cfg.max_len)
         return cb_fail(CB_ERR_ARG, "cuda decoder: no cache row %d/%lld", layer, (long long)pos);
-    const uint8_t *base =
-        (which ? d->vc : d->kc) + (size_t)layer * (size_t)d->cfg.max_len * d->row_bytes;
-    return cb_cuda_copy(0, out, 1, base + (size_t)pos * d->row_bytes, d->row_bytes);
+    const uint8_t *base = (which ? d->vc : d->kc) +
+                          (size_t)layer * (size_t)d->cfg.n_kv_heads * d->head_bytes +
+                          (size_t)pos * d->seg_bytes;
+    for (int h = 0; h < d->cfg.n_kv_heads; h++) /* the row's head segments, end to end */
+        CB_TRY(cb_cuda_copy(0, (uint8_t *)out + h * d->seg_bytes, 1, base + h * d->head_bytes,
+                            d->seg_bytes));
+    return CB_OK;
 }
 
 extern "C" cb_status cb_cuda_quantize_rows(int dtype, const float *x, int64_t rows, int64_t width,
@@ -1495,24 +1589,26 @@ extern "C" cb_status cb_cuda_dec_write_kv(cb_cuda_decoder *d, int layer, int64_t
     if (pos0 < 0 || pos0 + T > d->cfg.max_len)
         return cb_fail(CB_ERR_ARG, "cuda decoder: positions %lld..%lld past the cache of %lld",
                        (long long)pos0, (long long)(pos0 + T), (long long)d->cfg.max_len);
-    size_t layer_bytes = (size_t)d->cfg.max_len * d->row_bytes;
+    size_t layer_bytes = (size_t)d->cfg.n_kv_heads * d->head_bytes, sb = d->seg_bytes,
+           hb = d->head_bytes;
+    int hd = d->cfg.head_dim;
     for (int which = 0; which < 2 && T > 0; which++) {
-        uint8_t *dst = (which ? d->vc : d->kc) + layer * layer_bytes + (size_t)pos0 * d->row_bytes;
+        uint8_t *dst = (which ? d->vc : d->kc) + layer * layer_bytes + (size_t)pos0 * sb;
         cb_tv x = cb_view(which ? v : k);
         unsigned blocks = (unsigned)(T < 65535 ? T : 65535);
         size_t smem = sizeof(float) * (size_t)W;
         if (d->kv == CB_F16)
             k_dec_write_rows<CB_F16>
-                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, hd, sb, hb, dst);
         else if (d->kv == CB_Q8_0)
             k_dec_write_rows<CB_Q8_0>
-                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, hd, sb, hb, dst);
         else if (d->kv == CB_Q4_0)
             k_dec_write_rows<CB_Q4_0>
-                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, hd, sb, hb, dst);
         else
             k_dec_write_rows<CB_NF4>
-                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, d->row_bytes, dst);
+                <<<blocks, 256, smem, c->stream>>>(x, T, (int)W, hd, sb, hb, dst);
         CB_CU_LAUNCHED("decode write_kv");
     }
     return CB_OK;

@@ -411,8 +411,8 @@ static void test_decoder(void **state) {
 /* Head size 64 with 4 query heads per kv head (the `small` / `1b` geometry: q8_0 takes the
  * tensor-core passes there) and chunks forced to 320 keys, so that a chunk spans whole and
  * partial tiles (256 rows quantized, 128 f16) and 560 positions split into two chunks that the
- * combine joins: every position's logits against the CPU cached forward. The block formats stage
- * tiles through the copy engine here (a ring 4 tiles deep, 2 for q4_0: slots reused). */
+ * combine joins: every position's logits against the CPU cached forward. The block formats
+ * stage their tiles as whole 16-byte words here (a partial tile reads past its last row). */
 static const char *DEC64_CONFIG =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 512, "
     "\"hidden_size\": 256, \"intermediate_size\": 256, \"num_hidden_layers\": 2, "
@@ -433,8 +433,6 @@ static void test_decoder_chunk_tiles(void **state) {
     const double tol[4] = {2e-3, 5e-3, 3e-2, 3e-2};
     setenv("CARAMBA_CUDA_DEC_CHUNK", "320", 1);
     for (int k = 0; k < 4; k++) {
-        /* q4_0 with a 2-tile copy ring: the 4 tiles of a full chunk reuse its slots */
-        if (kinds[k] == CB_KV_Q4_0) setenv("CARAMBA_CUDA_DEC_STAGES", "2", 1);
         cb_gpu_decoder *d;
         if (cb_gpu_decoder_new(&d, mg, kinds[k], MAXLEN) != CB_OK) fail_msg("%s", cb_last_error());
         assert_int_equal(cb_gpu_decoder_reset(d, prompt, NP), CB_OK);
@@ -447,7 +445,6 @@ static void test_decoder_chunk_tiles(void **state) {
                       cb_kv_kind_name(kinds[k]), NP, worst);
         cb_model_caches_free(&ctx);
         cb_gpu_decoder_free(d);
-        unsetenv("CARAMBA_CUDA_DEC_STAGES");
     }
     unsetenv("CARAMBA_CUDA_DEC_CHUNK");
     free(prompt);

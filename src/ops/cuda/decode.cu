@@ -37,7 +37,6 @@
 #include <string.h>
 
 #include "ops/cuda/cuda_common.cuh"
-#include "ops/cuda/bulk.cuh"
 #include "ops/cuda/mma.cuh"
 #include "ops/cuda_api.h"
 
@@ -179,7 +178,6 @@ struct cb_cuda_decoder {
     bool pdl;            /* programmatic dependent launch (CARAMBA_CUDA_NO_PDL=1 turns it off) */
     int gemv_cap;        /* GEMV grids: at most this many blocks per SM */
     size_t att_smem_min; /* attention blocks take at least this much shared memory */
-    int stages;          /* tiles in the attention's copy-engine ring (tile_ring formats) */
 };
 
 /* ---- kernels ----------------------------------------------------------------------------------
@@ -452,7 +450,13 @@ template <int MODE> __global__ void __launch_bounds__(GEMV_WARPS * 32) k_gemv(ge
  * 16k and 64k keys (bench/RESULTS-cuda.md E14): the quantized formats ran 3-13% faster per step
  * with 256-row tiles at 2 blocks per SM than with 128-row tiles at 4 (fewer, longer chunks and
  * twice the rows in flight per block); f16 rows need ~250 registers a thread, so 128. */
-template <int KV> struct att_cfg { static constexpr int T = KV == CB_F16 ? 128 : 256; };
+template <int KV> struct att_cfg {
+    static constexpr int T = KV == CB_F16 ? 128 : 256;
+    /* the register budget: two blocks per SM (the split-K's plan, cb_cuda_dec_new) for head
+     * sizes up to 64, the quantized formats' 256 threads at most 128 registers each (left to
+     * itself the compiler took 64 and spilled); head size 128 needs more, one block */
+    static constexpr int min_blocks(int HD) { return HD <= 64 ? 2 : 1; }
+};
 static int att_threads(int kv) {
     return kv == CB_F16 ? att_cfg<CB_F16>::T
                         : att_cfg<CB_Q8_0>::T; /* the quantized formats: one T */
@@ -469,55 +473,44 @@ template <int KV, int HD> struct kv_seg {
 
 /* A tile of up to att_cfg<KV>::T cache rows (one kv head's rows are contiguous, SB bytes each)
  * moves global -> registers -> shared memory (row stride SBS) in two steps, so the loads of the
- * next tile are in flight while the current one is computed on: the formats whose staged stride
- * differs from SB. Words are 4 bytes when SB allows, else 2; thread t moves words t, t + T, ...
- * of the tile: consecutive threads read consecutive bytes. */
+ * next tile are in flight while the current one is computed on. Formats staged at their own row
+ * size (SBS == SB: HD 64 q8_0 / q4_0 / nf4) copy the tile's bytes as they are, 16 at a time
+ * (a partial tile reads up to 15 bytes past its last row: the head's rows are padded); the others
+ * move words of 4 bytes when SB allows, else 2. Thread t moves words t, t + T, ... of the tile:
+ * consecutive threads read consecutive bytes. */
 template <int KV, int HD> struct tile_io {
     static constexpr int ATT_THREADS = att_cfg<KV>::T;
     static constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
+    static constexpr bool DENSE = SBS == SB && (ATT_THREADS * SB) % 16 == 0;
     static constexpr bool W4 = SB % 4 == 0;
-    static constexpr int W = W4 ? SB / 4 : SB / 2; /* words per row = words per thread */
-    typedef typename std::conditional<W4, unsigned int, unsigned short>::type word;
+    typedef typename std::conditional<
+        DENSE, uint4, typename std::conditional<W4, unsigned int, unsigned short>::type>::type word;
+    static constexpr int WB = sizeof(word);
+    /* words per thread: a whole tile's over the block */
+    static constexpr int W = DENSE ? ATT_THREADS * SB / 16 / ATT_THREADS + (ATT_THREADS * SB / 16 % ATT_THREADS != 0)
+                                   : SB / WB;
     word r[W];
 
     __device__ __forceinline__ void fetch(const uint8_t *rows0, int rows) {
+        int words = DENSE ? (rows * SB + 15) / 16 : rows * W;
 #pragma unroll
         for (int k = 0; k < W; k++) {
             int i = threadIdx.x + k * ATT_THREADS;
-            if (i < rows * W) r[k] = ((const word *)rows0)[i];
+            if (i < words) r[k] = ((const word *)rows0)[i];
         }
     }
     __device__ __forceinline__ void store(uint8_t *tile, int rows) const {
+        int words = DENSE ? (rows * SB + 15) / 16 : rows * W;
 #pragma unroll
         for (int k = 0; k < W; k++) {
-            int i = threadIdx.x + k * ATT_THREADS, row = i / W, w = i - row * W;
-            if (row < rows) *(word *)(tile + row * SBS + sizeof(word) * w) = r[k];
+            int i = threadIdx.x + k * ATT_THREADS;
+            if (DENSE) {
+                if (i < words) ((word *)tile)[i] = r[k];
+            } else {
+                int row = i / W, w = i - row * W;
+                if (row < rows) *(word *)(tile + row * SBS + WB * w) = r[k];
+            }
         }
-    }
-};
-
-/* The formats staged at their own row size (SBS == SB: whole tiles are contiguous in both
- * memories) skip the registers: the copy engine fills a ring of S tiles, the key tiles of the
- * chunk and then its value tiles, S - 1 ahead of the one computed on (bulk.cuh). Tile i sits in
- * slot i % S, its barrier's (i / S)-th phase. Rows round up to 4 so that every copy is whole
- * 16-byte words (the head's rows are padded, rows past the chunk are read and dropped). */
-template <int KV, int HD> struct tile_ring {
-    static constexpr int T = att_cfg<KV>::T, SB = kv_seg<KV, HD>::SB;
-    static constexpr bool ON = kv_seg<KV, HD>::SBS == SB && (4 * SB) % 16 == 0;
-    uint8_t *buf;  /* [S][T][SB] */
-    uint64_t *bar; /* [S] */
-    const uint8_t *k, *v; /* the chunk's first key and value rows */
-    int S, n, m;          /* slots, keys, tiles per pass */
-
-    __device__ __forceinline__ void issue(int i) const { /* one thread */
-        if (i >= 2 * m) return;
-        int p = i < m ? i : i - m, rows = n - p * T < T ? n - p * T : T;
-        cb_bulk_load(buf + (size_t)(i % S) * T * SB, (i < m ? k : v) + (size_t)p * T * SB,
-                     (unsigned)((rows + 3) / 4 * 4 * SB), bar + i % S);
-    }
-    __device__ __forceinline__ const uint8_t *wait(int i) const {
-        cb_mbar_wait(bar + i % S, (unsigned)(i / S) & 1u);
-        return buf + (size_t)(i % S) * T * SB;
     }
 };
 
@@ -629,11 +622,23 @@ template <int KV, int HD, int G> struct mma_cfg {
     static constexpr int NB = HD / 32;
 };
 
-/* Two codes as an exact half2: q8_0 bytes (int8 ^ 0x80) or q4_0 nibbles (0..15) in bytes 0 and 1
- * of `pair` become the low mantissa byte of 1024 (0x64XX); one HSUB2 removes 1024 + bias. */
-__device__ __forceinline__ uint32_t codes_h2(uint32_t pair, float bias) {
-    uint32_t u = __byte_perm(pair, 0x64646464u, 0x4140);
-    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1024.f + bias));
+/* Two codes as an exact half2, from bytes 0 and 2 of w (bytes 1 and 3 zero), in one LOP3 and one
+ * half2 op: the code becomes low mantissa bits of 1024 (0x64XX) and the op removes 1024 and the
+ * bias. q8_0: int8 ^ 0x80; q4_0 low nibbles; q4_0 high nibbles, which land as 16 x the code and
+ * are scaled back exactly (x / 16 - 72 = code - 8). */
+__device__ __forceinline__ uint32_t i8_h2(uint32_t w) {
+    uint32_t u = (w ^ 0x00800080u) | 0x64006400u;
+    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1152.f));
+    return *(const uint32_t *)&r;
+}
+__device__ __forceinline__ uint32_t nib_lo_h2(uint32_t w) {
+    uint32_t u = (w & 0x000F000Fu) | 0x64006400u;
+    __half2 r = __hsub2(*(const __half2 *)&u, __float2half2_rn(1032.f));
+    return *(const uint32_t *)&r;
+}
+__device__ __forceinline__ uint32_t nib_hi_h2(uint32_t w) {
+    uint32_t u = (w & 0x00F000F0u) | 0x64006400u;
+    __half2 r = __hfma2(*(const __half2 *)&u, __float2half2_rn(0.0625f), __float2half2_rn(-72.f));
     return *(const uint32_t *)&r;
 }
 
@@ -642,19 +647,18 @@ __device__ __forceinline__ uint32_t codes_h2(uint32_t pair, float bias) {
 template <int KV> __device__ __forceinline__ uint32_t row_pair(const uint8_t *row, int b, int e) {
     constexpr int BB = qblock<KV>::BYTES;
     const uint8_t *q = row + BB * b + 2;
-    if (KV == CB_Q8_0) return codes_h2((uint32_t) * (const uint16_t *)(q + e) ^ 0x8080u, 128.f);
-    uint32_t w = *(const uint16_t *)(q + (e & 15)); /* q4_0: element j low, j + 16 high */
-    return codes_h2((e < 16 ? w : w >> 4) & 0x0F0Fu, 8.f);
+    /* q4_0: byte j holds element j (low) and j + 16 (high); the load is shared by both */
+    uint32_t w = __byte_perm(*(const uint16_t *)(q + (KV == CB_Q8_0 ? e : e & 15)), 0u, 0x4140);
+    if (KV == CB_Q8_0) return i8_h2(w);
+    return e < 16 ? nib_lo_h2(w) : nib_hi_h2(w);
 }
 
-/* Codes of dimension e of block b in two staged q8_0 / q4_0 rows (r0, r1), as a half2 (r0 low). */
-template <int KV>
-__device__ __forceinline__ uint32_t col_pair(const uint8_t *r0, const uint8_t *r1, int b, int e) {
-    constexpr int BB = qblock<KV>::BYTES;
-    int o = BB * b + 2 + (KV == CB_Q8_0 ? e : (e & 15));
-    uint32_t w = (uint32_t)r0[o] | (uint32_t)r1[o] << 8;
-    if (KV == CB_Q8_0) return codes_h2(w ^ 0x8080u, 128.f);
-    return codes_h2((e < 16 ? w : w >> 4) & 0x0F0Fu, 8.f);
+/* Row r (0..15) of the value-tile mma of a warp's slice mt (A rows = dimensions): q8_0 takes
+ * dimensions 16 mt .. 16 mt + 15; q4_0 pairs rows r and r + 8 on the low and high nibbles of one
+ * byte (dimensions j and j + 16 of a block), so one byte load feeds two rows. */
+template <int KV> __device__ __forceinline__ int pv_dim(int mt, int r) {
+    if (KV == CB_Q4_0) return 32 * (mt / 2) + 8 * (mt % 2) + (r & 7) + (r < 8 ? 0 : 16);
+    return 16 * mt + r;
 }
 
 __device__ __forceinline__ float row_scale(const uint8_t *row, int bb) {
@@ -697,21 +701,33 @@ __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
 }
 
 /* O^T [HD x G] += Vcodes^T . P'^T over a staged value tile's keys [0, rows): warp w takes the
- * dimensions 16 (w % 4) .. + 15 and the keys of half w / 4 (8 warps, HD = 64); ph [NB][G][T]
- * holds P' (zero past `rows`). o: c[0..1] (dimension d0 + lane / 4, heads 2 (lane % 4) ..),
- * c[2..3] (dimension + 8). */
+ * 16 dimensions pv_dim(w % 4, 0..15) and the keys of half w / 4 (8 warps, HD = 64); ph [NB][G][T]
+ * holds P' (zero past `rows`). o: c[0..1] (dimension pv_dim(w % 4, lane / 4), heads 2 (lane % 4)
+ * ..), c[2..3] (dimension pv_dim(w % 4, lane / 4 + 8)). The two keys of an A register come from
+ * two rows: their bytes are paired by one PRMT. */
 template <int KV, int HD, int G, int T>
 __device__ __forceinline__ void mma_pv(const uint8_t *tile, int SBS, const __half *ph, int rows,
                                        float (&o)[4], int warp, int lane) {
-    constexpr int MT = HD / 16, KP = 8 / MT, KS = T / KP;
-    int d0 = 16 * (warp % MT), kp = warp / MT, b = d0 / 32, g = lane >> 2, t2 = (lane & 3) * 2;
-    int e = d0 % 32 + g;
+    constexpr int MT = HD / 16, KP = 8 / MT, KS = T / KP, BB = qblock<KV>::BYTES;
+    int mt = warp % MT, kp = warp / MT, g = lane >> 2, t2 = (lane & 3) * 2;
+    int dlo = pv_dim<KV>(mt, g), dhi = pv_dim<KV>(mt, g + 8), b = dlo / 32;
+    int olo = BB * b + 2 + (KV == CB_Q8_0 ? dlo % 32 : dlo % 16), ohi = BB * b + 2 + dhi % 32;
     const __half *prow = ph + (size_t)(b * G + (g < G ? g : 0)) * T + t2;
     for (int k0 = kp * KS; k0 < kp * KS + KS && k0 < rows; k0 += 16) {
         const uint8_t *r0 = tile + (k0 + t2) * SBS, *r1 = r0 + SBS, *r8 = r0 + 8 * SBS,
                       *r9 = r8 + SBS;
-        uint32_t a[4] = {col_pair<KV>(r0, r1, b, e), col_pair<KV>(r0, r1, b, e + 8),
-                         col_pair<KV>(r8, r9, b, e), col_pair<KV>(r8, r9, b, e + 8)};
+        uint32_t a[4];
+        if (KV == CB_Q8_0) {
+            a[0] = i8_h2(__byte_perm(r0[olo], r1[olo], 0x5410));
+            a[1] = i8_h2(__byte_perm(r0[ohi], r1[ohi], 0x5410));
+            a[2] = i8_h2(__byte_perm(r8[olo], r9[olo], 0x5410));
+            a[3] = i8_h2(__byte_perm(r8[ohi], r9[ohi], 0x5410));
+        } else {
+            uint32_t w01 = __byte_perm(r0[olo], r1[olo], 0x5410);
+            uint32_t w89 = __byte_perm(r8[olo], r9[olo], 0x5410);
+            a[0] = nib_lo_h2(w01), a[1] = nib_hi_h2(w01);
+            a[2] = nib_lo_h2(w89), a[3] = nib_hi_h2(w89);
+        }
         uint32_t b0 = g < G ? *(const uint32_t *)(prow + k0) : 0u;
         uint32_t b1 = g < G ? *(const uint32_t *)(prow + k0 + 8) : 0u;
         cb_mma_f16(o, a, b0, b1);
@@ -736,36 +752,33 @@ __device__ __forceinline__ float rope_elem(const float *h, int e, int P, const f
  * grid (Hkv, nch) where chunks past the cache return at once; block att_cfg<KV>::T.
  * Every block rotates the G query heads it serves; the block whose chunk holds pos rotates that
  * token's k, appends k and v to the cache (quantized exactly as quant_row) and reads them back
- * like any other row. Pass 1 stages T key rows at a time in shared memory (contiguous bytes: by
- * the copy engine `stages` tiles deep (tile_ring), or through registers a tile ahead (tile_io);
- * the first value tiles load during the last key tiles) and scores them for the G query heads
- * (tensor cores, or a thread per key); pass 2 stages value rows the same way and accumulates
- * P . V. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
+ * like any other row. Pass 1 stages T key rows at a time in shared memory (the head's rows are
+ * contiguous bytes, moved through registers a tile ahead by tile_io; the first value tile loads
+ * during the last key tile) and scores them for the G query heads (tensor cores, or a thread per
+ * key); pass 2 stages value rows the same way and accumulates P . V. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
 template <int KV, int HD, int G>
-__global__ void __launch_bounds__(att_cfg<KV>::T)
+__global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
     k_dec_attn(const float *qkv, const int64_t *state, const float *cs, const float *sn, int P,
-               int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t head_bytes, int stages,
-               int chunk, int nch, float scale_log2, float *pm, float *pl, float *pacc,
-               unsigned *count, float *att) {
+               int H, int Hkv, uint8_t *kc, uint8_t *vc, size_t head_bytes, int chunk, int nch,
+               float scale_log2, float *pm, float *pl, float *pacc, unsigned *count, float *att) {
     constexpr int ATT_THREADS = att_cfg<KV>::T; /* = keys per tile */
     constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
     constexpr int Q = HD / 4, NG = ATT_THREADS / Q, NP = HD >= ATT_THREADS ? 1 : ATT_THREADS / HD;
     typedef mma_cfg<KV, HD, G> MC;
-    typedef tile_ring<KV, HD> RING;
     constexpr int NB = MC::NB, BB = qblock<KV>::BYTES;
     constexpr int NSPLIT = MC::ON ? 8 / (HD / 16) : NG; /* partial outputs of a chunk */
     constexpr int NR = NSPLIT > NP ? NSPLIT : NP;
     static_assert(!MC::ON || ATT_THREADS == 256,
                   "the tensor-core passes split a tile over 8 warps");
     extern __shared__ float4 sm4[];
-    const int scw = chunk > nch ? chunk : nch;
+    /* a multiple of 4: pairs of scores load as one, and the tiles stay 16-byte aligned */
+    const int scw = ((chunk > nch ? chunk : nch) + 3) & ~3;
     float *qs = (float *)sm4;                        /* [G][HD] */
     float *sc = qs + G * HD;                         /* [G][scw] scores, then combine weights */
     float *red = sc + G * scw;                       /* [NR][G][HD] */
     float *kvrow = red + NR * G * HD;                /* [2][HD] the new k and v (owner block) */
     __half *ph = (__half *)(kvrow + 2 * HD);         /* tensor-core path: P' [NB][G][T] */
-    uint64_t *bars = (uint64_t *)(ph + (MC::ON ? NB * G * ATT_THREADS : 0)); /* [16] */
-    uint8_t *tile = (uint8_t *)(bars + 16); /* [T][SBS], or the ring's [stages][T][SB] */
+    uint8_t *tile = (uint8_t *)(ph + (MC::ON ? NB * G * ATT_THREADS : 0)); /* [T][SBS] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
     int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
@@ -785,14 +798,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     int n = (int)(s1 - s0);
     bool owner = s1 == len; /* this chunk holds the current token */
     tile_io<KV, HD> io;
-    RING ring = {tile, bars, kc + (size_t)s0 * SB, vc + (size_t)s0 * SB, stages, n,
-                 (n + ATT_THREADS - 1) / ATT_THREADS};
-    if (RING::ON && tid == 0) {
-        for (int i = 0; i < stages; i++) cb_mbar_init(bars + i, 1);
-        if (!owner)
-            for (int i = 0; i < stages; i++) ring.issue(i);
-    }
-    if (!RING::ON && !owner) io.fetch(kc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
+    if (!owner) io.fetch(kc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
     /* the rotation at pos is a table row: staged before the wait too */
     __shared__ float cr[HD / 2], sr[HD / 2];
     for (int i = tid; i < P; i += ATT_THREADS) cr[i] = cs[pos * P + i], sr[i] = sn[pos * P + i];
@@ -824,20 +830,15 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
                                 lane);
             }
         }
-        if (RING::ON) cb_fence_async_global(); /* the copies read the new row */
         __syncthreads(); /* publishes the new row to the block's own loads */
-        if (!RING::ON) io.fetch(kc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
-        else if (tid == 0)
-            for (int i = 0; i < stages; i++) ring.issue(i);
+        io.fetch(kc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
     }
     int warp = tid >> 5, lane = tid & 31;
     /* pass 1: scores */
     uint32_t qb[HD / 16][2]; /* tensor-core path: B fragments of the G scaled query heads */
-    const uint8_t *cur = tile; /* the tile computed on */
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
-        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS, i = t0 / ATT_THREADS;
+        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
         __syncthreads(); /* the previous tile (and qs) */
-        if (RING::ON && tid == 0 && i > 0) ring.issue(i - 1 + stages); /* into its slot */
         if (MC::ON && t0 == 0) {
             int g = lane >> 2, k = (lane & 3) * 2;
 #pragma unroll
@@ -849,21 +850,17 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
                     qb[s][h] = *(const uint32_t *)&v;
                 }
         }
-        if constexpr (RING::ON) {
-            cur = ring.wait(i);
-        } else {
-            io.store(tile, rows);
-            __syncthreads();
-            int t1 = t0 + ATT_THREADS;
-            if (t1 < n)
-                io.fetch(kc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
-            else
-                io.fetch(vc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
-        }
+        io.store(tile, rows);
+        __syncthreads();
+        int t1 = t0 + ATT_THREADS;
+        if (t1 < n)
+            io.fetch(kc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
+        else
+            io.fetch(vc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
         if constexpr (MC::ON) {
-            mma_scores<KV, HD, G>(cur, SBS, qb, rows, sc, scw, t0, warp, lane);
+            mma_scores<KV, HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane);
         } else if (tid < rows) {
-            const uint8_t *row = cur + tid * SBS;
+            const uint8_t *row = tile + tid * SBS;
             float dot[G];
 #pragma unroll
             for (int g = 0; g < G; g++) dot[g] = 0.f;
@@ -908,34 +905,29 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
         for (int k = 0; k < 4; k++) acc[g][k] = 0.f;
     float o[4] = {0.f, 0.f, 0.f, 0.f}; /* tensor-core path: this warp's O^T fragment */
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
-        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS, i = ring.m + t0 / ATT_THREADS;
+        int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
         __syncthreads();
-        if constexpr (RING::ON) {
-            if (tid == 0) ring.issue(i - 1 + stages);
-            cur = ring.wait(i);
-        } else {
-            io.store(tile, rows); /* value tile t0, fetched during the previous tile's work */
-            __syncthreads();
-            int t1 = t0 + ATT_THREADS;
-            if (t1 < n)
-                io.fetch(vc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
-        }
+        io.store(tile, rows); /* value tile t0, fetched during the previous tile's work */
+        __syncthreads();
+        int t1 = t0 + ATT_THREADS;
+        if (t1 < n)
+            io.fetch(vc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
         if constexpr (MC::ON) {
 #pragma unroll
             for (int b = 0; b < NB; b++) {
-                float d = tid < rows ? row_scale(cur + tid * SBS, BB * b) : 0.f;
+                float d = tid < rows ? row_scale(tile + tid * SBS, BB * b) : 0.f;
 #pragma unroll
                 for (int g = 0; g < G; g++)
                     ph[(b * G + g) * ATT_THREADS + tid] =
                         __float2half_rn(tid < rows ? sc[g * scw + t0 + tid] * d : 0.f);
             }
             __syncthreads();
-            mma_pv<KV, HD, G, ATT_THREADS>(cur, SBS, ph, rows, o, warp, lane);
+            mma_pv<KV, HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane);
         } else {
 #pragma unroll 2
             for (int j = grp; j < rows; j += NG) {
                 float v[4];
-                float dsc = seg_quad<KV>(cur + j * SBS, 4 * q4, v, lut);
+                float dsc = seg_quad<KV>(tile + j * SBS, 4 * q4, v, lut);
 #pragma unroll
                 for (int g = 0; g < G; g++) {
                     float p = sc[g * scw + t0 + j] * dsc;
@@ -947,10 +939,12 @@ __global__ void __launch_bounds__(att_cfg<KV>::T)
     }
     /* the partial outputs of the chunk: summed over the threads (or warps) that split its keys */
     if constexpr (MC::ON) {
-        int d = 16 * (warp % (HD / 16)) + (lane >> 2), kp = warp / (HD / 16), g0 = (lane & 3) * 2;
+        int mt = warp % (HD / 16), kp = warp / (HD / 16), g0 = (lane & 3) * 2;
 #pragma unroll
         for (int k = 0; k < 4; k++)
-            if (g0 + (k & 1) < G) red[(kp * G + g0 + (k & 1)) * HD + d + (k < 2 ? 0 : 8)] = o[k];
+            if (g0 + (k & 1) < G)
+                red[(kp * G + g0 + (k & 1)) * HD + pv_dim<KV>(mt, (lane >> 2) + (k < 2 ? 0 : 8))] =
+                    o[k];
     } else {
 #pragma unroll
         for (int g = 0; g < G; g++)
@@ -1123,8 +1117,8 @@ extern "C" void cb_cuda_dec_free(cb_cuda_decoder *d) {
 }
 
 typedef void (*attn_fn)(const float *, const int64_t *, const float *, const float *, int, int, int,
-                        uint8_t *, uint8_t *, size_t, int, int, int, float, float *, float *,
-                        float *, unsigned *, float *);
+                        uint8_t *, uint8_t *, size_t, int, int, float, float *, float *, float *,
+                        unsigned *, float *);
 
 template <int KV, int HD> static attn_fn pick_g(int G) {
     switch (G) {
@@ -1170,28 +1164,22 @@ static int seg_stride(int kv, int HD) {
     return (sb4 / 4) % 2 ? sb4 : sb4 + 4;
 }
 
-/* tile_ring<KV, HD>::ON: tiles staged at the segment's own size go through the copy engine */
-static bool ring_on(int kv, int HD) {
-    int sb = (int)cb_quant_row_bytes((cb_dtype)kv, HD);
-    return seg_stride(kv, HD) == sb && (4 * sb) % 16 == 0;
-}
-
 /* the attention kernel's shared memory, as k_dec_attn lays it out */
-static size_t attn_smem_for(const cb_cuda_decoder *d, int stages) {
+static size_t attn_smem_need(const cb_cuda_decoder *d) {
     size_t G = (size_t)(d->cfg.n_heads / d->cfg.n_kv_heads), HD = (size_t)d->cfg.head_dim;
     size_t T = (size_t)att_threads(d->kv);
-    size_t scw = (size_t)(d->chunk > d->nch ? d->chunk : d->nch), NG = T / (HD / 4);
+    size_t scw = ((size_t)(d->chunk > d->nch ? d->chunk : d->nch) + 3) & ~(size_t)3;
+    size_t NG = T / (HD / 4);
     size_t NP = HD >= T ? 1 : T / HD;
     bool mma = (d->kv == CB_Q8_0 || d->kv == CB_Q4_0) && HD == 64 && G <= 8; /* mma_cfg::ON */
     size_t nsplit = mma ? 8 / (HD / 16) : NG, NR = nsplit > NP ? nsplit : NP;
     size_t ph = mma ? (HD / 32) * G * T * 2 : 0; /* P' */
-    size_t tiles = ring_on(d->kv, (int)HD) ? (size_t)stages * T * d->seg_bytes
-                                           : T * (size_t)seg_stride(d->kv, (int)HD);
-    return sizeof(float) * (G * HD + G * scw + NR * G * HD + 2 * HD) + ph + 16 * 8 + tiles;
+    return sizeof(float) * (G * HD + G * scw + NR * G * HD + 2 * HD) + ph +
+           T * (size_t)seg_stride(d->kv, (int)HD);
 }
 
 static size_t attn_smem(const cb_cuda_decoder *d) {
-    size_t bytes = attn_smem_for(d, d->stages);
+    size_t bytes = attn_smem_need(d);
     return bytes > d->att_smem_min ? bytes : d->att_smem_min;
 }
 
@@ -1251,8 +1239,7 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
         CB_TRY(launch(d, c, "decode attention", true, attn, dim3(Hkv, d->nch),
                       dim3(att_threads(d->kv)), attn_smem(d), (const float *)d->qkv,
                       (const int64_t *)d->state, f.rope_cos, f.rope_sin, f.rope_pairs, H, Hkv, kc,
-                      vc, d->head_bytes, d->stages, d->chunk, d->nch, scale_log2, d->pm, d->pl,
-                      d->pacc,
+                      vc, d->head_bytes, d->chunk, d->nch, scale_log2, d->pm, d->pl, d->pacc,
                       d->count, d->att));
         memset(&a, 0, sizeof a);
         a.x = d->att, a.C = H * hd;
@@ -1403,18 +1390,6 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         st = cb_cu_check(cudaFuncSetAttribute(attn_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               (int)(c->max_smem_optin - 1024)),
                          "decode attention shared memory");
-    /* the copy-engine ring: measured on an H100 (1b shape, 16k and 64k keys, bench/RESULTS-cuda.md
-     * E19) 2 tiles deep ran fastest of 2, 3 and 4 for q8_0 and q4_0 (q4_0 at 16k keys: 1208,
-     * 1225, 1231 us a step): copies issued together share the bandwidth, so a deeper ring
-     * delays the tile computed on next. Fewer while bps blocks would not fit. */
-    const char *stg_env = getenv("CARAMBA_CUDA_DEC_STAGES"); /* tuning experiments */
-    d->stages = stg_env && atoi(stg_env) >= 2 && atoi(stg_env) <= 16 ? atoi(stg_env) : 2;
-    for (int fit = 0; st == CB_OK && ring_on(d->kv, hd) && d->stages > 2; d->stages--) {
-        st = cb_cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                             &fit, (void (*)())attn_k, att_threads(d->kv), attn_smem(d)),
-                         "decode attention occupancy");
-        if (fit >= bps) break;
-    }
     size_t smem = attn_smem(d);
     for (int fit = 0; st == CB_OK; smem += 4096) {
         st = cb_cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, (void (*)())attn_k,

@@ -667,12 +667,13 @@ __device__ __forceinline__ float row_scale(const uint8_t *row, int bb) {
 
 /* Scores of a staged key tile's rows [0, rows) for the G heads: warp w takes the 16-row slices
  * w, w + 8, ... (8 warps); qb [HD / 16][2] are the B fragments of the scaled query heads.
- * Writes sc[g * scw + t0 + row]. Rows past `rows` are computed on stale bytes and dropped (an
- * mma row depends on its own A row only). */
+ * Writes sc[g * scw + t0 + row] and raises mx[0..1] to the largest score written of heads
+ * 2 (lane % 4) and + 1. Rows past `rows` are computed on stale bytes and dropped (an mma row
+ * depends on its own A row only). */
 template <int KV, int HD, int G>
 __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
                                            const uint32_t (&qb)[HD / 16][2], int rows, float *sc,
-                                           int scw, int t0, int warp, int lane) {
+                                           int scw, int t0, float (&mx)[2], int warp, int lane) {
     constexpr int NB = HD / 32, BB = qblock<KV>::BYTES;
     int g = lane >> 2, t2 = (lane & 3) * 2;
     for (int r0 = warp * 16; r0 < rows; r0 += 128) {
@@ -695,7 +696,10 @@ __device__ __forceinline__ void mma_scores(const uint8_t *tile, int SBS,
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             int gg = t2 + (k & 1), r = r0 + g + (k < 2 ? 0 : 8);
-            if (gg < G && r < rows) sc[gg * scw + t0 + r] = out[k];
+            if (gg < G && r < rows) {
+                sc[gg * scw + t0 + r] = out[k];
+                mx[k & 1] = fmaxf(mx[k & 1], out[k]);
+            }
         }
     }
 }
@@ -836,6 +840,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
     int warp = tid >> 5, lane = tid & 31;
     /* pass 1: scores */
     uint32_t qb[HD / 16][2]; /* tensor-core path: B fragments of the G scaled query heads */
+    float mx[2] = {-INFINITY, -INFINITY}; /* and the largest scores of heads 2 (lane % 4) .. */
     for (int t0 = 0; t0 < n; t0 += ATT_THREADS) {
         int rows = n - t0 < ATT_THREADS ? n - t0 : ATT_THREADS;
         __syncthreads(); /* the previous tile (and qs) */
@@ -858,7 +863,7 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
         else
             io.fetch(vc + (size_t)s0 * SB, n < ATT_THREADS ? n : ATT_THREADS);
         if constexpr (MC::ON) {
-            mma_scores<KV, HD, G>(tile, SBS, qb, rows, sc, scw, t0, warp, lane);
+            mma_scores<KV, HD, G>(tile, SBS, qb, rows, sc, scw, t0, mx, warp, lane);
         } else if (tid < rows) {
             const uint8_t *row = tile + tid * SBS;
             float dot[G];
@@ -881,21 +886,43 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
             for (int g = 0; g < G; g++) sc[g * scw + t0 + tid] = dot[g];
         }
     }
-    __syncthreads();
     __shared__ float smx[G], ssum[G];
-    for (int g = warp; g < G; g += ATT_THREADS / 32) { /* a warp per query head */
-        float m = -INFINITY;
-        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g * scw + j]);
-        m = cb_warp_max(m);
-        float sm = 0.f;
-        for (int j = lane; j < n; j += 32) {
-            float p = exp2f(sc[g * scw + j] - m);
-            sc[g * scw + j] = p;
-            sm += p;
+    __shared__ float wred[ATT_THREADS / 32][G]; /* tensor-core path: per-warp maxima, then sums */
+    if constexpr (MC::ON) { /* the chunk's maxima from the scoring warps' own; the exponentials
+                             * and their sums are taken in pass 2, a key per thread */
+#pragma unroll
+        for (int o = 4; o < 32; o <<= 1) {
+            mx[0] = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], o));
+            mx[1] = fmaxf(mx[1], __shfl_xor_sync(0xffffffffu, mx[1], o));
         }
-        sm = cb_warp_sum(sm);
-        if (lane == 0) smx[g] = m, ssum[g] = sm;
+        if (lane < 4 && 2 * lane < G) wred[warp][2 * lane] = mx[0];
+        if (lane < 4 && 2 * lane + 1 < G) wred[warp][2 * lane + 1] = mx[1];
+        __syncthreads();
+        if (tid < G) {
+            float m = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < ATT_THREADS / 32; w++) m = fmaxf(m, wred[w][tid]);
+            smx[tid] = m;
+        }
+    } else {
+        __syncthreads();
+        for (int g = warp; g < G; g += ATT_THREADS / 32) { /* a warp per query head */
+            float m = -INFINITY;
+            for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g * scw + j]);
+            m = cb_warp_max(m);
+            float sm = 0.f;
+            for (int j = lane; j < n; j += 32) {
+                float p = exp2f(sc[g * scw + j] - m);
+                sc[g * scw + j] = p;
+                sm += p;
+            }
+            sm = cb_warp_sum(sm);
+            if (lane == 0) smx[g] = m, ssum[g] = sm;
+        }
     }
+    float psum[G]; /* tensor-core path: this thread's keys' exponentials, per head */
+#pragma unroll
+    for (int g = 0; g < G; g++) psum[g] = 0.f;
     /* pass 2: P . V, thread = (dimensions 4 q .. 4 q + 3, keys j = grp mod NG) */
     int q4 = tid % Q, grp = tid / Q;
     float acc[G][4];
@@ -912,14 +939,19 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
         int t1 = t0 + ATT_THREADS;
         if (t1 < n)
             io.fetch(vc + (size_t)(s0 + t1) * SB, n - t1 < ATT_THREADS ? n - t1 : ATT_THREADS);
-        if constexpr (MC::ON) {
+        if constexpr (MC::ON) { /* key tid's P = 2^(s - max), times each block's value scale */
+            float p[G];
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                p[g] = tid < rows ? exp2f(sc[g * scw + t0 + tid] - smx[g]) : 0.f;
+                psum[g] += p[g];
+            }
 #pragma unroll
             for (int b = 0; b < NB; b++) {
                 float d = tid < rows ? row_scale(tile + tid * SBS, BB * b) : 0.f;
 #pragma unroll
                 for (int g = 0; g < G; g++)
-                    ph[(b * G + g) * ATT_THREADS + tid] =
-                        __float2half_rn(tid < rows ? sc[g * scw + t0 + tid] * d : 0.f);
+                    ph[(b * G + g) * ATT_THREADS + tid] = __float2half_rn(p[g] * d);
             }
             __syncthreads();
             mma_pv<KV, HD, G, ATT_THREADS>(tile, SBS, ph, rows, o, warp, lane);
@@ -945,6 +977,11 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
             if (g0 + (k & 1) < G)
                 red[(kp * G + g0 + (k & 1)) * HD + pv_dim<KV>(mt, (lane >> 2) + (k < 2 ? 0 : 8))] =
                     o[k];
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float sm = cb_warp_sum(psum[g]);
+            if (lane == 0) wred[warp][g] = sm;
+        }
     } else {
 #pragma unroll
         for (int g = 0; g < G; g++)
@@ -962,8 +999,14 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
     if (tid == 0)
 #pragma unroll
         for (int g = 0; g < G; g++) {
+            float l = ssum[g];
+            if constexpr (MC::ON) {
+                l = 0.f;
+#pragma unroll
+                for (int w = 0; w < ATT_THREADS / 32; w++) l += wred[w][g];
+            }
             pm[(size_t)(kvh * G + g) * nch + c] = smx[g];
-            pl[(size_t)(kvh * G + g) * nch + c] = ssum[g];
+            pl[(size_t)(kvh * G + g) * nch + c] = l;
         }
     /* the last chunk of this kv head to finish combines:
      * att[h*HD + e] = sum_c 2^(m_c - M) acc_c[e] / sum_c 2^(m_c - M) l_c */

@@ -43,7 +43,9 @@ cb_status cb_gpu_decoder_steps(cb_gpu_decoder *d, int64_t n);
 cb_status cb_gpu_decoder_tokens(cb_gpu_decoder *d, int64_t from, int64_t n, int32_t *out);
 /* Logits [vocab] of the last step. */
 cb_status cb_gpu_decoder_logits(cb_gpu_decoder *d, float *out);
-/* The stored bytes of cache row pos of layer `layer` (which 0: keys, 1: values). */
+/* The stored bytes of cache row pos of layer `layer` (which 0: keys, 1: values), in the CPU
+ * cache's row order (the kv heads' segments end to end; the GPU keeps each head's rows together).
+ */
 cb_status cb_gpu_decoder_cache_row(cb_gpu_decoder *d, int layer, int which, int64_t pos, void *out);
 /* Bytes one step must read from GPU memory at cache length len: every weight except the
  * embedding table (one row of it), plus the whole K and V cache. */

@@ -455,7 +455,9 @@ template <int KV> struct att_cfg {
     /* the register budget: two blocks per SM (the split-K's plan, cb_cuda_dec_new) for head
      * sizes up to 64, the quantized formats' 256 threads at most 128 registers each (left to
      * itself the compiler took 64 and spilled); head size 128 needs more, one block */
-    static constexpr int min_blocks(int HD) { return HD <= 64 ? 2 : 1; }
+    static constexpr int min_blocks(int HD) {
+        return HD <= 64 ? 2 : 1;
+    }
 };
 static int att_threads(int kv) {
     return kv == CB_F16 ? att_cfg<CB_F16>::T
@@ -486,9 +488,9 @@ template <int KV, int HD> struct tile_io {
     typedef typename std::conditional<
         DENSE, uint4, typename std::conditional<W4, unsigned int, unsigned short>::type>::type word;
     static constexpr int WB = sizeof(word);
-    /* words per thread: a whole tile's over the block */
-    static constexpr int W = DENSE ? ATT_THREADS * SB / 16 / ATT_THREADS + (ATT_THREADS * SB / 16 % ATT_THREADS != 0)
-                                   : SB / WB;
+    /* words per thread: a whole tile's over the block (dense), else a row's */
+    static constexpr int W =
+        DENSE ? (ATT_THREADS * SB / 16 + ATT_THREADS - 1) / ATT_THREADS : SB / WB;
     word r[W];
 
     __device__ __forceinline__ void fetch(const uint8_t *rows0, int rows) {
@@ -759,7 +761,8 @@ __device__ __forceinline__ float rope_elem(const float *h, int e, int P, const f
  * like any other row. Pass 1 stages T key rows at a time in shared memory (the head's rows are
  * contiguous bytes, moved through registers a tile ahead by tile_io; the first value tile loads
  * during the last key tile) and scores them for the G query heads (tensor cores, or a thread per
- * key); pass 2 stages value rows the same way and accumulates P . V. The last block of a kv head to finish (a counter, after a fence) combines the partials. */
+ * key); pass 2 stages value rows the same way and accumulates P . V. The last block of a kv head to
+ * finish (a counter, after a fence) combines the partials. */
 template <int KV, int HD, int G>
 __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
     k_dec_attn(const float *qkv, const int64_t *state, const float *cs, const float *sn, int P,
@@ -777,11 +780,11 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
     extern __shared__ float4 sm4[];
     /* a multiple of 4: pairs of scores load as one, and the tiles stay 16-byte aligned */
     const int scw = ((chunk > nch ? chunk : nch) + 3) & ~3;
-    float *qs = (float *)sm4;                        /* [G][HD] */
-    float *sc = qs + G * HD;                         /* [G][scw] scores, then combine weights */
-    float *red = sc + G * scw;                       /* [NR][G][HD] */
-    float *kvrow = red + NR * G * HD;                /* [2][HD] the new k and v (owner block) */
-    __half *ph = (__half *)(kvrow + 2 * HD);         /* tensor-core path: P' [NB][G][T] */
+    float *qs = (float *)sm4;                /* [G][HD] */
+    float *sc = qs + G * HD;                 /* [G][scw] scores, then combine weights */
+    float *red = sc + G * scw;               /* [NR][G][HD] */
+    float *kvrow = red + NR * G * HD;        /* [2][HD] the new k and v (owner block) */
+    __half *ph = (__half *)(kvrow + 2 * HD); /* tensor-core path: P' [NB][G][T] */
     uint8_t *tile = (uint8_t *)(ph + (MC::ON ? NB * G * ATT_THREADS : 0)); /* [T][SBS] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */

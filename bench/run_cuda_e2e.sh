@@ -5,7 +5,7 @@
 # libcaramba_cuda.so, caramba, test_cuda_model, test_cuda_ops, bench_cuda_train,
 # bench_cuda_decode) and the shared libraries the machine lacks in .devlibs (OpenBLAS gzipped).
 # Logs go to $OUT (default ./out-gpu). Usage: bench/run_cuda_e2e.sh [tests|train|decode|all|sanitize]...
-# ('all' = tests train decode; 'sanitize' runs compute-sanitizer over test_cuda_model, ~200 s, only
+# ('all' = tests train decode; 'sanitize' runs compute-sanitizer over test_cuda_model, ~250-400 s, only
 # when named)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -64,7 +64,7 @@ if has decode; then
 fi
 if [[ " $what " == *" sanitize "* ]]; then
   echo "== compute-sanitizer memcheck over test_cuda_model"
-  timeout 200 compute-sanitizer --tool memcheck "$CARRY/test_cuda_model" > "$OUT/memcheck.log" 2>&1
+  timeout 420 compute-sanitizer --tool memcheck "$CARRY/test_cuda_model" > "$OUT/memcheck.log" 2>&1
   echo "memcheck exit $?" | tee -a "$OUT/summary.txt"
   grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | tail -5
 fi

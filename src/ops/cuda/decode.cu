@@ -717,6 +717,7 @@ __device__ __forceinline__ void mma_pv(const uint8_t *tile, int SBS, const __hal
     constexpr int MT = HD / 16, KP = 8 / MT, KS = T / KP, BB = qblock<KV>::BYTES;
     int mt = warp % MT, kp = warp / MT, g = lane >> 2, t2 = (lane & 3) * 2;
     int dlo = pv_dim<KV>(mt, g), dhi = pv_dim<KV>(mt, g + 8), b = dlo / 32;
+    /* byte offsets in a row of rows g and g + 8 (q4_0: one byte serves both) */
     int olo = BB * b + 2 + (KV == CB_Q8_0 ? dlo % 32 : dlo % 16), ohi = BB * b + 2 + dhi % 32;
     const __half *prow = ph + (size_t)(b * G + (g < G ? g : 0)) * T + t2;
     for (int k0 = kp * KS; k0 < kp * KS + KS && k0 < rows; k0 += 16) {

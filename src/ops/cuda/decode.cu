@@ -624,6 +624,24 @@ template <int KV, int HD, int G> struct mma_cfg {
     static constexpr int NB = HD / 32;
 };
 
+/* The attention kernel's dynamic shared memory, for the kernel and the host that sizes it:
+ * qs [G][HD], sc [G][SCW] scores (then combine weights), red [NR][G][HD] partial outputs, kvrow
+ * [2][HD] the new k and v, ph [PH] P' (tensor-core path, f16), tile [T][SBS]. SCW is a multiple of
+ * 4, so every part starts 16-byte aligned. */
+template <int KV, int HD, int G> struct att_smem {
+    static constexpr int T = att_cfg<KV>::T, NG = T / (HD / 4), NP = HD >= T ? 1 : T / HD;
+    static constexpr int NSPLIT = mma_cfg<KV, HD, G>::ON ? 8 / (HD / 16) : NG; /* partials */
+    static constexpr int NR = NSPLIT > NP ? NSPLIT : NP;
+    static constexpr int PH = mma_cfg<KV, HD, G>::ON ? mma_cfg<KV, HD, G>::NB * G * T : 0;
+    __host__ __device__ static int scw(int chunk, int nch) {
+        return ((chunk > nch ? chunk : nch) + 3) & ~3;
+    }
+    static size_t bytes(int chunk, int nch) {
+        size_t floats = (size_t)G * HD + (size_t)G * scw(chunk, nch) + (size_t)NR * G * HD + 2 * HD;
+        return sizeof(float) * floats + sizeof(__half) * PH + (size_t)T * kv_seg<KV, HD>::SBS;
+    }
+};
+
 /* Two codes as an exact half2, from bytes 0 and 2 of w (bytes 1 and 3 zero), in one LOP3 and one
  * half2 op: the code becomes low mantissa bits of 1024 (0x64XX) and the op removes 1024 and the
  * bias. q8_0: int8 ^ 0x80; q4_0 low nibbles; q4_0 high nibbles, which land as 16 x the code and
@@ -771,22 +789,20 @@ __global__ void __launch_bounds__(att_cfg<KV>::T, att_cfg<KV>::min_blocks(HD))
                float scale_log2, float *pm, float *pl, float *pacc, unsigned *count, float *att) {
     constexpr int ATT_THREADS = att_cfg<KV>::T; /* = keys per tile */
     constexpr int SB = kv_seg<KV, HD>::SB, SBS = kv_seg<KV, HD>::SBS;
-    constexpr int Q = HD / 4, NG = ATT_THREADS / Q, NP = HD >= ATT_THREADS ? 1 : ATT_THREADS / HD;
+    constexpr int Q = HD / 4, NG = ATT_THREADS / Q;
     typedef mma_cfg<KV, HD, G> MC;
-    constexpr int NB = MC::NB, BB = qblock<KV>::BYTES;
-    constexpr int NSPLIT = MC::ON ? 8 / (HD / 16) : NG; /* partial outputs of a chunk */
-    constexpr int NR = NSPLIT > NP ? NSPLIT : NP;
+    typedef att_smem<KV, HD, G> SM;
+    constexpr int NB = MC::NB, BB = qblock<KV>::BYTES, NP = SM::NP, NSPLIT = SM::NSPLIT;
     static_assert(!MC::ON || ATT_THREADS == 256,
                   "the tensor-core passes split a tile over 8 warps");
     extern __shared__ float4 sm4[];
-    /* a multiple of 4: pairs of scores load as one, and the tiles stay 16-byte aligned */
-    const int scw = ((chunk > nch ? chunk : nch) + 3) & ~3;
-    float *qs = (float *)sm4;                /* [G][HD] */
-    float *sc = qs + G * HD;                 /* [G][scw] scores, then combine weights */
-    float *red = sc + G * scw;               /* [NR][G][HD] */
-    float *kvrow = red + NR * G * HD;        /* [2][HD] the new k and v (owner block) */
-    __half *ph = (__half *)(kvrow + 2 * HD); /* tensor-core path: P' [NB][G][T] */
-    uint8_t *tile = (uint8_t *)(ph + (MC::ON ? NB * G * ATT_THREADS : 0)); /* [T][SBS] */
+    const int scw = SM::scw(chunk, nch);
+    float *qs = (float *)sm4;                 /* [G][HD] */
+    float *sc = qs + G * HD;                  /* [G][scw] scores, then combine weights */
+    float *red = sc + G * scw;                /* [NR][G][HD] */
+    float *kvrow = red + SM::NR * G * HD;     /* [2][HD] the new k and v (owner block) */
+    __half *ph = (__half *)(kvrow + 2 * HD);  /* tensor-core path: P' [NB][G][T] */
+    uint8_t *tile = (uint8_t *)(ph + SM::PH); /* [T][SBS] */
     __shared__ int last;
     __shared__ float lut[16]; /* nf4 levels (published by the first tile's barrier) */
     int kvh = blockIdx.x, c = blockIdx.y, tid = threadIdx.x;
@@ -1167,25 +1183,33 @@ typedef void (*attn_fn)(const float *, const int64_t *, const float *, const flo
                         uint8_t *, uint8_t *, size_t, int, int, float, float *, float *, float *,
                         unsigned *, float *);
 
-template <int KV, int HD> static attn_fn pick_g(int G) {
+/* An attention kernel and its shared-memory size (att_smem) for a cache format, head size and G */
+struct attn_kernel {
+    attn_fn fn;
+    size_t (*smem)(int chunk, int nch);
+};
+template <int KV, int HD, int G> static attn_kernel attn_of() {
+    return {k_dec_attn<KV, HD, G>, att_smem<KV, HD, G>::bytes};
+}
+template <int KV, int HD> static attn_kernel pick_g(int G) {
     switch (G) {
     case 1:
-        return k_dec_attn<KV, HD, 1>;
+        return attn_of<KV, HD, 1>();
     case 2:
-        return k_dec_attn<KV, HD, 2>;
+        return attn_of<KV, HD, 2>();
     case 3:
-        return k_dec_attn<KV, HD, 3>;
+        return attn_of<KV, HD, 3>();
     case 4:
-        return k_dec_attn<KV, HD, 4>;
+        return attn_of<KV, HD, 4>();
     case 6:
-        return k_dec_attn<KV, HD, 6>;
+        return attn_of<KV, HD, 6>();
     case 8:
-        return k_dec_attn<KV, HD, 8>;
+        return attn_of<KV, HD, 8>();
     default:
-        return nullptr;
+        return {nullptr, nullptr};
     }
 }
-template <int KV> static attn_fn pick_hd(int HD, int G) {
+template <int KV> static attn_kernel pick_hd(int HD, int G) {
     switch (HD) {
     case 32:
         return pick_g<KV, 32>(G);
@@ -1194,39 +1218,20 @@ template <int KV> static attn_fn pick_hd(int HD, int G) {
     case 128:
         return pick_g<KV, 128>(G);
     default:
-        return nullptr;
+        return {nullptr, nullptr};
     }
 }
-static attn_fn pick_attn(int kv, int HD, int G) {
+static attn_kernel pick_attn(int kv, int HD, int G) {
     if (kv == CB_F16) return pick_hd<CB_F16>(HD, G);
     if (kv == CB_Q8_0) return pick_hd<CB_Q8_0>(HD, G);
     if (kv == CB_Q4_0) return pick_hd<CB_Q4_0>(HD, G);
     if (kv == CB_NF4) return pick_hd<CB_NF4>(HD, G);
-    return nullptr;
-}
-
-static int seg_stride(int kv, int HD) {
-    int sb = (int)cb_quant_row_bytes((cb_dtype)kv, HD); /* = kv_seg<KV, HD>::SB */
-    int sb4 = (sb + 3) / 4 * 4;
-    return (sb4 / 4) % 2 ? sb4 : sb4 + 4;
-}
-
-/* the attention kernel's shared memory, as k_dec_attn lays it out */
-static size_t attn_smem_need(const cb_cuda_decoder *d) {
-    size_t G = (size_t)(d->cfg.n_heads / d->cfg.n_kv_heads), HD = (size_t)d->cfg.head_dim;
-    size_t T = (size_t)att_threads(d->kv);
-    size_t scw = ((size_t)(d->chunk > d->nch ? d->chunk : d->nch) + 3) & ~(size_t)3;
-    size_t NG = T / (HD / 4);
-    size_t NP = HD >= T ? 1 : T / HD;
-    bool mma = (d->kv == CB_Q8_0 || d->kv == CB_Q4_0) && HD == 64 && G <= 8; /* mma_cfg::ON */
-    size_t nsplit = mma ? 8 / (HD / 16) : NG, NR = nsplit > NP ? nsplit : NP;
-    size_t ph = mma ? (HD / 32) * G * T * 2 : 0; /* P' */
-    return sizeof(float) * (G * HD + G * scw + NR * G * HD + 2 * HD) + ph +
-           T * (size_t)seg_stride(d->kv, (int)HD);
+    return {nullptr, nullptr};
 }
 
 static size_t attn_smem(const cb_cuda_decoder *d) {
-    size_t bytes = attn_smem_need(d);
+    int G = d->cfg.n_heads / d->cfg.n_kv_heads;
+    size_t bytes = pick_attn(d->kv, d->cfg.head_dim, G).smem(d->chunk, d->nch);
     return bytes > d->att_smem_min ? bytes : d->att_smem_min;
 }
 
@@ -1267,7 +1272,7 @@ static cb_status enqueue_step(cb_cuda_decoder *d, cb_cuda_ctx *c) {
     int H = f.n_heads, Hkv = f.n_kv_heads, hd = f.head_dim, dm = f.d_model, G = H / Hkv;
     cb_tv emb = {(void *)f.embed, f.embed_dtype};
     size_t layer_bytes = (size_t)Hkv * d->head_bytes;
-    attn_fn attn = pick_attn(d->kv, hd, G);
+    attn_fn attn = pick_attn(d->kv, hd, G).fn;
     float scale_log2 = 1.4426950408889634f / sqrtf((float)hd);
     float *q = d->qkv, *k = q + (size_t)H * hd, *v = k + (size_t)Hkv * hd;
     for (int l = 0; l < f.n_layers; l++) {
@@ -1327,7 +1332,7 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
         return cb_fail(CB_ERR_UNSUPPORTED,
                        "cuda decoder: cache format %s (supported: f16, q8_0, q4_0, nf4)",
                        cb_dtype_name((cb_dtype)f.kv_dtype));
-    if (!pick_attn(f.kv_dtype, hd, G))
+    if (!pick_attn(f.kv_dtype, hd, G).fn)
         return cb_fail(CB_ERR_UNSUPPORTED,
                        "cuda decoder: head size %d with %d query heads per kv "
                        "head (supported: 32, 64, 128; 1, 2, 3, 4, 6, 8)",
@@ -1432,7 +1437,7 @@ extern "C" cb_status cb_cuda_dec_new(const cb_cuda_dec_cfg *cfg, cb_cuda_decoder
      * fast as before in isolation (H100, bench/RESULTS-cuda.md E17: q4_0 at 64k keys on the 1b
      * shape 1826 -> 1608 us once capped at 2): its shared memory is padded until no more fit,
      * which also leaves the rest of the SM to the kernels around it */
-    const void *attn_k = (const void *)pick_attn(d->kv, hd, G);
+    const void *attn_k = (const void *)pick_attn(d->kv, hd, G).fn;
     if (st == CB_OK)
         st = cb_cu_check(cudaFuncSetAttribute(attn_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               (int)(c->max_smem_optin - 1024)),
